@@ -1,0 +1,3 @@
+from fertrain.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""`fertrain manifest build | inspect | verify | adapters`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fertrain.cli.tables import counts_tables, dedup_table, drops_table
+from fertrain.console import console
+from fertrain.errors import ConfigError, StampMismatchError
+from fertrain.manifests import (
+    DedupPolicy,
+    build_manifest,
+    check_stamp,
+    count_table,
+    load_manifest,
+    load_recipe,
+    recipe_from_cli,
+    summary_path,
+    verify_manifest,
+)
+from fertrain.manifests.adapters import ADAPTERS
+
+app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.", no_args_is_help=True)
+
+BUILD_HELP = """Build a manifest from a YAML recipe or from --source flags.
+
+Writes FILE, FILE.sha256 (sha256 of FILE), FILE.summary.json (counts by source x split x
+class, drops by reason, dedup results) and FILE.dedup.csv (every duplicate pair).
+
+Examples:
+
+  fertrain manifest build manifests/classification_manifest.yaml
+
+  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out m.parquet
+
+  fertrain manifest build --source ferplus=data/ferplus --option ferplus.fer2013_csv=../fer2013_csv/fer2013.csv
+  --option ferplus.partial=true --option ferplus.mode=probability --out ferplus.csv
+"""
+
+
+def print_summary(summary: dict, counts: dict | None = None) -> None:
+    for table in counts_tables(counts if counts is not None else summary.get("counts", {})):
+        console.print(table)
+    for table in (drops_table(summary.get("drops", {})), dedup_table(summary.get("dedup", {}))):
+        if table is not None:
+            console.print(table)
+
+
+@app.command("build", help=BUILD_HELP)
+def build(
+    recipe: Path | None = typer.Argument(None, help="Recipe YAML (see manifests/)."),
+    source: list[str] = typer.Option([], "--source", "-s", help="ADAPTER=PATH or ADAPTER:NAME=PATH (repeatable)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="SOURCE.KEY=VALUE adapter option (repeatable)."),
+    out: Path | None = typer.Option(None, "--out", help="Output manifest (.csv or .parquet); overrides the recipe."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest with different content."),
+    dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop [recipe, else report]."),
+    dedup_near: str | None = typer.Option(None, help="Near duplicates (dHash): off|report|drop [recipe, else report]."),
+    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits [2]."),
+    seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`)."),
+    workers: int | None = typer.Option(None, help="Threads for hashing images [2x cores]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
+) -> None:
+    if recipe is not None and source:
+        raise ConfigError("give either a RECIPE or --source flags, not both")
+    if recipe is None and not source:
+        raise ConfigError("nothing to build: give a RECIPE.yaml or at least one --source ADAPTER=PATH")
+    if recipe is not None:
+        if option:
+            raise ConfigError("--option goes with --source; put adapter options in the recipe's `options:`")
+        r = load_recipe(recipe)
+    else:
+        r = recipe_from_cli(source, option, DedupPolicy(), seed)
+    overrides = {"exact": dedup_exact, "near": dedup_near, "near_threshold": near_threshold}
+    r.dedup = DedupPolicy(**{**r.dedup.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    result = build_manifest(r, out, skip_bad=skip_bad, overwrite=overwrite, workers=workers, show_progress=not quiet)
+    if not quiet:
+        print_summary(result.summary)
+    console.print(f"[green]wrote[/] {result.path} ({len(result.df):,} rows, sha256 {result.sha256[:16]}…) "
+                  f"{result.summary['totals']}", soft_wrap=True)  # fmt: skip
+
+
+@app.command("inspect")
+def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .parquet).")) -> None:
+    """Print counts by source x split x class, drops and duplicates, and verify the stamp.
+
+    Example: fertrain manifest inspect outputs/manifests/fer2013.parquet
+    """
+    m = load_manifest(manifest, verify_stamp=False)
+    sp = summary_path(manifest)
+    summary = json.loads(sp.read_text(encoding="utf-8")) if sp.is_file() else {}
+    print_summary(summary, counts=count_table(m.df))
+    console.print(f"{len(m.df):,} rows; splits {m.df['split'].value_counts().sort_index().to_dict()}; "
+                  f"soft labels: {'yes' if m.has_soft_labels else 'no'}", soft_wrap=True)  # fmt: skip
+    try:
+        digest = check_stamp(manifest)
+    except StampMismatchError as exc:
+        console.print(f"[bold red]stamp: FAILED[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"[green]stamp: OK[/] sha256 {digest}")
+
+
+@app.command("verify")
+def verify(
+    manifest: Path = typer.Argument(..., help="Manifest file."),
+    hash_images: bool = typer.Option(False, "--hash-images", help="Also re-hash every image and compare sha256."),
+    workers: int | None = typer.Option(None, help="Threads [2x cores]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Check the stamp and that every image exists (and, with --hash-images, is unchanged).
+
+    Example: fertrain manifest verify outputs/manifests/fer2013.parquet --hash-images
+    """
+    report = verify_manifest(manifest, hash_images=hash_images, workers=workers, show_progress=not quiet)
+    console.print(f"stamp: {'[green]OK' if report.stamp_ok else '[red]FAILED'}[/] {report.stamp_error or ''}",
+                  soft_wrap=True)  # fmt: skip
+    console.print(f"images: {report.rows - len(report.missing):,}/{report.rows:,} present"
+                  + (f", {len(report.hash_mismatch):,} hash mismatches" if hash_images else ""))  # fmt: skip
+    for label, items in (("missing", report.missing), ("changed", report.hash_mismatch)):
+        for row_id, path in items[:20]:
+            console.print(f"  [red]{label}[/] {row_id} ({path})", soft_wrap=True, highlight=False)
+        if len(items) > 20:
+            console.print(f"  … and {len(items) - 20:,} more {label}")
+    if not report.ok:
+        raise typer.Exit(1)
+    console.print("[green]manifest verified[/]")
+
+
+@app.command("adapters")
+def adapters() -> None:
+    """List the dataset adapters and their options (with defaults)."""
+    t = Table(title="adapters")
+    for col in ("adapter", "layout", "options (default)"):
+        t.add_column(col)
+    for a in ADAPTERS.values():
+        t.add_row(a.name, a.doc, ", ".join(f"{k}={v!r}" for k, v in a.defaults.items()) or "-")
+    console.print(t)

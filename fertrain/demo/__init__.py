@@ -1,0 +1,1 @@
+"""Embedded synthetic demo data and the `make demo` pipeline."""

@@ -1,0 +1,110 @@
+"""Read each image once: sha256 of its bytes, size, and a 64-bit dHash of the face.
+
+Runs in a thread pool: hashlib and OpenCV's decoder release the GIL, so threads scale on
+the cores without pickling images between processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fertrain.console import progress_bar
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    sha256: str
+    width: int
+    height: int
+    dhash: str  # 16 hex digits; "" when the box does not fit the image
+    box_fits: bool
+    box: tuple[int, int, int, int] | None = None  # the face box, clipped to the image if allowed
+    clipped: bool = False
+
+
+def dhash64(gray: np.ndarray) -> int:
+    """Difference hash: 9x8 area-resize, one bit per horizontal neighbour comparison."""
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clip_box(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Intersect an x, y, w, h box with the image; None when nothing of it is inside."""
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(width, box[0] + box[2]), min(height, box[1] + box[3])
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
+
+
+def probe_image(path: Path, box: tuple[int, int, int, int] | None, clip: bool = False) -> ImageFacts | str:
+    """Facts about one image, or a message saying why it cannot be used.
+
+    A box that reaches outside the image is refused (`box_fits=False`) unless `clip`, where
+    the part inside is kept (the ExpW convention: crop by array slicing).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "image file not found"
+    except OSError as exc:
+        return f"cannot read image: {exc.strerror or exc}"
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    if gray is None:
+        return "unreadable image (not a decodable image file)"
+    height, width = gray.shape[:2]
+    sha = hashlib.sha256(data).hexdigest()
+    clipped = False
+    if box is not None:
+        inside = clip_box(box, width, height)
+        clipped = inside != box
+        if inside is None or (clipped and not clip) or box[2] <= 0 or box[3] <= 0:
+            return ImageFacts(sha, width, height, "", box_fits=False, box=box)
+        box = inside
+        x, y, w, h = box
+        gray = gray[y : y + h, x : x + w]
+    return ImageFacts(sha, width, height, f"{dhash64(gray):016x}", box_fits=True, box=box, clipped=clipped)
+
+
+def default_workers() -> int:
+    return max(1, min(32, (os.cpu_count() or 1) * 2))
+
+
+def parallel_map(
+    fn: Callable, items: Sequence, *, workers: int | None = None, description: str = "", show: bool = True
+) -> list:
+    """`[fn(*item) for item in items]` over a thread pool, in order, with a progress bar."""
+    workers = workers or default_workers()
+    results: list = [None] * len(items)
+    chunk = 256
+    starts = range(0, len(items), chunk)
+
+    def run_chunk(start: int) -> int:
+        for i in range(start, min(start + chunk, len(items))):
+            results[i] = fn(*items[i])
+        return min(chunk, len(items) - start)
+
+    with progress_bar(description, total=len(items), unit="img", show=show) as advance:
+        if workers <= 1:
+            for start in starts:
+                advance(run_chunk(start))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for n in pool.map(run_chunk, starts):
+                    advance(n)
+    return results

@@ -1,0 +1,95 @@
+"""`fertrain runs list` / `runs clean`: see and remove run directories, never a live one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from fertrain.errors import FertrainError
+from fertrain.runs.lock import LOCK_NAME, describe_holder, lock_state, read_lock
+from fertrain.runs.status import STATUS_NAME
+
+RUN_MARKERS = (LOCK_NAME, STATUS_NAME, "environment.json")
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    state: str  # running | stale | finished | failed | unknown
+    command: str | None
+    started: str | None
+    ended: str | None
+    detail: str = ""
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / m).exists() for m in RUN_MARKERS)
+
+
+def run_info(path: Path) -> RunInfo:
+    lock = lock_state(path)
+    holder = read_lock(path) if lock != "free" else None
+    status: dict = {}
+    try:
+        status = json.loads((path / STATUS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = {}
+    if lock in ("running", "stale"):
+        return RunInfo(path, lock, (holder or {}).get("command"), (holder or {}).get("started"), None,
+                       describe_holder(holder))  # fmt: skip
+    state = status.get("status") if status.get("status") in ("finished", "failed") else "unknown"
+    return RunInfo(path, state, status.get("command"), status.get("started"), status.get("ended"),
+                   status.get("error") or "")  # fmt: skip
+
+
+def find_runs(root: str | Path) -> list[RunInfo]:
+    """Every run directory under `root` (not descending into runs), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FertrainError(f"{root}: not a directory")
+    runs = []
+    for dirpath, dirnames, _ in os.walk(root):
+        here = Path(dirpath)
+        if is_run_dir(here):
+            runs.append(run_info(here))
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(runs, key=lambda r: str(r.path))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path != root and root in path.parents
+
+
+def clean_runs(dirs: list[str | Path], root: str | Path, *, dry_run: bool = False) -> list[Path]:
+    """Delete run directories under `root`. Every target is checked before anything is removed.
+
+    Refused: a path outside `root` (after resolving links) or `root` itself, a missing
+    path, and any directory holding a run lock (running or stale) at any depth.
+    """
+    root_r = Path(root).resolve()
+    problems, targets = [], []
+    for d in dirs:
+        p = Path(d)
+        resolved = p.resolve()
+        if not resolved.is_dir():
+            problems.append(f"{p}: not a directory")
+            continue
+        if not _inside(resolved, root_r):
+            problems.append(f"{p}: outside the root {root_r} (refusing to delete)")
+            continue
+        locked = [Path(dp) for dp, _, files in os.walk(resolved) if LOCK_NAME in files]
+        for lp in locked:
+            problems.append(f"{p}: {lp} is locked ({lock_state(lp)}): {describe_holder(read_lock(lp))}")
+        if not locked:
+            targets.append(resolved)
+    if problems:
+        raise FertrainError("nothing deleted:\n  " + "\n  ".join(problems))
+    if not dry_run:
+        for t in targets:
+            shutil.rmtree(t)
+    return targets
