@@ -169,7 +169,7 @@ def build_manifest(
             df[col] = None
     soft_present = [c for c in SOFT_COLUMNS if c in df]
     df = df[list(COLUMNS) + soft_present]
-    df["root"] = [_store_root(r, out.parent) for r in df["root"]] if len(df) else df["root"]
+    df["root"] = df["root"].map({r: _store_root(r, out.parent) for r in df["root"].unique()})
     before = len(df)
     df = filter_rows(df, recipe.filters).reset_index(drop=True)
     filtered_out = before - len(df)

@@ -53,8 +53,10 @@ def _priority_order(df: pd.DataFrame, source_priority: dict[str, int]) -> np.nda
 
 
 def _exact_pairs(df: pd.DataFrame, order: np.ndarray) -> list[tuple[int, int, int]]:
-    box = df[["box_x", "box_y", "box_w", "box_h"]].astype("string").fillna("").agg(",".join, axis=1)
-    key = (df["sha256"].astype(str) + "|" + box).to_numpy()
+    key = df["sha256"].astype(str)
+    for col in ("box_x", "box_y", "box_w", "box_h"):
+        key = key + "|" + df[col].astype("string").fillna("")
+    key = key.to_numpy()
     first: dict[str, int] = {}
     pairs = []
     for i in order:

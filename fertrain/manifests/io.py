@@ -130,8 +130,8 @@ def load_manifest(path: str | Path, *, verify_stamp: bool = True) -> Manifest:
     if not path.is_file():
         raise InputError(path, "manifest not found", kind="missing")
     if fmt == ".csv":
-        df = pd.read_csv(path, dtype={c: "string" for c in _STRING_COLUMNS}, keep_default_na=False,
-                         na_values={c: [""] for c in COLUMNS})  # fmt: skip
+        # Only an empty cell is missing: a group or label literally named "NA" stays a string.
+        df = pd.read_csv(path, dtype={c: "string" for c in _STRING_COLUMNS}, keep_default_na=False, na_values=[""])
     else:
         df = pd.read_parquet(path, engine="pyarrow")
     missing = [c for c in COLUMNS if c not in df.columns]

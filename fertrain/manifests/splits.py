@@ -23,6 +23,11 @@ def _holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float
             f"cannot derive a {fraction:.0%} split from {n_units} {'groups' if groups is not None else 'rows'}; "
             f"need at least {n_splits}"
         )
+    if np.unique(labels, return_counts=True)[1].max() < n_splits:
+        # Too few rows in every class to stratify: hold out whole units (groups or rows) at random.
+        units = np.unique(groups) if groups is not None else np.arange(len(labels))
+        held_units = np.random.default_rng(seed).permutation(units)[: max(1, round(fraction * len(units)))]
+        return np.isin(groups if groups is not None else np.arange(len(labels)), held_units)
     with warnings.catch_warnings():
         # sklearn warns when a class has fewer members than folds; the split is still valid.
         warnings.simplefilter("ignore", UserWarning)

@@ -32,27 +32,28 @@ MODES = ("majority", "probability")
 def ferplus_label(votes: np.ndarray, mode: str) -> tuple[int | None, str, np.ndarray | None]:
     """Apply the reference rules to one row of 10 votes.
 
-    Returns (canonical label or None, the native winner or drop reason, 7-class soft vector).
+    Returns (canonical label or None, the native winner or the drop reason, 7-class soft
+    vector). As in the reference code, a tie between an emotion and contempt/unknown/NF goes
+    to the emotion (it comes first); the hard label is the soft vector's argmax.
     """
     v = np.where(votes <= 1, 0, votes).astype(np.float64)
     total = v.sum()
     if total <= 0:
         return None, "no_votes_after_outlier_removal", None
-    top = int(np.argmax(v))
-    winner = VOTE_COLUMNS[top]
-    if mode == "majority" and v[top] <= 0.5 * total:
+    if mode == "majority" and v.max() <= 0.5 * total:
         return None, "no_majority", None
-    if winner in ("unknown", "NF"):
-        return None, winner, None
-    if winner == "contempt":
+    emotions, contempt, unknown, not_face = v[:7], v[7], v[8], v[9]
+    if max(unknown, not_face) > max(emotions.max(), contempt):
+        return None, "unknown" if unknown >= not_face else "NF", None
+    if contempt > emotions.max():
         return None, "contempt", None
     soft = np.zeros(len(CLASS_NAMES))
-    for col, n in zip(VOTE_COLUMNS, v, strict=True):
-        idx = VOTE_TO_CANONICAL[col]
-        if idx is not None:
-            soft[idx] += n
+    for col, n in zip(VOTE_COLUMNS[:7], emotions, strict=True):
+        soft[VOTE_TO_CANONICAL[col]] += n  # type: ignore[index]
     soft /= soft.sum()
-    return VOTE_TO_CANONICAL[winner], winner, soft
+    label = int(np.argmax(soft))
+    native = next(c for c in VOTE_COLUMNS[:7] if VOTE_TO_CANONICAL[c] == label)
+    return label, native, soft
 
 
 def ferplus(ctx: AdapterContext) -> list[Candidate]:

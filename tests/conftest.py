@@ -1,0 +1,58 @@
+"""Shared fixtures: where the real data is, and small generated datasets.
+
+Real data comes from FERTRAIN_DATA (default ../shared/datasets beside the project); tests
+that need it skip with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FERTRAIN_DATA", REPO.parent / "shared" / "datasets"))
+
+
+def real_data(subpath: str) -> Path:
+    """Path to a real dataset under FERTRAIN_DATA, or skip the test saying what is missing."""
+    p = DATA / subpath
+    if not p.exists():
+        pytest.skip(f"real data {p} not found (set FERTRAIN_DATA to the shared datasets folder)")
+    return p
+
+
+def write_image(path: Path, seed: int, size: int = 24, color: bool = False) -> Path:
+    """A small random-texture JPEG/PNG, unique per seed (so no accidental duplicates)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, size=(size, size, 3) if color else (size, size), dtype=np.uint8)
+    img = cv2.GaussianBlur(img, (3, 3), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer2013_manifest(tmp_path_factory) -> Path:
+    """The real FER2013 image folders built once into a Parquet manifest (about 10-20 s)."""
+    src = real_data("fer2013")
+    from fertrain.manifests import DedupPolicy, build_manifest, recipe_from_cli
+
+    out = tmp_path_factory.mktemp("fer2013") / "m.parquet"
+    build_manifest(recipe_from_cli([f"fer2013={src}"], [], DedupPolicy(), 1337), out, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """The synthetic demo dataset at a third of its size (fast, same generator)."""
+    from fertrain.demo.dataset import write_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    write_demo_dataset(out, seed=7, scale=0.35)
+    return out

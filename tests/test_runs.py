@@ -1,0 +1,230 @@
+"""Run layer: lock contention between real processes, stale locks, reports, list and clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fertrain.atomic import atomic_write_json, atomic_write_text
+from fertrain.errors import FertrainError
+from fertrain.manifests import DedupPolicy, SourceFilter, build_manifest, recipe_from_cli
+from fertrain.runs import (
+    LOCK_NAME,
+    RunLockedError,
+    StaleLockError,
+    clean_runs,
+    find_runs,
+    lock_state,
+    open_run,
+    read_lock,
+    run_lock,
+)
+
+from .clitools import run_cli
+from .conftest import write_image
+
+HOLDER = """
+import sys, time, pathlib
+from fertrain.runs.lock import run_lock
+out, ready, stop = map(pathlib.Path, sys.argv[1:4])
+with run_lock(out, command="holder-process"):
+    ready.write_text("held")
+    while not stop.exists():
+        time.sleep(0.05)
+"""
+
+CONTENDER = """
+import sys, time
+from fertrain.runs.lock import run_lock, RunLockedError
+t = time.perf_counter()
+try:
+    with run_lock(sys.argv[1], command="contender"):
+        print("ACQUIRED")
+except RunLockedError as exc:
+    print(f"REFUSED after {time.perf_counter() - t:.3f}s: {exc}")
+    sys.exit(3)
+"""
+
+
+def start_holder(out: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), str(ready), str(stop)])
+    deadline = time.time() + 30
+    while not ready.exists():
+        assert proc.poll() is None, "holder died"
+        assert time.time() < deadline, "holder never took the lock"
+        time.sleep(0.05)
+    return proc, stop
+
+
+def test_second_process_is_refused_quickly_and_holder_is_untouched(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder, stop = start_holder(out, tmp_path)
+    try:
+        before = (out / LOCK_NAME).read_bytes()
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", CONTENDER, str(out)], capture_output=True, text=True, timeout=60)
+        wall = time.perf_counter() - t0
+        assert res.returncode == 3, res.stdout + res.stderr
+        refused_after = float(res.stdout.split("REFUSED after ")[1].split("s:")[0])
+        assert refused_after < 2.0 and wall < 20
+        assert f"pid {holder.pid}" in res.stdout and "holder-process" in res.stdout
+        # a real command refuses too, with exit code 2 and who holds it
+        code, text = run_cli(["demo", "run", "--out", out], capsys)
+        assert code == 2 and "locked by a running process" in text and str(holder.pid) in text
+        assert holder.poll() is None  # the first run goes on
+        assert (out / LOCK_NAME).read_bytes() == before
+        assert lock_state(out) == "running"
+    finally:
+        stop.write_text("stop")
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+    assert not (out / LOCK_NAME).exists() and lock_state(out) == "free"
+    with run_lock(out) as payload:  # free again
+        assert payload["pid"] == os.getpid()
+
+
+def test_killed_holder_leaves_a_stale_lock_that_needs_recovery(tmp_path):
+    out = tmp_path / "run"
+    holder, _ = start_holder(out, tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert lock_state(out) == "stale"
+    with pytest.raises(StaleLockError, match=f"pid {holder.pid} is no longer running") as exc, run_lock(out):
+        pass
+    assert "--recover-stale-lock" in str(exc.value)
+    assert read_lock(out)["pid"] == holder.pid  # refusal changed nothing
+    with run_lock(out, recover_stale=True) as payload:
+        assert payload["recovered_from"]["pid"] == holder.pid
+    assert lock_state(out) == "free"
+
+
+def test_unreadable_lock_payload_is_stale_not_ignored(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("{not json")
+    with pytest.raises(StaleLockError, match="unreadable"), run_lock(out):
+        pass
+
+
+def test_in_process_second_holder_is_refused(tmp_path):
+    with run_lock(tmp_path / "r", command="first"), pytest.raises(RunLockedError, match="command: first"):
+        with run_lock(tmp_path / "r"):
+            pass
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "report.json"
+    atomic_write_json(target, {"ok": 1})
+
+    def boom(fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    from fertrain.atomic import atomic_write
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp files left
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+@pytest.fixture
+def small_manifest(tmp_path) -> Path:
+    root = tmp_path / "fer"
+    seed = 0
+    for split, prefix in (("train", "Training"), ("validation", "PublicTest")):
+        for cls in ("angry", "happy", "sad"):
+            for _ in range(4):
+                seed += 1
+                write_image(root / split / cls / f"{prefix}_{seed}.jpg", seed)
+    out = tmp_path / "m.parquet"
+    build_manifest(recipe_from_cli([f"fer2013:src={root}"], [], DedupPolicy(), 1), out, show_progress=False)
+    return out
+
+
+def test_open_run_writes_reports_and_status(tmp_path, small_manifest):
+    out = tmp_path / "runs" / "a"
+    with open_run(out, seed=1337, manifest=small_manifest, source_filter=SourceFilter(splits=["train"]),
+                  command="fertrain test") as run:  # fmt: skip
+        assert len(run.data.rows) == 12 and set(run.data.rows.split) == {"train"}
+        assert read_lock(out)["command"] == "fertrain test"
+    env = json.loads((out / "environment.json").read_text())
+    for key in ("python", "platform", "torch", "cuda", "cudnn", "gpus", "packages", "command", "seed", "git"):
+        assert key in env
+    assert env["seed"] == 1337 and "torch" in env["packages"] and "timm" in env["packages"]
+    report = json.loads((out / "alignmentreport.json").read_text())
+    assert report["manifest_sha256"] == (Path(f"{small_manifest}.sha256")).read_text().split()[0]
+    assert report["before_filter"]["rows"] == 24 and report["after_filter"]["rows"] == 12
+    assert report["after_filter"]["by_source_split_class"]["src"]["train"]["Happy"] == 4
+    assert report["source_filter"] == {"include_sources": [], "exclude_sources": [], "splits": ["train"]}
+    assert report["output_dir"] == str(out)
+    assert json.loads((out / "run_status.json").read_text())["status"] == "finished"
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_failed_run_is_recorded_and_changed_manifest_is_refused(tmp_path, small_manifest):
+    out = tmp_path / "runs" / "b"
+    with pytest.raises(ZeroDivisionError), open_run(out, manifest=small_manifest):
+        _ = 1 / 0
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "failed" and "ZeroDivisionError" in status["error"]
+    # rebuild the manifest with different content: resuming in the same directory is refused
+    report = json.loads((out / "alignmentreport.json").read_text())
+    report["manifest_sha256"] = "0" * 64
+    (out / "alignmentreport.json").write_text(json.dumps(report))
+    with pytest.raises(FertrainError, match="was run on manifest sha256 000000000000"):
+        with open_run(out, manifest=small_manifest):
+            pass
+    with open_run(out, manifest=small_manifest, allow_manifest_change=True):
+        pass
+
+
+def test_runs_list_and_clean(tmp_path, capsys):
+    root = tmp_path / "outputs"
+    with open_run(root / "teachers" / "done"):
+        pass
+    with pytest.raises(RuntimeError), open_run(root / "teachers" / "broken"):
+        raise RuntimeError("nan loss")
+    stale_holder, _ = start_holder(root / "teachers" / "crashed", tmp_path)
+    stale_holder.kill()
+    stale_holder.wait()
+    (tmp_path / "ready").unlink()
+    live, stop = start_holder(root / "students" / "live", tmp_path)
+    try:
+        states = {r.path.name: r.state for r in find_runs(root)}
+        assert states == {"done": "finished", "broken": "failed", "crashed": "stale", "live": "running"}
+        code, text = run_cli(["runs", "list", root], capsys)
+        assert code == 0 and "4 run(s)" in text and "stale" in text and "running" in text
+        # refusals: a live run, a stale run, a folder containing a live run, the root, outside the root
+        for target in (root / "students" / "live", root / "teachers" / "crashed", root / "students", root,
+                       tmp_path):  # fmt: skip
+            with pytest.raises(FertrainError, match="nothing deleted"):
+                clean_runs([target], root)
+        code, text = run_cli(["runs", "clean", "--root", root, root / "teachers" / "done", root / "students"], capsys)
+        assert code == 2 and "nothing deleted" in text
+        assert (root / "teachers" / "done").exists()  # all-or-nothing
+        assert clean_runs([root / "teachers" / "done"], root, dry_run=True) == [(root / "teachers" / "done").resolve()]
+        assert (root / "teachers" / "done").exists()
+        targets = [root / "teachers" / "done", root / "teachers" / "broken"]
+        code, text = run_cli(["runs", "clean", "--root", root, *targets], capsys)
+        assert code == 0 and not (root / "teachers" / "done").exists() and not (root / "teachers" / "broken").exists()
+        link = tmp_path / "sneaky"
+        link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        (tmp_path / "elsewhere").mkdir()
+        inside_link = root / "teachers" / "link"
+        inside_link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        with pytest.raises(FertrainError, match="outside the root"):
+            clean_runs([inside_link], root)
+    finally:
+        stop.write_text("stop")
+        live.wait(timeout=30)
