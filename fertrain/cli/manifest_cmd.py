@@ -62,7 +62,7 @@ def build(
     dedup_near: str | None = typer.Option(None, help="Near duplicates (dHash): off|report|drop [recipe, else report]."),
     near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits [2]."),
     seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`)."),
-    workers: int | None = typer.Option(None, help="Processes for hashing images [cores]."),
+    workers: int | None = typer.Option(None, help="Processes for hashing images [cores - 1]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
 ) -> None:
     if recipe is not None and source:
@@ -108,7 +108,7 @@ def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .p
 def verify(
     manifest: Path = typer.Argument(..., help="Manifest file."),
     hash_images: bool = typer.Option(False, "--hash-images", help="Also re-hash every image and compare sha256."),
-    workers: int | None = typer.Option(None, help="Processes [cores]."),
+    workers: int | None = typer.Option(None, help="Processes [cores - 1]."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check the stamp and that every image exists (and, with --hash-images, is unchanged).

@@ -84,7 +84,11 @@ def probe_image(path: Path, box: tuple[int, int, int, int] | None, clip: bool = 
 
 
 def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    """One process per core but one: the parent unpickles results and draws the progress bar.
+
+    On 2 cores that means in-process, which measured fastest there (docs/benchmarks.md).
+    """
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def _run_chunk(fn: Callable, chunk: Sequence) -> list:
