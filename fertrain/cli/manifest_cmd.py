@@ -28,8 +28,8 @@ app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.", no_ar
 
 BUILD_HELP = """Build a manifest from a YAML recipe or from --source flags.
 
-Writes FILE, FILE.sha256 (sha256 of FILE), FILE.summary.json (counts by source x split x
-class, drops by reason, dedup results) and FILE.dedup.csv (every duplicate pair).
+Writes FILE, FILE.sha256 (sha256 of FILE), FILE.summary.json (counts by source x split x class, \
+drops by reason, dedup results) and FILE.dedup.csv (every duplicate pair).
 
 Examples:
 
@@ -37,8 +37,8 @@ Examples:
 
   fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out m.parquet
 
-  fertrain manifest build --source ferplus=data/ferplus --option ferplus.fer2013_csv=../fer2013_csv/fer2013.csv
-  --option ferplus.partial=true --option ferplus.mode=probability --out ferplus.csv
+  fertrain manifest build --source ferplus=data/ferplus -o ferplus.fer2013_csv=../fer2013_csv/fer2013.csv \
+-o ferplus.mode=probability --out ferplus.csv
 """
 
 
@@ -58,11 +58,11 @@ def build(
     out: Path | None = typer.Option(None, "--out", help="Output manifest (.csv or .parquet); overrides the recipe."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest with different content."),
-    dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop [recipe, else report]."),
-    dedup_near: str | None = typer.Option(None, help="Near duplicates (dHash): off|report|drop [recipe, else report]."),
-    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits [2]."),
+    dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop \\[recipe, else report]."),
+    dedup_near: str | None = typer.Option(None, help="Near duplicates: off|report|drop \\[recipe, else report]."),
+    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits \\[2]."),
     seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`)."),
-    workers: int | None = typer.Option(None, help="Processes for hashing images [cores - 1]."),
+    workers: int | None = typer.Option(None, help="Processes for hashing images \\[cores - 1]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
 ) -> None:
     if recipe is not None and source:
@@ -108,7 +108,7 @@ def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .p
 def verify(
     manifest: Path = typer.Argument(..., help="Manifest file."),
     hash_images: bool = typer.Option(False, "--hash-images", help="Also re-hash every image and compare sha256."),
-    workers: int | None = typer.Option(None, help="Processes [cores - 1]."),
+    workers: int | None = typer.Option(None, help="Processes \\[cores - 1]."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check the stamp and that every image exists (and, with --hash-images, is unchanged).

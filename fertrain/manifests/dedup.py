@@ -34,6 +34,8 @@ class DedupPolicy:
 
     def __post_init__(self) -> None:
         for name in ("exact", "near"):
+            if getattr(self, name) is False:  # YAML 1.1 reads a bare `off` as false
+                setattr(self, name, "off")
             if getattr(self, name) not in MODES:
                 raise ConfigError(f"dedup.{name} = {getattr(self, name)!r}; expected one of {', '.join(MODES)}")
         if not 0 <= int(self.near_threshold) <= 16:
