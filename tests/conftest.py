@@ -56,3 +56,16 @@ def demo_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "data"
     write_demo_dataset(out, seed=7, scale=0.35)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(tmp_path_factory) -> Path:
+    """`fertrain demo run` once for the session: data, manifest, Stage A and Stage B teachers (~2 CPU min)."""
+    from fertrain.cli import main
+
+    out = tmp_path_factory.mktemp("demo_pipeline") / "demo"
+    try:
+        main(["demo", "run", "--out", str(out), "-q"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"demo run failed with {exc.code}"
+    return out

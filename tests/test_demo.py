@@ -80,18 +80,18 @@ def test_demo_yaml_recipe_matches_the_builtin_one(demo_data, tmp_path, monkeypat
     assert set(built_in.df.source) == {"demo_lowres", "demo_hires"}
 
 
-def test_demo_run_cli_end_to_end(tmp_path, capsys):
-    out = tmp_path / "demo"
-    code, text = run_cli(["demo", "run", "--out", out], capsys)
-    assert code == 0, text
-    assert "demo complete" in text
+def test_demo_run_cli_end_to_end(demo_pipeline, capsys):
+    out = demo_pipeline
     m = load_manifest(out / "manifests" / "demo.parquet")
     assert set(m.df.split) == {"train", "val", "test"} and m.df.label.nunique() == 7
     assert json.loads((out / "run_status.json").read_text())["status"] == "finished"
     assert (out / "environment.json").is_file()
-    # running it again reuses the same data and manifest
-    code, text = run_cli(["demo", "run", "--out", out], capsys)
-    assert code == 0 and load_manifest(out / "manifests" / "demo.parquet").sha256 == m.sha256
+    # running it again reuses the data and manifest and resumes the finished teachers (nothing to train)
+    before = {p: p.stat().st_mtime_ns for p in out.glob("teachers/*/history.json")}
+    code, text = run_cli(["demo", "run", "--out", out, "-q"], capsys)
+    assert code == 0 and "demo complete" in text, text
+    assert load_manifest(out / "manifests" / "demo.parquet").sha256 == m.sha256
+    assert len(before) == 2 and all(p.stat().st_mtime_ns == t for p, t in before.items())
 
 
 @pytest.mark.parametrize("label", range(7))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fertrain import __version__
-from fertrain.cli import demo_cmd, manifest_cmd, runs_cmd
+from fertrain.cli import demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd
 from fertrain.console import console
 from fertrain.errors import FertrainError
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     "Examples:\n\n"
     "  fertrain manifest build --source fer2013=data/fer2013 --out outputs/manifests/fer2013.parquet\n\n"
     "  fertrain manifest inspect outputs/manifests/fer2013.parquet\n\n"
+    "  fertrain teacher --stage A --manifest outputs/manifests/fer2013.parquet --backbone resnet18\n\n"
     "  fertrain runs list outputs/teachers\n\n"
     "  fertrain demo run --out outputs/demo",
     no_args_is_help=True,
@@ -25,6 +26,8 @@ app = typer.Typer(
 app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(demo_cmd.app, name="demo")
+app.add_typer(export_cmd.app, name="export")
+app.command("teacher", help=teacher_cmd.HELP)(teacher_cmd.teacher)
 app.command("demo-data")(demo_cmd.demo_data)
 
 

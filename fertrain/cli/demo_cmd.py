@@ -32,15 +32,21 @@ def run(
     out: Path = typer.Option(Path("outputs/demo"), "--out", help="Demo run directory."),
     seed: int = typer.Option(1337, help="Seed for data and splits."),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over a crashed run's lock."),
+    teachers: bool = typer.Option(True, "--teachers/--no-teachers", help="Train the Stage A/B demo teachers."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Run the demo pipeline: render data -> build the manifest -> print its summary.
+    """Run the demo pipeline: data -> manifest -> Stage A teacher -> Stage B teacher (init from A).
 
     Example: fertrain demo run --out outputs/demo
     """
     from fertrain.cli.manifest_cmd import print_summary
     from fertrain.demo.pipeline import run_demo
 
-    result = run_demo(out, seed=seed, recover_stale=recover_stale_lock)
+    result = run_demo(out, seed=seed, recover_stale=recover_stale_lock, teachers=teachers, show_progress=not quiet)
     print_summary(result.manifest.summary)
-    console.print(f"[green]demo complete[/]: manifest {result.manifest.path} "
-                  f"({len(result.manifest.df):,} rows)", soft_wrap=True)  # fmt: skip
+    console.print(f"manifest {result.manifest.path} ({len(result.manifest.df):,} rows)", soft_wrap=True)
+    for stage, t in result.teachers.items():
+        last = t.history[-1] if t.history else {}
+        console.print(f"teacher stage {stage}: {t.output_dir} best val macro-F1 {t.best_macro_f1:.3f}, "
+                      f"acc {last.get('val_accuracy', float('nan')):.3f}", soft_wrap=True)  # fmt: skip
+    console.print("[green]demo complete[/]")

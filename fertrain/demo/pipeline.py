@@ -1,14 +1,17 @@
-"""The demo pipeline behind `make demo`: data -> manifest (later: teachers -> ... -> ONNX)."""
+"""The demo pipeline behind `make demo`: data -> manifest -> Stage A -> Stage B teachers
+(later: calibration -> soft labels -> student -> ONNX)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fertrain.configs import config_path
 from fertrain.demo.dataset import write_demo_dataset
 from fertrain.manifests import BuildResult, build_manifest
 from fertrain.manifests.recipe import recipe_from_dict
 from fertrain.runs import open_run
+from fertrain.train import TeacherResult, resolve_config, train_teacher
 
 
 def demo_recipe(data_dir: str | Path, seed: int = 1337) -> dict:
@@ -31,12 +34,29 @@ def demo_recipe(data_dir: str | Path, seed: int = 1337) -> dict:
 class DemoResult:
     out: Path
     manifest: BuildResult
+    teachers: dict[str, TeacherResult] = field(default_factory=dict)
 
 
-def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False) -> DemoResult:
+def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, teachers: bool = True,
+             show_progress: bool = True) -> DemoResult:  # fmt: skip
+    """Render the data, build the manifest, then train Stage A and Stage B (init from A).
+
+    Re-running resumes or skips whatever is already done (each stage is its own run).
+    """
     out = Path(out)
     with open_run(out, seed=seed, recover_stale=recover_stale):
         write_demo_dataset(out / "data", seed=seed)
         recipe = recipe_from_dict(demo_recipe(out / "data", seed), "demo")
         built = build_manifest(recipe, out / "manifests" / "demo.parquet", overwrite=True, show_progress=False)
-    return DemoResult(out, built)
+        result = DemoResult(out, built)
+        if teachers:
+            stage_a = resolve_config({"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
+                                      "recover_stale_lock": recover_stale},
+                                     config_path("demo_teacher_stageA.yaml"))  # fmt: skip
+            result.teachers["A"] = train_teacher(stage_a, show_progress=show_progress)
+            stage_b = resolve_config({"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
+                                      "init_from": str(result.teachers["A"].output_dir),
+                                      "recover_stale_lock": recover_stale},
+                                     config_path("demo_teacher_stageB.yaml"))  # fmt: skip
+            result.teachers["B"] = train_teacher(stage_b, show_progress=show_progress)
+    return result

@@ -46,17 +46,15 @@ def run_info(path: Path) -> RunInfo:
 
 
 def find_runs(root: str | Path) -> list[RunInfo]:
-    """Every run directory under `root` (not descending into runs), sorted by path."""
+    """Every run directory under `root`, nested ones included, sorted by path."""
     root = Path(root)
     if not root.is_dir():
         raise FertrainError(f"{root}: not a directory")
     runs = []
     for dirpath, dirnames, _ in os.walk(root):
         here = Path(dirpath)
-        if is_run_dir(here):
+        if is_run_dir(here):  # runs may nest (the demo pipeline holds teacher runs), so keep walking
             runs.append(run_info(here))
-            dirnames[:] = []
-            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
     return sorted(runs, key=lambda r: str(r.path))
 

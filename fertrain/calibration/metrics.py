@@ -1,0 +1,62 @@
+"""Calibration metrics on logits. Inputs are always logits: probabilities are derived here."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _as_tensors(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels, dtype=torch.long)
+
+
+def nll(logits, labels, temperature: float = 1.0) -> float:
+    lg, y = _as_tensors(logits, labels)
+    return float(F.cross_entropy(lg / temperature, y))
+
+
+def brier_score(probs, labels) -> float:
+    """Multiclass Brier: mean over samples of sum_k (p_k - onehot_k)^2."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    onehot = F.one_hot(y, p.shape[1]).double()
+    return float(((p - onehot) ** 2).sum(dim=1).mean())
+
+
+def reliability(probs, labels, n_bins: int = 15) -> dict:
+    """Per equal-width confidence bin: count, mean confidence, accuracy (the reliability curve)."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    conf, pred = p.max(dim=1)
+    correct = (pred == y).double()
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    # bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 goes to bin 0
+    idx = (torch.bucketize(conf, edges, right=False) - 1).clamp(0, n_bins - 1)
+    counts = torch.bincount(idx, minlength=n_bins).double()
+    conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=n_bins)
+    nz = counts > 0
+    mean_conf = torch.where(nz, conf_sum / counts.clamp(min=1), torch.zeros_like(conf_sum))
+    accuracy = torch.where(nz, acc_sum / counts.clamp(min=1), torch.zeros_like(acc_sum))
+    return {"edges": edges.tolist(), "count": counts.long().tolist(), "confidence": mean_conf.tolist(),
+            "accuracy": accuracy.tolist()}  # fmt: skip
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    """ECE: sum over bins of (bin share) * |accuracy - confidence|, equal-width bins."""
+    r = reliability(probs, labels, n_bins)
+    n = sum(r["count"])
+    return float(sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True)))
+
+
+def calibration_report(logits, labels, temperature: float = 1.0, n_bins: int = 15) -> dict:
+    lg, y = _as_tensors(logits, labels)
+    probs = torch.softmax(lg / temperature, dim=1)
+    return {
+        "temperature": temperature,
+        "nll": nll(lg, y, temperature),
+        "ece": expected_calibration_error(probs, y, n_bins),
+        "brier": brier_score(probs, y),
+        "accuracy": float((probs.argmax(1) == y).double().mean()),
+        "reliability": reliability(probs, y, n_bins),
+    }

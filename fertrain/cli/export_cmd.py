@@ -1,0 +1,28 @@
+"""`fertrain export onnx RUN_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fertrain.console import console
+
+app = typer.Typer(help="Export trained models.", no_args_is_help=True)
+
+
+@app.command("onnx")
+def onnx(
+    run: Path = typer.Argument(..., help="Run directory (best.pt) or a checkpoint file."),
+    out: Path | None = typer.Option(None, help="Output .onnx \\[RUN/model.onnx]."),
+    tolerance: float = typer.Option(1e-3, help="Max abs logit difference allowed vs PyTorch."),
+) -> None:
+    """Export to ONNX (dynamic batch) with a preprocessing sidecar; check parity with onnxruntime.
+
+    Example: fertrain export onnx outputs/teachers/RN18_resnet18_seed1337_stageA_img224
+    """
+    from fertrain.export.onnx import export_onnx
+
+    res = export_onnx(run, out, tolerance=tolerance)
+    console.print(f"[green]wrote[/] {res['path']} (+ .json); max |torch - onnxruntime| = {res['max_abs_diff']:.2e}",
+                  soft_wrap=True)  # fmt: skip

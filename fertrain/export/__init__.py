@@ -1,0 +1,1 @@
+"""Exports: ONNX with a preprocessing sidecar and a PyTorch/onnxruntime parity check."""

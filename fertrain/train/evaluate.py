@@ -1,0 +1,66 @@
+"""Evaluation: logits over a split, classification metrics, and temperature-scaled calibration."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from torch.utils.data import DataLoader
+
+from fertrain.calibration import calibration_report, fit_temperature
+from fertrain.data import to_model_input
+from fertrain.labels import CLASS_NAMES, NUM_CLASSES
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off."""
+    if not amp:
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def collect_logits(model: torch.nn.Module, loader: DataLoader, device: torch.device, mean, std, *, amp: bool = False,
+                   channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Serving logits (no margin), labels and row positions for every sample of `loader`."""
+    model.eval()
+    out, labels, index = [], [], []
+    for x, y, _soft, idx in loader:
+        x = to_model_input(x.to(device, non_blocking=True), mean, std, channels_last)
+        with autocast_for(device, amp):
+            logits = model(x)
+        out.append(logits.float().cpu())
+        labels.append(y)
+        index.append(idx)
+    return torch.cat(out).numpy(), torch.cat(labels).numpy(), torch.cat(index).numpy()
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    pred = logits.argmax(1)
+    classes = list(range(NUM_CLASSES))
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
+    return {
+        "n": len(labels),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, labels=[c for c in classes if (labels == c).any()], average="macro",
+                                   zero_division=0)),
+        "per_class": {CLASS_NAMES[c]: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
+                                       "support": int(s[c])} for c in classes},
+        "confusion_matrix": confusion_matrix(labels, pred, labels=classes).tolist(),
+    }  # fmt: skip
+
+
+def evaluate_logits(logits: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
+    """Metrics plus a temperature fitted on these logits, with raw and scaled ECE/Brier/NLL."""
+    metrics = classification_metrics(logits, labels)
+    fit = fit_temperature(logits, labels)
+    raw = calibration_report(logits, labels, 1.0, n_bins)
+    scaled = calibration_report(logits, labels, fit.temperature, n_bins)
+    metrics["nll"] = raw["nll"]
+    metrics["calibration"] = {"fit": fit.to_dict(), "raw": raw, "scaled": scaled, "n_bins": n_bins}
+    return metrics

@@ -1,0 +1,53 @@
+"""Teacher loss: cross-entropy with label smoothing, soft targets when the manifest has them,
+and optional class weights against imbalance."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fertrain.errors import ConfigError
+
+CLASS_WEIGHT_MODES = ("none", "inverse", "effective")
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str, beta: float = 0.999) -> torch.Tensor | None:
+    """Per-class weights, normalized to mean 1 over the classes present.
+
+    inverse: 1/n_c. effective: (1-beta)/(1-beta^n_c) (Cui et al. 2019, effective number of samples).
+    """
+    if mode == "none":
+        return None
+    if mode not in CLASS_WEIGHT_MODES:
+        raise ConfigError(f"--class-weights {mode!r}; expected one of {', '.join(CLASS_WEIGHT_MODES)}")
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    if mode == "inverse":
+        w[present] = 1.0 / counts[present]
+    else:
+        w[present] = (1.0 - beta) / (1.0 - np.power(beta, counts[present]))
+    w[present] *= present.sum() / w[present].sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def target_distribution(labels: torch.Tensor, soft: torch.Tensor | None, num_classes: int,
+                        smoothing: float) -> torch.Tensor:  # fmt: skip
+    """Soft target where a row has one (no NaN), else the smoothed one-hot of its label."""
+    hard = F.one_hot(labels, num_classes).float() * (1.0 - smoothing) + smoothing / num_classes
+    if soft is None:
+        return hard
+    has_soft = ~torch.isnan(soft).any(dim=1, keepdim=True)
+    return torch.where(has_soft, torch.nan_to_num(soft), hard)
+
+
+def teacher_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, *, smoothing: float = 0.0,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Weighted mean over the batch of -sum_k t_k log p_k (equals F.cross_entropy for hard targets)."""
+    t = target_distribution(labels, soft, logits.shape[1], smoothing)
+    per_sample = -(t * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if weights is None:
+        return per_sample.mean()
+    w = weights.to(logits.device)[labels]
+    return (per_sample * w).sum() / w.sum()

@@ -1,0 +1,36 @@
+"""Per-epoch training progress: a rich bar with img/s, loss, lr, margin and ETA."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fertrain.console import console
+
+
+@contextlib.contextmanager
+def epoch_progress(title: str, total_steps: int, done_steps: int = 0,
+                   show: bool = True) -> Iterator[Callable[..., None]]:  # fmt: skip
+    """Yield `update(images=, loss=, lr=, margin=)`, called once per optimizer step."""
+    start = time.perf_counter()
+    seen = 0
+    if not show:
+        yield lambda **_: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("[cyan]{task.fields[rate]}"), TextColumn("{task.fields[stats]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(title, total=total_steps, completed=done_steps, rate="", stats="")
+
+        def update(images: int, loss: float, lr: float, margin: float) -> None:
+            nonlocal seen
+            seen += images
+            rate = seen / max(1e-9, time.perf_counter() - start)
+            progress.update(task, advance=1, rate=f"{rate:,.0f} img/s",
+                            stats=f"loss {loss:.4f} lr {lr:.2e} m {margin:.3f}")  # fmt: skip
+
+        yield update

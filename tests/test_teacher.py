@@ -1,0 +1,297 @@
+"""Teacher training: schedules, heads, losses, Stage A/B on demo data, kill + resume, evaluation, ONNX."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fertrain.data import epoch_order
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests import DedupPolicy, build_manifest, recipe_from_cli
+from fertrain.models import ArcFaceHead, build_model, load_initial_weights
+from fertrain.runs import RunLockedError, find_runs, run_lock
+from fertrain.train import build_lr_scheduler, margin_at_step, resolve_config, run_name, set_lr_for_step, train_teacher
+from fertrain.train.checkpoint import load_checkpoint
+from fertrain.train.losses import class_weights, teacher_loss
+
+from .clitools import run_cli
+
+# --- schedules -------------------------------------------------------------------------
+
+
+def test_margin_schedule_warmup_then_linear_ramp():
+    kw = {"margin": 0.35, "plain_warmup_epochs": 5, "ramp_start_epoch": 5, "ramp_end_epoch": 15}
+    spe = 100
+    assert margin_at_step(0, spe, **kw) == 0.0
+    assert margin_at_step(499, spe, **kw) == 0.0  # still inside the plain-logits warmup
+    assert margin_at_step(500, spe, **kw) == 0.0  # ramp starts at 0
+    assert margin_at_step(1000, spe, **kw) == pytest.approx(0.175)  # halfway through epochs 5..15
+    assert margin_at_step(750, spe, **kw) == pytest.approx(0.0875)  # fractional epochs, not whole ones
+    assert margin_at_step(1500, spe, **kw) == pytest.approx(0.35)
+    assert margin_at_step(10_000, spe, **kw) == pytest.approx(0.35)
+    # a warmup longer than the ramp start holds the margin at 0 until the warmup ends
+    assert margin_at_step(600, spe, margin=0.35, plain_warmup_epochs=8, ramp_start_epoch=5, ramp_end_epoch=15) == 0
+
+
+def test_lr_schedule_warmup_cosine_min_lr_at_chosen_steps():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    sched = build_lr_scheduler(opt, total_steps=1000, warmup_steps=100, min_lr=1e-6)
+    assert set_lr_for_step(sched, 0) == pytest.approx(3e-4 / 100)  # first step of linear warmup
+    assert set_lr_for_step(sched, 49) == pytest.approx(3e-4 * 50 / 100)
+    assert set_lr_for_step(sched, 99) == pytest.approx(3e-4)  # warmup done
+    mid = 1e-6 + 0.5 * (3e-4 - 1e-6) * (1 + math.cos(math.pi * 0.5))
+    assert set_lr_for_step(sched, 549) == pytest.approx(mid, rel=1e-6)  # cosine halfway
+    assert set_lr_for_step(sched, 999) == pytest.approx(1e-6, abs=1e-9)
+    # a pure function of the step: going back gives the same value (what resume relies on)
+    assert set_lr_for_step(sched, 49) == pytest.approx(3e-4 * 50 / 100)
+
+
+# --- heads and losses --------------------------------------------------------------------
+
+
+def test_arcface_margin_applies_to_the_target_only_and_not_at_eval():
+    torch.manual_seed(0)
+    head = ArcFaceHead(16, 7, s=30.0)
+    feats, y = torch.randn(5, 16), torch.tensor([0, 3, 6, 2, 2])
+    cos = F.linear(F.normalize(feats), F.normalize(head.weight))
+    plain = head(feats)
+    assert torch.allclose(plain, 30 * cos, atol=1e-5)
+    assert torch.equal(head(feats, y, margin=0.0), plain)
+    with_m = head(feats, y, margin=0.35)
+    theta = torch.acos(cos.clamp(-1, 1))
+    target = with_m[torch.arange(5), y]
+    expected = 30 * torch.where(cos[torch.arange(5), y] > math.cos(math.pi - 0.35),
+                                torch.cos(theta[torch.arange(5), y] + 0.35),
+                                cos[torch.arange(5), y] - math.sin(math.pi - 0.35) * 0.35)  # fmt: skip
+    assert torch.allclose(target, expected, atol=1e-4)
+    others = torch.ones(5, 7, dtype=torch.bool)
+    others[torch.arange(5), y] = False
+    assert torch.equal(with_m[others], plain[others])
+    assert (target < plain[torch.arange(5), y]).all()  # the margin makes the target harder
+
+
+def test_loss_matches_cross_entropy_and_uses_soft_targets_and_weights():
+    torch.manual_seed(1)
+    logits, y = torch.randn(6, 7), torch.tensor([0, 1, 2, 3, 4, 5])
+    assert teacher_loss(logits, y, None) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+    assert teacher_loss(logits, y, None, smoothing=0.1) == pytest.approx(
+        float(F.cross_entropy(logits, y, label_smoothing=0.1)), rel=1e-6)
+    soft = torch.full((6, 7), float("nan"))
+    soft[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])
+    mixed = teacher_loss(logits, y, soft)
+    logp = F.log_softmax(logits, 1)
+    expected = (-(0.5 * logp[0, 0] + 0.5 * logp[0, 1]) + F.cross_entropy(logits[1:], y[1:], reduction="sum")) / 6
+    assert mixed == pytest.approx(float(expected), rel=1e-5)
+    w = class_weights(np.array([0] * 90 + [1] * 10), 7, "inverse")
+    assert w[1] / w[0] == pytest.approx(9.0) and w[2] == 0
+    assert teacher_loss(logits, y, None, weights=torch.ones(7)) == pytest.approx(float(F.cross_entropy(logits, y)))
+    eff = class_weights(np.array([0] * 90 + [1] * 10), 7, "effective", beta=0.99)
+    assert 1 < eff[1] / eff[0] < 9  # effective numbers soften the inverse weighting
+    with pytest.raises(ConfigError):
+        class_weights(np.array([0, 1]), 7, "sqrt")
+
+
+def test_epoch_order_is_deterministic_and_balanced():
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 20)
+    a = epoch_order(labels, seed=3, epoch=2, balanced_min_per_class=30)
+    assert np.array_equal(a, epoch_order(labels, seed=3, epoch=2, balanced_min_per_class=30))
+    assert not np.array_equal(a, epoch_order(labels, seed=3, epoch=3, balanced_min_per_class=30))
+    counts = np.bincount(labels[a])
+    assert counts.tolist() == [50, 30, 30] and len(a) == 110
+
+
+# --- model creation ------------------------------------------------------------------------
+
+
+def test_pretrained_offline_fails_fast_with_a_clear_message(monkeypatch):
+    import fertrain.models.factory as factory
+
+    monkeypatch.setattr(factory, "hub_reachable", lambda timeout=3.0: False)
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match="--pretrained.*--initial-checkpoint"):
+        build_model("resnet10t", pretrained=True)
+    assert time.perf_counter() - t < 10
+
+
+def test_initial_checkpoint_loads_timm_state_dict(tmp_path):
+    import timm
+
+    src = timm.create_model("resnet10t", num_classes=1000)
+    torch.save(src.state_dict(), tmp_path / "w.pth")
+    model = build_model("resnet10t", initial_checkpoint=tmp_path / "w.pth")
+    assert torch.equal(model.backbone.conv1[0].weight, src.conv1[0].weight)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(FertrainError):
+        load_initial_weights(model, tmp_path / "junk.pth")
+
+
+# --- Stage A / Stage B on the demo pipeline -----------------------------------------------------
+
+
+def teacher_dirs(demo: Path) -> dict[str, Path]:
+    return {d.name.split("_stage")[1][0]: d for d in (demo / "teachers").iterdir()}
+
+
+def test_stage_a_learns_above_chance_with_the_arcface_schedule(demo_pipeline):
+    run = teacher_dirs(demo_pipeline)["A"]
+    assert run.name == "RN10T_resnet10t_seed1337_stageA_img48"
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 12
+    best = max(h["val_accuracy"] for h in history)
+    assert best > 0.3, best  # chance is 1/7
+    assert max(h["val_macro_f1"] for h in history) > 0.25
+    # the recorded margin follows the schedule (warmup 3 epochs, ramp 3 -> 8)
+    spe = history[0]["global_step"]
+    for h in history:
+        last_step = h["global_step"] - 1
+        assert h["margin"] == pytest.approx(margin_at_step(last_step, spe, margin=0.35, plain_warmup_epochs=3,
+                                                           ramp_start_epoch=3, ramp_end_epoch=8))  # fmt: skip
+    assert history[0]["margin"] == 0 and history[-1]["margin"] == pytest.approx(0.35)
+    for name in ("alignmentreport.json", "environment.json", "config.yaml", "summary.csv", "checkpoint_last.pt",
+                 "best.pt", "calibration.json", "model.onnx", "model.onnx.json", "run_status.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    report = json.loads((run / "alignmentreport.json").read_text())
+    assert set(report["after_filter"]["by_source_split_class"]) == {"demo_lowres", "demo_hires"}
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["fit"]["temperature"] > 0 and cal["n_bins"] == 15
+    assert cal["scaled"]["nll"] <= cal["raw"]["nll"] + 1e-9  # T minimizes validation NLL
+    ckpt = load_checkpoint(run / "checkpoint_last.pt")
+    assert ckpt["global_step"] == history[-1]["global_step"] and ckpt["epoch"] == 12
+    assert ckpt["preprocess"]["img_size"] == 48 and ckpt["class_names"][0] == "Angry"
+
+
+def test_stage_b_inits_from_stage_a_excludes_lowres_at_higher_resolution(demo_pipeline):
+    runs = teacher_dirs(demo_pipeline)
+    b = runs["B"]
+    cfg = load_checkpoint(b / "checkpoint_last.pt")["config"]
+    assert cfg["stage"] == "B" and cfg["img_size"] == 64 and cfg["init_from"] == str(runs["A"])
+    report = json.loads((b / "alignmentreport.json").read_text())
+    assert report["source_filter"]["exclude_sources"] == ["demo_lowres"]
+    assert set(report["after_filter"]["by_source_split_class"]) == {"demo_hires"}
+    history = json.loads((b / "history.json").read_text())
+    assert history[0]["global_step"] < history[-1]["global_step"]  # a new schedule, not A's
+    # initialized from A: better than chance after one epoch of fine-tuning
+    assert history[0]["val_accuracy"] > 0.2
+    assert {r.state for r in find_runs(demo_pipeline)} == {"finished"}
+
+
+def test_evaluate_only_writes_json_and_confusion_png(demo_pipeline, capsys):
+    run = teacher_dirs(demo_pipeline)["A"]
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    code, text = run_cli(["teacher", "--evaluate-only", "--output-dir", run, "--eval-manifest", manifest,
+                          "--eval-split", "test", "--device", "cpu", "--workers", "0"], capsys)  # fmt: skip
+    assert code == 0, text
+    result = json.loads((run / "evaluation_demo_test.json").read_text())
+    assert result["split"] == "test" and result["n"] == 258
+    assert sum(map(sum, result["confusion_matrix"])) == 258
+    assert set(result["by_source"]) == {"demo_lowres", "demo_hires"}
+    png = (run / "confusion_demo_test.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_onnx_export_parity(demo_pipeline, capsys):
+    run = teacher_dirs(demo_pipeline)["B"]
+    sidecar = json.loads((run / "model.onnx.json").read_text())
+    assert sidecar["parity"]["max_abs_diff"] < 1e-3 and sidecar["preprocess"]["img_size"] == 64
+    code, text = run_cli(["export", "onnx", run, "--out", run / "again.onnx"], capsys)
+    assert code == 0 and "max |torch - onnxruntime|" in text
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(run / "again.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((3, 3, 64, 64), np.float32)})[0].shape == (3, 7)
+
+
+def test_second_run_on_a_locked_directory_is_refused(demo_pipeline, tmp_path):
+    out = tmp_path / "locked"
+    cfg = resolve_config({"manifest": str(demo_pipeline / "manifests" / "demo.parquet"), "output_dir": str(out),
+                          "epochs": 1, "device": "cpu"})  # fmt: skip
+    with run_lock(out, command="someone else"), pytest.raises(RunLockedError, match="someone else"):
+        train_teacher(cfg, show_progress=False)
+
+
+# --- kill and resume --------------------------------------------------------------------
+
+
+LIGHT = "augment: {scale: [0.85, 1.0], erasing: 0.0}\n"
+
+
+def resume_args(manifest: Path, out: Path, cfg_file: Path) -> list[str]:
+    return ["teacher", "--config", str(cfg_file), "--manifest", str(manifest), "--backbone", "resnet10t",
+            "--img-size", "32", "--epochs", "2", "--batch-size", "16", "--workers", "0", "--device", "cpu",
+            "--lr", "0.002", "--lr-warmup-epochs", "0.5", "--plain-logits-warmup-epochs", "0.5",
+            "--margin-ramp-start", "0.5", "--margin-ramp-end", "1.5", "--checkpoint-every-steps", "3",
+            "--output-dir", str(out), "--skip-onnx", "-q"]  # fmt: skip
+
+
+def test_killed_run_resumes_with_the_same_steps_lr_and_weights(demo_data, tmp_path, capsys):
+    manifest = tmp_path / "m.parquet"
+    build_manifest(recipe_from_cli([f"fer2013:demo_lowres={demo_data / 'lowres'}"], [], DedupPolicy(), 1), manifest,
+                   show_progress=False)  # fmt: skip
+    cfg_file = tmp_path / "light.yaml"
+    cfg_file.write_text(LIGHT)
+    # uninterrupted reference, in-process
+    code, text = run_cli(resume_args(manifest, tmp_path / "ref", cfg_file), capsys)
+    assert code == 0, text
+    ref_hist = json.loads((tmp_path / "ref" / "history.json").read_text())
+    steps_per_epoch = ref_hist[0]["global_step"]
+    assert steps_per_epoch >= 8
+    # the same command in a real process, killed mid-epoch after a step checkpoint
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fertrain", *resume_args(manifest, out, cfg_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while True:
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no step checkpoint appeared"
+        ck = out / "checkpoint_last.pt"
+        if ck.is_file():
+            try:
+                state = load_checkpoint(ck)
+            except FertrainError:
+                state = None
+            if state and state["step_in_epoch"] > 0 and state["global_step"] >= steps_per_epoch + 3:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = load_checkpoint(out / "checkpoint_last.pt")["global_step"]
+    assert killed_at < 2 * steps_per_epoch
+    # same command again: refused (stale lock), then resumed with --recover-stale-lock
+    code, text = run_cli(resume_args(manifest, out, cfg_file), capsys)
+    assert code == 2 and "stale lock" in text
+    code, text = run_cli([*resume_args(manifest, out, cfg_file), "--recover-stale-lock"], capsys)
+    assert code == 0, text
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["global_step"] for h in hist] == [h["global_step"] for h in ref_hist]
+    for key in ("lr", "margin", "train_loss", "val_accuracy", "val_nll"):
+        assert [h[key] for h in hist] == pytest.approx([h[key] for h in ref_hist], rel=1e-6, abs=1e-9), key
+    a = load_checkpoint(out / "checkpoint_last.pt")["model"]
+    b = load_checkpoint(tmp_path / "ref" / "checkpoint_last.pt")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    # a changed schedule is not a resume
+    code, text = run_cli([*resume_args(manifest, out, cfg_file)[:-6], "--lr", "0.01", "--output-dir", str(out),
+                          "--skip-onnx", "-q", "--checkpoint-every-steps", "3"], capsys)  # fmt: skip
+    assert code == 2 and "schedule-relevant config changed" in text and "lr" in text
+
+
+def test_config_yaml_cli_precedence_and_stage_presets(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("stage: B\nepochs: 7\nlr: 0.001\n")
+    cfg = resolve_config({"lr": 0.005}, cfg_file)
+    assert (cfg.stage, cfg.img_size, cfg.exclude_sources, cfg.epochs, cfg.lr) == ("B", 384, ["ferplus"], 7, 0.005)
+    assert run_name(cfg) == "RN18_resnet18_seed1337_stageB_img384"
+    assert resolve_config({}).img_size == 224 and resolve_config({}).exclude_sources == []
+    assert resolve_config({"stage": "B", "exclude_sources": []}).exclude_sources == []
+    cfg_file.write_text("epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown option.*epoch"):
+        resolve_config({}, cfg_file)
