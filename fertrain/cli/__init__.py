@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fertrain import __version__
-from fertrain.cli import demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd
+from fertrain.cli import bench_cmd, demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd
 from fertrain.console import console
 from fertrain.errors import FertrainError
 
@@ -27,6 +27,7 @@ app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(export_cmd.app, name="export")
+app.add_typer(bench_cmd.app, name="bench")
 app.command("teacher", help=teacher_cmd.HELP)(teacher_cmd.teacher)
 app.command("demo-data")(demo_cmd.demo_data)
 

@@ -46,6 +46,7 @@ from fertrain.train.progress import epoch_progress
 from fertrain.train.schedules import build_lr_scheduler, margin_at_step, set_lr_for_step
 
 CHECKPOINT_FORMAT = "fertrain-teacher-v1"
+SYNC_EVERY = 10  # optimizer steps between reading the loss on the host (a read stalls the GPU queue)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +195,30 @@ class TeacherTrainer:
                           persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None,
                           generator=torch.Generator().manual_seed(self.cfg.seed + epoch))  # fmt: skip
 
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, micro: int, margin: float) -> float:
+        """uint8 batch -> device -> augment -> forward -> backward (scaled by the accumulation)."""
+        cfg, accum = self.cfg, self.cfg.grad_accum_steps
+        x, y, soft = (t.to(self.device, non_blocking=True) for t in (x, y, soft))
+        g = step_generator(cfg.seed, self.global_step * accum + micro % accum, self.device)
+        x = augment_batch(x, self.augment, self.spec.mean, self.spec.std, g, cfg.channels_last)
+        return self.model_step(x, y, soft, margin)
+
+    def model_step(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, margin: float) -> float:
+        """Forward and backward on a normalized batch already on the device."""
+        with autocast_for(self.device, self.cfg.amp):
+            logits = self.forward(x, y, margin)
+        loss = teacher_loss(logits, y, soft, smoothing=self.cfg.smoothing, weights=self.class_w)
+        self.scaler.scale(loss / self.cfg.grad_accum_steps).backward()
+        return loss.detach()  # type: ignore[return-value]  # a tensor: reading it would sync the GPU
+
+    def optimizer_step(self) -> None:
+        if self.cfg.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
     def train_epoch(self) -> dict:
         cfg, accum = self.cfg, self.cfg.grad_accum_steps
         self.model.train()
@@ -202,40 +227,43 @@ class TeacherTrainer:
         lr = set_lr_for_step(self.scheduler, self.global_step)
         margin = self.margin(self.global_step)
         title = f"stage {cfg.stage} epoch {self.epoch + 1}/{cfg.epochs}"
+        pending: list[torch.Tensor] = []  # losses not yet read on the host
+        last_loss = float("nan")
+
+        def drain() -> None:
+            nonlocal last_loss
+            if pending:
+                values = torch.stack(pending).float().cpu().tolist()
+                pending.clear()
+                if not all(math.isfinite(v) for v in values):
+                    raise FertrainError(f"non-finite loss before step {self.global_step}; lower --lr or check the data")
+                run["loss_sum"] += sum(values)
+                run["losses"] += len(values)
+                last_loss = values[-1]
+
         with epoch_progress(title, self.steps_per_epoch, self.step_in_epoch, self.show) as update:
             for micro, (x, y, soft, _idx) in enumerate(loader):
-                x, y, soft = (t.to(self.device, non_blocking=True) for t in (x, y, soft))
-                g = step_generator(cfg.seed, self.global_step * accum + micro % accum, self.device)
-                x = augment_batch(x, self.augment, self.spec.mean, self.spec.std, g, cfg.channels_last)
-                with autocast_for(self.device, cfg.amp):
-                    logits = self.forward(x, y, margin)
-                loss = teacher_loss(logits, y, soft, smoothing=cfg.smoothing, weights=self.class_w)
-                if not torch.isfinite(loss):
-                    raise FertrainError(f"non-finite loss at step {self.global_step}; lower --lr or check the data")
-                self.scaler.scale(loss / accum).backward()
-                last_loss = float(loss.detach())
-                run["loss_sum"] += last_loss
-                run["losses"] += 1
+                loss = self.micro_step(x, y, soft, micro, margin)
                 run["images"] += x.shape[0]
                 seen += x.shape[0]
                 if (micro + 1) % accum:
                     continue
-                if cfg.clip_grad:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_step()
+                pending.append(loss)
                 self.global_step += 1
                 self.step_in_epoch += 1
+                if self.global_step % SYNC_EVERY == 0:
+                    drain()
                 update(images=x.shape[0] * accum, loss=last_loss, lr=lr, margin=margin)
                 if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
+                    drain()
                     self.total_sec += time.perf_counter() - started
                     started = time.perf_counter()
                     self.save_last()
                 if self.step_in_epoch < self.steps_per_epoch:
                     lr = set_lr_for_step(self.scheduler, self.global_step)
                     margin = self.margin(self.global_step)
+        drain()
         elapsed = time.perf_counter() - started
         self.total_sec += elapsed
         rec = {"lr": lr, "margin": margin, "train_loss": run["loss_sum"] / max(1, run["losses"]),

@@ -1,0 +1,1 @@
+"""Throughput benchmarks (`fertrain bench ...`): targets live here, not in timed tests."""

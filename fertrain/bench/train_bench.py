@@ -1,0 +1,91 @@
+"""`fertrain bench train`: end-to-end training img/s vs the model-only ceiling, in one run.
+
+Both use the trainer's own step code (`TeacherTrainer.micro_step` / `model_step` /
+`optimizer_step`): model-only feeds synthetic normalized tensors already on the device;
+end-to-end feeds the real manifest through the DataLoader (uint8 decode in workers) and the
+batched device augmentation. Their ratio says whether the GPU waits for the CPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from fertrain.manifests import SourceFilter
+from fertrain.runs import open_run
+from fertrain.train.config import resolve_config
+from fertrain.train.teacher import SYNC_EVERY, TeacherTrainer
+
+
+@dataclass
+class TrainBench:
+    device: str
+    backbone: str
+    img_size: int
+    batch_size: int
+    steps: int
+    workers: int
+    amp: bool
+    channels_last: bool
+    compile: bool
+    model_only_img_s: float
+    end_to_end_img_s: float
+    ratio: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
+                steps: int = 50, warmup: int = 15, workers: int = 8, amp: bool = True, channels_last: bool = True,
+                compile: bool = False, device: str = "auto", clahe: bool = False) -> TrainBench:  # fmt: skip
+    cfg = resolve_config({"manifest": manifest, "backbone": backbone, "img_size": img_size, "batch_size": batch_size,
+                          "workers": workers, "amp": amp, "channels_last": channels_last, "compile": compile,
+                          "device": device, "epochs": 1, "clahe": clahe, "skip_onnx": True,
+                          "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0})  # fmt: skip
+    train_only = SourceFilter(splits=["train"])
+    with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
+        tr = TeacherTrainer(cfg, run, show_progress=False)
+        tr.model.train()
+        dev, m = tr.device, cfg.arcface_m
+        # model-only: synthetic normalized batch on the device
+        x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        y = torch.randint(0, 7, (batch_size,), device=dev)
+        for i in range(warmup + steps):
+            if i == warmup:
+                _sync(dev)
+                t0 = time.perf_counter()
+            loss = tr.model_step(x, y, None, m)
+            tr.optimizer_step()
+            if (i + 1) % SYNC_EVERY == 0:
+                float(loss)
+        _sync(dev)
+        model_only = steps * batch_size / (time.perf_counter() - t0)
+        # end-to-end: real data path, epochs chained until enough steps were taken
+        done, epoch = 0, 0
+        while done < warmup + steps:
+            for micro, (xb, yb, soft, _) in enumerate(tr.train_loader(epoch, 0)):
+                if done == warmup:
+                    _sync(dev)
+                    t0 = time.perf_counter()
+                loss = tr.micro_step(xb, yb, soft, micro, m)
+                tr.optimizer_step()
+                done += 1
+                if done % SYNC_EVERY == 0:
+                    float(loss)
+                if done == warmup + steps:
+                    break
+            epoch += 1
+        _sync(dev)
+        e2e = steps * batch_size / (time.perf_counter() - t0)
+    return TrainBench(str(dev), backbone, img_size, batch_size, steps, workers, amp, channels_last, compile,
+                      round(model_only, 1), round(e2e, 1), round(e2e / model_only, 3))  # fmt: skip

@@ -1,0 +1,40 @@
+"""`fertrain bench train`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from fertrain.console import console
+
+app = typer.Typer(help="Throughput benchmarks.", no_args_is_help=True)
+
+
+@app.command("train")
+def train(
+    manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest whose train split feeds the loader."),
+    backbone: str = typer.Option("resnet18"),
+    img_size: int = typer.Option(224),
+    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    steps: int = typer.Option(50, help="Timed optimizer steps (after --warmup)."),
+    warmup: int = typer.Option(15),
+    workers: int = typer.Option(8, "--workers", "-j"),
+    amp: bool = typer.Option(True, "--amp/--no-amp"),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
+    compile: bool = typer.Option(False, "--compile/--no-compile"),
+    clahe: bool = typer.Option(False, "--clahe/--no-clahe"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio.
+
+    Example: fertrain bench train --backbone resnet18 --img-size 224 --manifest outputs/manifests/fer2013.parquet
+    """
+    from fertrain.bench.train_bench import bench_train
+
+    res = bench_train(manifest, backbone=backbone, img_size=img_size, batch_size=batch_size, steps=steps,
+                      warmup=warmup, workers=workers, amp=amp, channels_last=channels_last, compile=compile,
+                      device=device, clahe=clahe)  # fmt: skip
+    console.print(json.dumps(res.to_dict(), indent=2))
+    console.print(f"model-only {res.model_only_img_s:,.0f} img/s, end-to-end {res.end_to_end_img_s:,.0f} img/s, "
+                  f"ratio {res.ratio:.3f}")  # fmt: skip
