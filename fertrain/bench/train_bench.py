@@ -73,11 +73,11 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
         # end-to-end: real data path, epochs chained until enough steps were taken
         done, epoch = 0, 0
         while done < warmup + steps:
-            for micro, (xb, yb, soft, _) in enumerate(tr.train_loader(epoch, 0)):
+            for micro, (xb, sizes, yb, soft, _) in enumerate(tr.train_loader(epoch, 0)):
                 if done == warmup:
                     _sync(dev)
                     t0 = time.perf_counter()
-                loss = tr.micro_step(xb, yb, soft, micro, m)
+                loss = tr.micro_step(xb, sizes, yb, soft, micro, m)
                 tr.optimizer_step()
                 done += 1
                 if done % SYNC_EVERY == 0:

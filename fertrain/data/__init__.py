@@ -1,11 +1,20 @@
 """Data path: uint8 faces from workers, float work batched on the training device."""
 
 from fertrain.data.augment import AugmentConfig, augment_batch, step_generator, to_model_input
-from fertrain.data.dataset import ManifestFaces
+from fertrain.data.dataset import ManifestFaces, collate_faces
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
 
 __all__ = [
-    "AugmentConfig", "ManifestFaces", "PreprocessSpec", "augment_batch", "epoch_length", "epoch_order",
-    "load_prepared", "prepare_face", "step_generator", "to_model_input",
+    "AugmentConfig",
+    "ManifestFaces",
+    "PreprocessSpec",
+    "augment_batch",
+    "collate_faces",
+    "epoch_length",
+    "epoch_order",
+    "load_prepared",
+    "prepare_face",
+    "step_generator",
+    "to_model_input",
 ]  # fmt: skip

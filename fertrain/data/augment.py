@@ -41,36 +41,55 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - m) / s
 
 
-def to_model_input(x_uint8: torch.Tensor, mean, std, channels_last: bool = False) -> torch.Tensor:
-    """Evaluation path: uint8 -> normalized float, nothing random."""
-    x = normalize(x_uint8.float().div_(255.0), mean, std)
+def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, cy, flip) -> torch.Tensor:
+    """One bilinear resample of each face's valid region (top-left h x w of the canvas) to out x out.
+
+    (sx, sy) is the crop size and (cx, cy) its centre in the face's own [-1, 1] coordinates;
+    flip is +1 or -1. With sx = sy = 1, cx = cy = 0 it is a plain resize of the face.
+    """
+    b, _, c, _ = x_uint8.shape
+    rh = sizes[:, 0].to(torch.float32) / c
+    rw = sizes[:, 1].to(torch.float32) / c
+    theta = torch.zeros(b, 2, 3, device=x_uint8.device)
+    theta[:, 0, 0] = sx * flip * rw
+    theta[:, 0, 2] = cx * rw + rw - 1
+    theta[:, 1, 1] = sy * rh
+    theta[:, 1, 2] = cy * rh + rh - 1
+    grid = F.affine_grid(theta, [b, 3, out, out], align_corners=False)
+    return F.grid_sample(x_uint8.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, std,
+                   channels_last: bool = False) -> torch.Tensor:  # fmt: skip
+    """Evaluation path: resize each face to out x out, /255, normalize; nothing random."""
+    b = x_uint8.shape[0]
+    if x_uint8.shape[-1] == out and bool((sizes == out).all()):
+        x = x_uint8.float()
+    else:
+        one = torch.ones(b, device=x_uint8.device)
+        zero = torch.zeros(b, device=x_uint8.device)
+        x = _resample(x_uint8, sizes.to(x_uint8.device), out, one, one, zero, zero, one)
+    x = normalize(x.div_(255.0), mean, std)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def augment_batch(x_uint8: torch.Tensor, cfg: AugmentConfig, mean, std, g: torch.Generator,
-                  channels_last: bool = False) -> torch.Tensor:  # fmt: skip
-    """Random resized crop + flip (one affine resample), colour jitter, normalize, erasing."""
-    b, _, h, w = x_uint8.shape
+def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: AugmentConfig, mean, std,
+                  g: torch.Generator, channels_last: bool = False) -> torch.Tensor:  # fmt: skip
+    """Random resized crop + flip + resize (one resample), colour jitter, normalize, erasing."""
+    b = x_uint8.shape[0]
     dev = x_uint8.device
-    x = x_uint8.float().div_(255.0)
 
     def u(lo: float, hi: float, n: int = b) -> torch.Tensor:
         return torch.rand(n, generator=g, device=dev) * (hi - lo) + lo
 
     area = u(*cfg.scale)
     log_r = u(math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
-    sx = torch.sqrt(area * log_r.exp()).clamp(max=1.0)  # crop width / image width
+    sx = torch.sqrt(area * log_r.exp()).clamp(max=1.0)  # crop width / face width
     sy = torch.sqrt(area / log_r.exp()).clamp(max=1.0)
     cx = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - sx)
     cy = (torch.rand(b, generator=g, device=dev) * 2 - 1) * (1 - sy)
     flip = torch.where(torch.rand(b, generator=g, device=dev) < cfg.hflip, -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3, device=dev)
-    theta[:, 0, 0] = sx * flip
-    theta[:, 0, 2] = cx
-    theta[:, 1, 1] = sy
-    theta[:, 1, 2] = cy
-    grid = F.affine_grid(theta, [b, 3, h, w], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    x = _resample(x_uint8, sizes.to(dev), out, sx, sy, cx, cy, flip).div_(255.0)
 
     bright = u(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)
     contrast = u(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1)
@@ -84,6 +103,7 @@ def augment_batch(x_uint8: torch.Tensor, cfg: AugmentConfig, mean, std, g: torch
     x = normalize(x, mean, std)
 
     if cfg.erasing > 0:
+        h = w = out
         e_area = u(*cfg.erasing_area)
         e_ratio = u(math.log(0.3), math.log(3.3)).exp()
         eh = (torch.sqrt(e_area * e_ratio) * h).clamp(1, h)
@@ -95,6 +115,6 @@ def augment_batch(x_uint8: torch.Tensor, cfg: AugmentConfig, mean, std, g: torch
         xs = torch.arange(w, device=dev).view(1, 1, w)
         mask = on & (ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1)) \
             & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1))  # fmt: skip
-        noise = torch.randn(x.shape, generator=g, device=dev)
-        x = torch.where(mask.unsqueeze(1), noise, x)
+        fill = torch.randn(b, 3, 1, 1, generator=g, device=dev)  # one random value per channel
+        x = torch.where(mask.unsqueeze(1), fill, x)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

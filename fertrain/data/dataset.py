@@ -1,4 +1,4 @@
-"""A torch Dataset over manifest rows that yields uint8 CHW faces (float work happens on device)."""
+"""A torch Dataset over manifest rows that yields uint8 faces at native size (float work happens on device)."""
 
 from __future__ import annotations
 
@@ -35,4 +35,28 @@ class ManifestFaces(Dataset):
 
     def __getitem__(self, i: int):
         face = load_prepared(self.paths[i], self.boxes[i], self.spec)
-        return torch.from_numpy(face).permute(2, 0, 1), int(self.labels[i]), torch.from_numpy(self.soft[i]), i
+        return face, int(self.labels[i]), self.soft[i], i
+
+
+def collate_faces(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Faces of different sizes -> one uint8 Bx3xCxC canvas (C = largest side in the batch).
+
+    Each face sits top-left; the padding repeats its last row/column, so bilinear sampling at
+    the face's border never mixes in zeros. Returns (canvas, sizes (B, 2) as h, w, labels,
+    soft targets, row positions).
+    """
+    faces = [b[0] for b in batch]
+    c = max(max(f.shape[0], f.shape[1]) for f in faces)
+    canvas = np.empty((len(faces), c, c, 3), dtype=np.uint8)
+    sizes = np.empty((len(faces), 2), dtype=np.int64)
+    for k, f in enumerate(faces):
+        h, w = f.shape[:2]
+        canvas[k, :h, :w] = f
+        if w < c:
+            canvas[k, :h, w:] = f[:, -1:]
+        if h < c:
+            canvas[k, h:] = canvas[k, h - 1 : h]
+        sizes[k] = (h, w)
+    return (torch.from_numpy(canvas).permute(0, 3, 1, 2), torch.from_numpy(sizes),
+            torch.tensor([b[1] for b in batch]), torch.from_numpy(np.stack([b[2] for b in batch])),
+            torch.tensor([b[3] for b in batch]))  # fmt: skip

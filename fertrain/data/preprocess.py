@@ -1,8 +1,12 @@
 """The preprocessing contract shared by training, evaluation, soft-label export, ONNX and predict.
 
 CPU side (workers), all uint8: decode -> crop the face box -> grey replicated to 3 channels
-(RGB order) -> optional CLAHE (clip 2.0, tile 8x8, on the L channel) -> resize to img_size.
-Device side: /255, normalize with mean/std (and, in training only, batched augmentation).
+(RGB order) -> optional CLAHE (clip 2.0, tile 8x8, on the L channel) -> if the face is larger
+than img_size, shrink it to img_size x img_size (OpenCV INTER_AREA); smaller faces stay native.
+Device side: bilinear resample to img_size x img_size (grid_sample, half-pixel centres; in
+training this one resample also does the random crop and flip), /255, normalize.
+Enlarging on the device keeps the host -> device bytes at the faces' native size (a 48x48
+FER2013 face is 1/21 of its 224x224 version).
 The spec is saved in the run and in every checkpoint, so every consumer reproduces it.
 """
 
@@ -27,7 +31,7 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     channel_order: str = "RGB"
-    resize: str = "area when shrinking, linear when enlarging (OpenCV)"
+    resize: str = "CPU: INTER_AREA to img_size when larger; device: bilinear grid_sample (align_corners=False)"
     layout: dict = field(default_factory=lambda: {"input": "float32 NCHW", "scale": "x/255 then (x-mean)/std"})
 
     def to_dict(self) -> dict:
@@ -47,16 +51,15 @@ def apply_clahe(rgb: np.ndarray, clip: float, tile: int) -> np.ndarray:
 
 
 def prepare_face(img: np.ndarray, box: tuple[int, int, int, int] | None, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 HxWx{1,3} (RGB or grey) -> uint8 img_size x img_size x 3 RGB, per the spec."""
+    """uint8 HxWx{1,3} (RGB or grey) -> uint8 hxwx3 RGB with h, w <= img_size, per the spec."""
     face = crop_box(img, box)
     if face.ndim == 2 or face.shape[2] == 1:
         face = cv2.cvtColor(face.reshape(face.shape[0], face.shape[1]), cv2.COLOR_GRAY2RGB)
     if spec.clahe:
         face = apply_clahe(face, spec.clahe_clip, spec.clahe_tile)
     s = spec.img_size
-    if face.shape[0] != s or face.shape[1] != s:
-        shrink = face.shape[0] * face.shape[1] > s * s
-        face = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if max(face.shape[0], face.shape[1]) > s:
+        face = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(face)
 
 

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from torch.utils.data import DataLoader
 
 from fertrain.calibration import calibration_report, fit_temperature
-from fertrain.data import to_model_input
+from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
 
@@ -25,13 +25,16 @@ def autocast_for(device: torch.device, amp: bool):
 
 
 @torch.no_grad()
-def collect_logits(model: torch.nn.Module, loader: DataLoader, device: torch.device, mean, std, *, amp: bool = False,
-                   channels_last: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def collect_logits(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, spec: PreprocessSpec, *, amp: bool = False,
+    channels_last: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader`."""
     model.eval()
     out, labels, index = [], [], []
-    for x, y, _soft, idx in loader:
-        x = to_model_input(x.to(device, non_blocking=True), mean, std, channels_last)
+    for x, sizes, y, _soft, idx in loader:
+        x = to_model_input(x.to(device, non_blocking=True), sizes.to(device), spec.img_size, spec.mean, spec.std,
+                           channels_last)  # fmt: skip
         with autocast_for(device, amp):
             logits = model(x)
         out.append(logits.float().cpu())

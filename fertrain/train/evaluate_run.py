@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration import calibration_report
-from fertrain.data import ManifestFaces, PreprocessSpec
+from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
 from fertrain.errors import ConfigError
 from fertrain.export.onnx import load_run_model
 from fertrain.labels import CLASS_NAMES
@@ -33,8 +33,8 @@ def evaluate_run(run_dir: str | Path, manifest_path: str | Path, split: str = "t
         raise ConfigError(f"{manifest_path}: no rows in split {split!r}")
     dev = resolve_device(device)
     loader = DataLoader(ManifestFaces(manifest, rows, spec), batch_size=batch_size, num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))  # fmt: skip
-    logits, labels, _ = collect_logits(model.to(dev), loader, dev, spec.mean, spec.std)
+                        collate_fn=collate_faces, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    logits, labels, _ = collect_logits(model.to(dev), loader, dev, spec)
     temperature = float(ckpt.get("temperature", 1.0))
     result = {
         "checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"), "manifest": str(manifest_path),

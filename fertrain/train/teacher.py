@@ -23,7 +23,15 @@ from torch.utils.data import DataLoader
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.console import console
-from fertrain.data import AugmentConfig, ManifestFaces, PreprocessSpec, augment_batch, epoch_order, step_generator
+from fertrain.data import (
+    AugmentConfig,
+    ManifestFaces,
+    PreprocessSpec,
+    augment_batch,
+    collate_faces,
+    epoch_order,
+    step_generator,
+)
 from fertrain.data.order import epoch_length
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
@@ -193,23 +201,26 @@ class TeacherTrainer:
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=True,
                           num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None,
+                          collate_fn=collate_faces,
                           generator=torch.Generator().manual_seed(self.cfg.seed + epoch))  # fmt: skip
 
-    def micro_step(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, micro: int, margin: float) -> float:
-        """uint8 batch -> device -> augment -> forward -> backward (scaled by the accumulation)."""
+    def micro_step(self, x: torch.Tensor, sizes: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, micro: int,
+                   margin: float) -> torch.Tensor:  # fmt: skip
+        """uint8 batch -> device -> augment + resize -> forward -> backward (scaled by the accumulation)."""
         cfg, accum = self.cfg, self.cfg.grad_accum_steps
-        x, y, soft = (t.to(self.device, non_blocking=True) for t in (x, y, soft))
+        x, sizes, y, soft = (t.to(self.device, non_blocking=True) for t in (x, sizes, y, soft))
         g = step_generator(cfg.seed, self.global_step * accum + micro % accum, self.device)
-        x = augment_batch(x, self.augment, self.spec.mean, self.spec.std, g, cfg.channels_last)
+        x = augment_batch(x, sizes, self.spec.img_size, self.augment, self.spec.mean, self.spec.std, g,
+                          cfg.channels_last)  # fmt: skip
         return self.model_step(x, y, soft, margin)
 
-    def model_step(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, margin: float) -> float:
+    def model_step(self, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None, margin: float) -> torch.Tensor:
         """Forward and backward on a normalized batch already on the device."""
         with autocast_for(self.device, self.cfg.amp):
             logits = self.forward(x, y, margin)
         loss = teacher_loss(logits, y, soft, smoothing=self.cfg.smoothing, weights=self.class_w)
         self.scaler.scale(loss / self.cfg.grad_accum_steps).backward()
-        return loss.detach()  # type: ignore[return-value]  # a tensor: reading it would sync the GPU
+        return loss.detach()  # a tensor: reading it on the host would sync the GPU
 
     def optimizer_step(self) -> None:
         if self.cfg.clip_grad:
@@ -242,8 +253,8 @@ class TeacherTrainer:
                 last_loss = values[-1]
 
         with epoch_progress(title, self.steps_per_epoch, self.step_in_epoch, self.show) as update:
-            for micro, (x, y, soft, _idx) in enumerate(loader):
-                loss = self.micro_step(x, y, soft, micro, margin)
+            for micro, (x, sizes, y, soft, _idx) in enumerate(loader):
+                loss = self.micro_step(x, sizes, y, soft, micro, margin)
                 run["images"] += x.shape[0]
                 seen += x.shape[0]
                 if (micro + 1) % accum:
@@ -278,8 +289,8 @@ class TeacherTrainer:
             return None
         loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size * 2, shuffle=False,
                             num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
-        logits, labels, _ = collect_logits(self.model, loader, self.device, self.spec.mean, self.spec.std,
+                            collate_fn=collate_faces, generator=torch.Generator().manual_seed(0))  # fmt: skip
+        logits, labels, _ = collect_logits(self.model, loader, self.device, self.spec,
                                            amp=self.cfg.amp, channels_last=self.cfg.channels_last)  # fmt: skip
         return evaluate_logits(logits, labels)
 
