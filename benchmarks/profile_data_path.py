@@ -64,9 +64,10 @@ def main() -> None:
     for c in (48, s):
         xc = torch.randint(0, 255, (a.batch_size, 3, c, c), dtype=torch.uint8, device=dev)
         sz = torch.full((a.batch_size, 2), c, device=dev)
-        rate = timed(lambda xc=xc, sz=sz: augment_batch(xc, sz, s, cfg, (0.5,) * 3, (0.25,) * 3, g, True), 30,
-                     a.batch_size, sync)  # fmt: skip
-        print(f"augment only, {c}px canvas -> {s}px: {rate:,.0f} img/s")
+        for fused in (False, dev.type == "cuda"):
+            rate = timed(lambda xc=xc, sz=sz, f=fused: augment_batch(xc, sz, s, cfg, (0.5,) * 3, (0.25,) * 3, g, True,
+                                                                     fused=f), 30, a.batch_size, sync)  # fmt: skip
+            print(f"augment only, {c}px canvas -> {s}px{' (fused)' if fused else ''}: {rate:,.0f} img/s")
     xb = torch.randint(0, 255, (a.batch_size, 3, 48, 48), dtype=torch.uint8, device=dev)
     sizes = torch.full((a.batch_size, 2), 48, device=dev)
     model = build_model("resnet18").to(dev).to(memory_format=torch.channels_last).train()
@@ -74,7 +75,8 @@ def main() -> None:
     y = torch.randint(0, 7, (a.batch_size,), device=dev)
 
     def step(augment: bool) -> None:
-        x = augment_batch(xb, sizes, s, cfg, (0.5,) * 3, (0.25,) * 3, g, True) if augment else xf
+        x = augment_batch(xb, sizes, s, cfg, (0.5,) * 3, (0.25,) * 3, g, True, fused=dev.type == "cuda") \
+            if augment else xf  # fmt: skip
         with autocast_for(dev, True):
             logits = model(x, y, 0.35)
         teacher_loss(logits, y, None).backward()

@@ -52,6 +52,8 @@ def teacher(
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (fp16 + scaler on older GPUs)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last"),
     compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
+    fused_augment: bool | None = typer.Option(None, "--fused-augment/--no-fused-augment",
+                                              help="torch.compile the augmentation on CUDA \\[on]."),
     seed: int | None = typer.Option(None, help="\\[1337]"),
     arcface_s: float | None = typer.Option(None, help="\\[30]"),
     arcface_m: float | None = typer.Option(None, help="\\[0.35]"),

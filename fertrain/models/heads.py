@@ -32,7 +32,8 @@ class ArcFaceHead(nn.Module):
         cos_m = cos * math.cos(margin) - sin * math.sin(margin)  # cos(θ + m)
         # Past θ = π - m, cos(θ + m) would increase again; use the standard linear fallback.
         cos_m = torch.where(cos > math.cos(math.pi - margin), cos_m, cos - math.sin(math.pi - margin) * margin)
-        target = F.one_hot(labels, cos.shape[1]).bool()
+        # scatter, not F.one_hot: one_hot validates labels on the host, a device sync every step
+        target = torch.zeros_like(cos, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
         return self.s * torch.where(target, cos_m, cos)
 
 

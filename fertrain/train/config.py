@@ -46,6 +46,7 @@ class TeacherConfig:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    fused_augment: bool = True  # torch.compile the augmentation on CUDA devices
     seed: int = 1337
     # ArcFace schedule
     arcface_s: float = 30.0

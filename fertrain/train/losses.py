@@ -35,7 +35,8 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str, beta: float =
 def target_distribution(labels: torch.Tensor, soft: torch.Tensor | None, num_classes: int,
                         smoothing: float) -> torch.Tensor:  # fmt: skip
     """Soft target where a row has one (no NaN), else the smoothed one-hot of its label."""
-    hard = F.one_hot(labels, num_classes).float() * (1.0 - smoothing) + smoothing / num_classes
+    onehot = torch.zeros(labels.shape[0], num_classes, device=labels.device).scatter_(1, labels.view(-1, 1), 1.0)
+    hard = onehot * (1.0 - smoothing) + smoothing / num_classes  # scatter: F.one_hot would sync the GPU
     if soft is None:
         return hard
     has_soft = ~torch.isnan(soft).any(dim=1, keepdim=True)
