@@ -16,13 +16,22 @@ class TemperatureFit:
     nll_before: float
     nll_after: float
     iterations: int
+    at_bound: bool = False  # T hit the allowed range (e.g. near-uniform logits push T to infinity)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def fit_temperature(logits, labels, *, init: float = 1.5, max_iter: int = 200, tol: float = 1e-7) -> TemperatureFit:
-    """Fit T by LBFGS on NLL, parametrized as T = exp(t) so it stays positive."""
+T_RANGE = (0.05, 100.0)
+
+
+def fit_temperature(logits, labels, *, init: float = 1.5, max_iter: int = 200, tol: float = 1e-7,
+                    t_range: tuple[float, float] = T_RANGE) -> TemperatureFit:  # fmt: skip
+    """Fit T by LBFGS on NLL, parametrized as T = exp(t) so it stays positive.
+
+    T is kept within `t_range`: logits with no signal make NLL fall all the way to T -> inf
+    (uniform predictions); such a fit is reported as at the bound and not converged.
+    """
     lg = torch.as_tensor(logits, dtype=torch.float64).detach()
     y = torch.as_tensor(labels, dtype=torch.long)
     log_t = torch.tensor(math.log(init), dtype=torch.float64, requires_grad=True)
@@ -39,14 +48,17 @@ def fit_temperature(logits, labels, *, init: float = 1.5, max_iter: int = 200, t
     state = opt.state[opt._params[0]]
     iterations = int(state.get("n_iter", 0))
     t = float(log_t.detach().exp())
+    at_bound = not t_range[0] <= t <= t_range[1]
+    t = min(max(t, t_range[0]), t_range[1])
     with torch.enable_grad():  # gradient at the optimum says whether LBFGS converged
-        lt = log_t.detach().clone().requires_grad_(True)
+        lt = torch.tensor(math.log(t), dtype=torch.float64, requires_grad=True)
         loss = F.cross_entropy(lg / lt.exp(), y)
         (g,) = torch.autograd.grad(loss, lt)
     return TemperatureFit(
         temperature=t,
-        converged=bool(abs(float(g)) < 1e-4 and iterations < max_iter),
+        converged=bool(abs(float(g)) < 1e-4 and iterations < max_iter and not at_bound),
         nll_before=float(F.cross_entropy(lg, y)),
         nll_after=float(loss.detach()),
         iterations=iterations,
+        at_bound=at_bound,
     )

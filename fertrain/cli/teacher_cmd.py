@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from fertrain.console import console
 
@@ -100,11 +101,33 @@ def teacher(
         console.print(json.dumps({k: res[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
         return
     result = train_teacher(cfg, show_progress=not quiet)
-    last = result.history[-1] if result.history else {}
-    parity = f", ONNX parity {result.onnx['max_abs_diff']:.1e}" if result.onnx else ""
-    console.print(f"[green]done[/] {result.output_dir}: {result.global_step} steps, best val macro-F1 "
-                  f"{result.best_macro_f1:.4f}, last val acc {last.get('val_accuracy', float('nan')):.4f}{parity}",
-                  soft_wrap=True)  # fmt: skip
+    console.print(summary_table(result))
+
+
+def summary_table(result) -> Table:
+    """One screen at the end of a run: best and last metrics, calibration, speed, artifacts."""
+    h = result.history
+    t = Table(title=f"teacher run {result.output_dir}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    evals = [r for r in h if "val_macro_f1" in r]
+    best = max(evals, key=lambda r: r["val_macro_f1"]) if evals else None
+    last = evals[-1] if evals else None
+    t.add_row("steps / epochs", f"{result.global_step:,} / {h[-1]['epoch'] if h else 0}")
+    if best and last:
+        t.add_row("best val macro-F1",
+                  f"{best['val_macro_f1']:.4f} (epoch {best['epoch']}, acc {best['val_accuracy']:.4f})")  # fmt: skip
+        t.add_row("last val acc / macro-F1 / NLL", f"{last['val_accuracy']:.4f} / {last['val_macro_f1']:.4f} / "
+                  f"{last['val_nll']:.4f}")  # fmt: skip
+        t.add_row("temperature, ECE raw -> scaled", f"T={last['temperature']:.3f}, {last['val_ece']:.4f} -> "
+                  f"{last['val_ece_scaled']:.4f}")  # fmt: skip
+    if h:
+        t.add_row("training time", f"{h[-1]['total_sec'] / 60:.1f} min, last epoch {h[-1]['img_per_sec']:,.0f} img/s")
+    if result.resumed_from_step is not None:
+        t.add_row("resumed from step", f"{result.resumed_from_step:,}")
+    t.add_row("ONNX", f"{result.onnx['path']} (parity {result.onnx['max_abs_diff']:.1e})" if result.onnx else "skipped")
+    t.add_row("checkpoints", "best.pt (by val macro-F1), checkpoint_last.pt")
+    return t
 
 
 teacher.__doc__ = HELP

@@ -305,7 +305,8 @@ class TeacherTrainer:
                         "temperature": cal["fit"]["temperature"], "val_ece": cal["raw"]["ece"],
                         "val_ece_scaled": cal["scaled"]["ece"], "val_brier": cal["raw"]["brier"],
                         "val_brier_scaled": cal["scaled"]["brier"],
-                        "val_nll_scaled": cal["scaled"]["nll"]})  # fmt: skip
+                        "val_nll_scaled": cal["scaled"]["nll"], "val_per_class": val["per_class"],
+                        "val_confusion_matrix": val["confusion_matrix"]})  # fmt: skip
             atomic_write_json(self.out / "calibration.json", {"epoch": self.epoch + 1, "split": self.cfg.val_split,
                                                               **cal})  # fmt: skip
         self.history.append(rec)
@@ -325,6 +326,7 @@ class TeacherTrainer:
     def fit(self) -> TeacherResult:
         self.start()
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
         while self.epoch < self.cfg.epochs:
             train = self.train_epoch()
             last_epoch = self.epoch + 1 == self.cfg.epochs
