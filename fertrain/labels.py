@@ -11,9 +11,6 @@ CLASS_NAMES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Sur
 NUM_CLASSES = len(CLASS_NAMES)
 CLASS_INDEX: dict[str, int] = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
 
-# Returned by a crosswalk for native labels that are dropped by design (with a counted reason).
-CONTEMPT = "contempt"
-
 
 def class_index(name: str) -> int:
     """Canonical index of a class name (case-insensitive); raises with the valid names."""

@@ -23,10 +23,6 @@ class SourceFilter:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def is_identity(self) -> bool:
-        return not (self.include_sources or self.exclude_sources or self.splits)
-
 
 def filter_rows(df: pd.DataFrame, policy: SourceFilter) -> pd.DataFrame:
     """Rows kept by `policy`; an unknown source or split name is an error listing the known ones."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fertrain.labels import SOFT_COLUMNS
-
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Column order of every manifest. `root` is stored relative to the manifest's directory
@@ -38,7 +36,6 @@ COLUMNS: tuple[str, ...] = (
     "dup_of",
 )
 BOX_COLUMNS: tuple[str, ...] = ("box_x", "box_y", "box_w", "box_h")
-OPTIONAL_SOFT_COLUMNS = SOFT_COLUMNS
 
 
 @dataclass(slots=True)

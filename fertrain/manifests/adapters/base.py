@@ -79,7 +79,6 @@ class Adapter:
     name: str
     fn: AdapterFn
     defaults: Mapping[str, Any]
-    has_splits: tuple[str, ...]  # splits the native layout provides; others may be derived
     doc: str
 
     def options(self, given: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
