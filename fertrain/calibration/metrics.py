@@ -49,14 +49,41 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     return float(sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True)))
 
 
-def calibration_report(logits, labels, temperature: float = 1.0, n_bins: int = 15) -> dict:
+def max_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    """MCE: the largest |accuracy - confidence| over non-empty bins."""
+    r = reliability(probs, labels, n_bins)
+    gaps = [abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True) if c]
+    return float(max(gaps)) if gaps else 0.0
+
+
+def per_class_ece(probs, labels, n_bins: int = 15) -> list[float]:
+    """One-vs-rest ECE per class: predicted probability of class c against 'label == c'."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    out = []
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    for c in range(p.shape[1]):
+        pc, hit = p[:, c].contiguous(), (y == c).double()
+        idx = (torch.bucketize(pc, edges) - 1).clamp(0, n_bins - 1)
+        counts = torch.bincount(idx, minlength=n_bins).double()
+        gap = (torch.bincount(idx, weights=hit, minlength=n_bins) - torch.bincount(idx, weights=pc, minlength=n_bins))
+        out.append(float(gap.abs().sum() / max(1.0, float(counts.sum()))))
+    return out
+
+
+def calibration_report(logits, labels, temperature=1.0, n_bins: int = 15) -> dict:
+    """Metrics of softmax(logits / T); T is a scalar or one value per class."""
     lg, y = _as_tensors(logits, labels)
-    probs = torch.softmax(lg / temperature, dim=1)
+    t = torch.as_tensor(temperature, dtype=torch.float64)
+    scaled = lg / (t.view(1, -1) if t.ndim else t)
+    probs = torch.softmax(scaled, dim=1)
     return {
-        "temperature": temperature,
-        "nll": nll(lg, y, temperature),
+        "temperature": t.tolist(),
+        "nll": float(F.cross_entropy(scaled, y)),
         "ece": expected_calibration_error(probs, y, n_bins),
+        "mce": max_calibration_error(probs, y, n_bins),
         "brier": brier_score(probs, y),
         "accuracy": float((probs.argmax(1) == y).double().mean()),
+        "per_class_ece": per_class_ece(probs, y, n_bins),
         "reliability": reliability(probs, y, n_bins),
     }

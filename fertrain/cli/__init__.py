@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from fertrain import __version__
-from fertrain.cli import bench_cmd, demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd
+from fertrain.cli import bench_cmd, demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd, teachers_cmd
 from fertrain.console import console
 from fertrain.errors import FertrainError
 
@@ -29,6 +29,10 @@ app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(export_cmd.app, name="export")
 app.add_typer(bench_cmd.app, name="bench")
 app.command("teacher", help=teacher_cmd.HELP)(teacher_cmd.teacher)
+app.command("calibrate")(teachers_cmd.calibrate)
+app.command("ensemble")(teachers_cmd.ensemble)
+app.command("evaluate")(teachers_cmd.evaluate)
+app.command("export-softlabels")(teachers_cmd.export_softlabels)
 app.command("demo-data")(demo_cmd.demo_data)
 
 

@@ -49,4 +49,12 @@ def run(
         last = t.history[-1] if t.history else {}
         console.print(f"teacher stage {stage}: {t.output_dir} best val macro-F1 {t.best_macro_f1:.3f}, "
                       f"acc {last.get('val_accuracy', float('nan')):.3f}", soft_wrap=True)  # fmt: skip
+    for stage, cal in result.calibration.items():
+        console.print(f"calibrated teacher {stage}: ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}, "
+                      f"NLL {cal['before']['nll']:.3f} -> {cal['after']['nll']:.3f}", soft_wrap=True)  # fmt: skip
+    if result.evaluation:
+        console.print(f"ensemble {result.ensemble} on test: acc {result.evaluation['accuracy']:.3f}, macro-F1 "
+                      f"{result.evaluation['macro_f1']:.3f}", soft_wrap=True)  # fmt: skip
+    if result.softlabels:
+        console.print(f"soft labels {result.softlabels['path']} ({result.softlabels['rows']:,} rows)", soft_wrap=True)
     console.print("[green]demo complete[/]")

@@ -1,5 +1,5 @@
-"""The demo pipeline behind `make demo`: data -> manifest -> Stage A -> Stage B teachers
-(later: calibration -> soft labels -> student -> ONNX)."""
+"""The demo pipeline behind `make demo`: data -> manifest -> Stage A -> Stage B teachers ->
+calibration -> ensemble -> evaluation -> soft labels (later: student -> ONNX)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class DemoResult:
     out: Path
     manifest: BuildResult
     teachers: dict[str, TeacherResult] = field(default_factory=dict)
+    calibration: dict[str, dict] = field(default_factory=dict)
+    ensemble: Path | None = None
+    evaluation: dict | None = None
+    softlabels: dict | None = None
 
 
 def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, teachers: bool = True,
@@ -59,4 +63,22 @@ def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, 
                                       "recover_stale_lock": recover_stale},
                                      config_path("demo_teacher_stageB.yaml"))  # fmt: skip
             result.teachers["B"] = train_teacher(stage_b, show_progress=show_progress)
+            run_teacher_tools(result, workers=1)
     return result
+
+
+def run_teacher_tools(result: DemoResult, *, workers: int) -> None:
+    """Calibrate both teachers, fuse them 0.7 : 0.3 (seed 002), evaluate, export soft labels."""
+    from fertrain.calibration.posthoc import calibrate_teacher
+    from fertrain.ensemble import write_ensemble
+    from fertrain.ensemble.evaluate import evaluate_teacher
+    from fertrain.softlabels import export_softlabels
+
+    manifest = result.manifest.path
+    for stage, t in result.teachers.items():
+        result.calibration[stage] = calibrate_teacher(t.output_dir, manifest, "val", per_class=True, workers=workers)
+    result.ensemble = result.out / "ensembles" / "demo_AB.json"
+    write_ensemble(result.ensemble, [result.teachers["A"].output_dir, result.teachers["B"].output_dir], [0.7, 0.3])
+    result.evaluation = evaluate_teacher(result.ensemble, manifest, "test", workers=workers)
+    result.softlabels = export_softlabels(result.ensemble, manifest, result.out / "softlabels" / "train.parquet",
+                                          splits=["train"], workers=workers, show_progress=False)  # fmt: skip

@@ -27,9 +27,12 @@ def autocast_for(device: torch.device, amp: bool):
 @torch.no_grad()
 def collect_logits(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, spec: PreprocessSpec, *, amp: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = False, tta_flip: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Serving logits (no margin), labels and row positions for every sample of `loader`."""
+    """Serving logits (no margin), labels and row positions for every sample of `loader`.
+
+    `tta_flip` averages the logits of each face and its mirror image.
+    """
     model.eval()
     out, labels, index = [], [], []
     for x, sizes, y, _soft, idx in loader:
@@ -37,6 +40,8 @@ def collect_logits(
                            channels_last)  # fmt: skip
         with autocast_for(device, amp):
             logits = model(x)
+            if tta_flip:
+                logits = (logits.float() + model(torch.flip(x, dims=[3])).float()) / 2
         out.append(logits.float().cpu())
         labels.append(y)
         index.append(idx)

@@ -1,0 +1,110 @@
+"""`fertrain calibrate | ensemble | evaluate | export-softlabels`: working with trained teachers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fertrain.console import console
+
+
+def calibrate(
+    target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows \\[the run's manifest]."),
+    split: str = typer.Option("val", help="Split to fit on (never the training split)."),
+    per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
+    device: str = typer.Option("auto"),
+    workers: int = typer.Option(4, "--workers", "-j"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+) -> None:
+    """Post-hoc temperature scaling: fit T on held-out logits, report ECE/MCE/Brier/NLL before and after,
+    write calibration.json and a reliability-diagram PNG.
+
+    Example: fertrain calibrate outputs/teachers/RN18_resnet18_seed1337_stageA_img224 --per-class
+    """
+    from fertrain.calibration.posthoc import calibrate_teacher
+
+    r = calibrate_teacher(target, manifest, split, per_class=per_class, device=device, workers=workers,
+                          batch_size=batch_size)  # fmt: skip
+    t = Table(title=f"calibration of {target} on {split} (n={r['n']:,})")
+    for col in ("", "accuracy", "ECE", "MCE", "Brier", "NLL"):
+        t.add_column(col, justify="right")
+    for name in ("before", "after"):
+        m = r[name]
+        t.add_row(name, f"{m['accuracy']:.4f}", f"{m['ece']:.4f}", f"{m['mce']:.4f}", f"{m['brier']:.4f}",
+                  f"{m['nll']:.4f}")  # fmt: skip
+    console.print(t)
+    temp = r["temperature"]
+    console.print(f"T = {temp:.4f}" if isinstance(temp, float) else f"per-class T = {[round(x, 3) for x in temp]}")
+    console.print("wrote " + ", ".join(r["written"]), soft_wrap=True)
+
+
+def ensemble(
+    member: list[str] = typer.Option(..., "--member", help="RUN_DIR or RUN_DIR:WEIGHT (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="ENSEMBLE.json to write."),
+    fusion_t: float = typer.Option(1.0, help="Fusion temperature applied to the fused probabilities."),
+    search_weights: bool = typer.Option(False, "--search-weights", help="Search the weight simplex on --split."),
+    objective: str = typer.Option("macro_f1", help="macro_f1|nll for --search-weights."),
+    step: float = typer.Option(0.05, help="Grid step of the weight search."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Rows for --search-weights."),
+    split: str = typer.Option("val"),
+    device: str = typer.Option("auto"),
+    workers: int = typer.Option(4, "--workers", "-j"),
+) -> None:
+    """Weighted probability fusion of teachers (each member's calibrated T first).
+
+    Example: fertrain ensemble --member runs/RN18:0.7 --member runs/B3:0.3 --out outputs/ensembles/rn18_b3.json
+    """
+    from fertrain.ensemble.search import build_ensemble
+
+    r = build_ensemble(member, out, fusion_t=fusion_t, search=search_weights, objective=objective, step=step,
+                       manifest=manifest, split=split, device=device, workers=workers)  # fmt: skip
+    console.print(f"[green]wrote[/] {out}: weights {r['weights']}"
+                  + (f" ({objective} {r['best_score']:.4f} over {r['searched']} candidates)" if search_weights else ""),
+                  soft_wrap=True)  # fmt: skip
+
+
+def evaluate(
+    target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
+    manifest: Path = typer.Option(..., "--manifest", "-m"),
+    split: str = typer.Option("test"),
+    tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
+    device: str = typer.Option("auto"),
+    workers: int = typer.Option(4, "--workers", "-j"),
+) -> None:
+    """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split.
+
+    Example: fertrain evaluate outputs/ensembles/rn18_b3.json --manifest outputs/manifests/eval_only.parquet
+    """
+    from fertrain.ensemble.evaluate import evaluate_teacher
+
+    r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta_flip=tta == "flip")
+    console.print(json.dumps({k: r[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
+
+
+def export_softlabels(
+    teacher: Path = typer.Option(..., "--teacher", help="Run directory or ENSEMBLE.json."),
+    manifest: Path = typer.Option(..., "--manifest", "-m"),
+    split: list[str] = typer.Option(["train"], "--split", help="Split(s) to label (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="softlabels.parquet"),
+    tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
+    include_logits: bool = typer.Option(False, "--include-logits", help="Also store raw logits."),
+    chunk_size: int = typer.Option(8192, help="Rows per resumable chunk."),
+    device: str = typer.Option("auto"),
+    workers: int = typer.Option(4, "--workers", "-j"),
+    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Calibrated teacher probabilities per manifest row, as stamped Parquet (resumable).
+
+    Example: fertrain export-softlabels --teacher outputs/ensembles/rn18_b3.json --manifest M.parquet --split train
+    --out outputs/softlabels/train.parquet
+    """
+    from fertrain.softlabels import export_softlabels as run_export
+
+    run_export(teacher, manifest, out, splits=split, tta_flip=tta == "flip", include_logits=include_logits,
+               chunk_size=chunk_size, device=device, workers=workers, batch_size=batch_size,
+               show_progress=not quiet)  # fmt: skip

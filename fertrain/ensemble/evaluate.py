@@ -1,0 +1,56 @@
+"""`fertrain evaluate TARGET --manifest M --split test`: metrics of a run or an ensemble."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from fertrain.atomic import atomic_write_json
+from fertrain.calibration import calibration_report
+from fertrain.ensemble.teacher import load_teacher
+from fertrain.errors import ConfigError
+from fertrain.labels import CLASS_NAMES
+from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.plots import plot_confusion_matrix
+from fertrain.runs import run_lock
+from fertrain.train.evaluate import classification_metrics
+
+
+def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = "test", *, device: str = "auto",
+                     batch_size: int = 256, workers: int = 4, tta_flip: bool = False,
+                     recover_stale: bool = False) -> dict:  # fmt: skip
+    """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
+    teacher's temperature) and the same per source; JSON + confusion PNG next to the target."""
+    from fertrain.train.teacher import resolve_device
+
+    target, manifest_path = Path(target), Path(manifest_path)
+    teacher = load_teacher(target)
+    manifest = load_manifest(manifest_path)  # stamp checked
+    rows = filter_rows(manifest.df, SourceFilter(splits=[split])).reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(f"{manifest_path}: no rows in split {split!r}")
+    logits, labels = teacher.logits(manifest, rows, device=resolve_device(device), batch_size=batch_size,
+                                    workers=workers, tta_flip=tta_flip)  # fmt: skip
+    result = {
+        "teacher": teacher.describe(), "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
+        "split": split, "tta_flip": tta_flip, **classification_metrics(logits, labels),
+        "calibration": {"raw": calibration_report(logits, labels, 1.0),
+                        "scaled": calibration_report(logits, labels, teacher.temperature)},
+        "by_source": {src: classification_metrics(logits[mask], labels[mask])
+                      for src in sorted(rows["source"].unique()) for mask in [(rows["source"] == src).to_numpy()]},
+    }  # fmt: skip
+    stem = f"{manifest_path.name.split('.')[0]}_{split}"
+    if teacher.is_ensemble:
+        json_out = target.with_name(f"{target.stem}.evaluation_{stem}.json")
+        png_out = target.with_name(f"{target.stem}.confusion_{stem}.png")
+    else:
+        json_out, png_out = target / f"evaluation_{stem}.json", target / f"confusion_{stem}.png"
+    title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
+    # a run directory is locked while written to (a training run may be active there)
+    guard = contextlib.nullcontext() if teacher.is_ensemble else run_lock(target, recover_stale=recover_stale)
+    with guard:
+        atomic_write_json(json_out, result)
+        plot_confusion_matrix(result["confusion_matrix"], CLASS_NAMES, png_out, title=title)
+    result["written"] = [str(json_out), str(png_out)]
+    return json.loads(json.dumps(result, default=str))

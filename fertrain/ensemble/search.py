@@ -1,0 +1,46 @@
+"""Build an ENSEMBLE.json, optionally searching member weights on a held-out split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fertrain.calibration.posthoc import default_manifest, training_overlap
+from fertrain.ensemble.fusion import member_probs, search_weights
+from fertrain.ensemble.predictor import RunPredictor
+from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+
+
+def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0, search: bool = False,
+                   objective: str = "macro_f1", step: float = 0.05, manifest: str | Path | None = None,
+                   split: str = "val", device: str = "auto", workers: int = 4) -> dict:  # fmt: skip
+    from fertrain.train.teacher import resolve_device
+
+    parsed = [parse_member(m) for m in members]
+    runs = [p for p, _ in parsed]
+    if len(runs) < 1:
+        raise ConfigError("--member: give at least one run")
+    if not search:
+        weights = [w if w is not None else 1.0 for _, w in parsed]
+        total = sum(weights)
+        write_ensemble(out, runs, [w / total for w in weights], fusion_t=fusion_t)
+        return {"weights": [w / total for w in weights]}
+    predictors = [RunPredictor.load(r) for r in runs]
+    probe = Teacher(Path(out), predictors, [1.0] * len(predictors), fusion_t)
+    manifest = manifest or default_manifest(probe)
+    m = load_manifest(manifest)
+    rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
+    overlap = training_overlap(probe, rows)
+    if any(overlap.values()):
+        raise FertrainError(f"--search-weights on {manifest} [{split}] would use training rows of {overlap}")
+    dev = resolve_device(device)
+    outs = [p.logits(m, rows, device=dev, workers=workers) for p in predictors]
+    labels = outs[0][1]
+    probs = [member_probs(lg, p.temperature) for (lg, _), p in zip(outs, predictors, strict=True)]
+    weights, table = search_weights(probs, labels, objective=objective, step=step, fusion_t=fusion_t)
+    best = max(table, key=lambda r: r.get(objective, float("-inf")) * (1 if objective == "macro_f1" else -1))
+    write_ensemble(out, runs, weights, fusion_t=fusion_t,
+                   search={"objective": objective, "step": step, "manifest": str(manifest), "split": split,
+                           "n": len(rows), "best": best, "table": table})  # fmt: skip
+    return {"weights": weights, "best_score": best[objective], "searched": len(table)}

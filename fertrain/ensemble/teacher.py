@@ -1,0 +1,110 @@
+"""A teacher is a run directory or an ENSEMBLE.json; both give logits and calibrated probabilities.
+
+ENSEMBLE.json:
+    {"format": "fertrain-ensemble-v1", "members": [{"run": "...", "weight": 0.7}, ...],
+     "fusion_t": 1.0, "temperature": 1.0 (post-hoc, after fusion), "class_names": [...],
+     "search": {...} (when weights were searched)}
+Member paths are stored as written; relative ones resolve against the JSON's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fertrain.atomic import atomic_write_json
+from fertrain.calibration.temperature import scale_logits
+from fertrain.ensemble.fusion import fuse, member_probs
+from fertrain.ensemble.predictor import CALIBRATION, RunPredictor
+from fertrain.errors import ConfigError, InputError
+from fertrain.labels import CLASS_NAMES
+from fertrain.manifests.io import Manifest
+
+ENSEMBLE_FORMAT = "fertrain-ensemble-v1"
+
+
+@dataclass
+class Teacher:
+    """One run or a weighted ensemble of runs, as one source of logits."""
+
+    path: Path
+    members: list[RunPredictor]
+    weights: list[float]
+    fusion_t: float = 1.0
+    temperature: float | list[float] = 1.0  # ensembles: post-hoc T after fusion; runs: the run's own T
+    spec_json: dict = field(default_factory=dict)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.path.suffix.lower() == ".json"
+
+    def logits(self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
+               workers: int = 4, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Uncalibrated logits: a run's raw logits, or an ensemble's fused log-probabilities."""
+        outs = [m.logits(manifest, rows, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip)
+                for m in self.members]  # fmt: skip
+        labels = outs[0][1]
+        if not self.is_ensemble:
+            return outs[0][0], labels
+        probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
+        return fuse(probs, self.weights, self.fusion_t), labels
+
+    def calibrated_probs(self, logits: np.ndarray) -> np.ndarray:
+        return torch.softmax(scale_logits(torch.as_tensor(logits, dtype=torch.float64), self.temperature), 1).numpy()
+
+    def describe(self) -> dict:
+        """Provenance for soft-label metadata and reports."""
+        return {
+            "teacher": str(self.path), "ensemble": self.is_ensemble, "fusion_t": self.fusion_t,
+            "temperature": self.temperature, "class_names": list(CLASS_NAMES),
+            "members": [{"run": str(m.run_dir), "checkpoint": str(m.checkpoint), "sha256": m.checkpoint_sha256(),
+                         "weight": w, "temperature": m.temperature, "temperature_source": m.temperature_source,
+                         "backbone": m.config.get("backbone"), "preprocess": m.spec.to_dict()}
+                        for m, w in zip(self.members, self.weights, strict=True)],
+        }  # fmt: skip
+
+
+def load_teacher(path: str | Path) -> Teacher:
+    path = Path(path)
+    if path.is_dir():
+        m = RunPredictor.load(path)
+        return Teacher(path, [m], [1.0], temperature=m.temperature)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        raise ConfigError(f"{path}: expected a run directory or an ENSEMBLE.json")
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    if spec.get("format") != ENSEMBLE_FORMAT:
+        raise InputError(path, f"not a fertrain ensemble (format {spec.get('format')!r})", kind="format")
+    runs = [Path(m["run"]) if Path(m["run"]).is_absolute() else path.parent / m["run"] for m in spec["members"]]
+    members = [RunPredictor.load(r) for r in runs]
+    return Teacher(path, members, [float(m["weight"]) for m in spec["members"]], float(spec.get("fusion_t", 1.0)),
+                   spec.get("temperature", 1.0), spec)  # fmt: skip
+
+
+def parse_member(text: str) -> tuple[Path, float | None]:
+    """RUN_DIR or RUN_DIR:WEIGHT."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail.replace(".", "", 1).isdigit():
+        return Path(head), float(tail)
+    return Path(text), None
+
+
+def write_ensemble(out: str | Path, runs: list[Path], weights: list[float], *, fusion_t: float = 1.0,
+                   search: dict | None = None) -> Path:  # fmt: skip
+    out = Path(out)
+    for r in runs:
+        if not (r / "best.pt").is_file() and not (r / "checkpoint_last.pt").is_file():
+            raise ConfigError(f"--member {r}: not a trained run (no best.pt)")
+    spec = {"format": ENSEMBLE_FORMAT, "members": [{"run": str(r.resolve()), "weight": float(w)}
+                                                   for r, w in zip(runs, weights, strict=True)],
+            "fusion_t": fusion_t, "temperature": 1.0, "class_names": list(CLASS_NAMES)}  # fmt: skip
+    if search:
+        spec["search"] = search
+    return atomic_write_json(out, spec)
+
+
+__all__ = ["CALIBRATION", "ENSEMBLE_FORMAT", "Teacher", "load_teacher", "parse_member", "write_ensemble"]

@@ -1,0 +1,118 @@
+"""`fertrain export-softlabels`: teacher probabilities over manifest rows, as stamped Parquet.
+
+Rows are processed in chunks; each finished chunk is written atomically to
+`<out>.parts/part-NNNNN.parquet`, so a killed export restarts at the first missing chunk
+without duplicating rows. The final file concatenates the parts in manifest order, carries
+the provenance in its Parquet metadata and gets a `.sha256` stamp.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fertrain.atomic import atomic_path, atomic_write_text
+from fertrain.console import console
+from fertrain.ensemble.teacher import load_teacher
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.manifests.imageprobe import sha256_file
+from fertrain.manifests.io import stamp_path
+from fertrain.runs import run_lock
+from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
+from fertrain.train.progress import epoch_progress
+
+FORMAT = "fertrain-softlabels-v1"
+
+
+def _chunk_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | None) -> pd.DataFrame:
+    top1 = probs.argmax(1)
+    entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1)
+    df = pd.DataFrame({"row_id": rows["row_id"].astype(str).to_numpy(), "sha256": rows["sha256"].astype(str).to_numpy(),
+                       "label": rows["label"].to_numpy(np.int64)})  # fmt: skip
+    for i, col in enumerate(PROB_COLUMNS):
+        df[col] = probs[:, i].astype(np.float32)
+    if logits is not None:
+        for i, col in enumerate(LOGIT_COLUMNS):
+            df[col] = logits[:, i].astype(np.float32)
+    df["top1"] = top1.astype(np.int64)
+    df["entropy"] = entropy.astype(np.float32)
+    df["agrees"] = top1 == df["label"].to_numpy()
+    return df
+
+
+def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: str | Path, *,
+                      splits: list[str] | None = None, tta_flip: bool = False, include_logits: bool = False,
+                      chunk_size: int = 8192, device: str = "auto", batch_size: int = 256, workers: int = 4,
+                      show_progress: bool = True, max_chunks: int | None = None) -> dict:  # fmt: skip
+    """Export; returns a summary. `max_chunks` stops early (used to test resuming)."""
+    from fertrain.train.teacher import resolve_device
+
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        raise ConfigError(f"--out {out}: soft labels are written as .parquet")
+    teacher = load_teacher(teacher_path)
+    manifest = load_manifest(manifest_path)
+    rows = filter_rows(manifest.df, SourceFilter(splits=list(splits or ["train"]))).reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(f"{manifest_path}: no rows in split(s) {splits}")
+    parts = Path(f"{out}.parts")
+    meta = {
+        "format": FORMAT, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
+        "splits": list(splits or ["train"]), "rows": len(rows), "tta": "flip" if tta_flip else None,
+        "chunk_size": chunk_size, "class_names": [c.split("_", 1)[1] for c in PROB_COLUMNS],
+        "probabilities": "calibrated: each member's T, weighted fusion, then the teacher's T",
+        **teacher.describe(),
+    }  # fmt: skip
+    dev = resolve_device(device)
+    n_chunks = (len(rows) + chunk_size - 1) // chunk_size
+    with run_lock(parts, command=f"export-softlabels {teacher_path} -> {out}"):
+        plan = parts / "plan.json"
+        if plan.is_file():
+            previous = json.loads(plan.read_text(encoding="utf-8"))
+            now = json.loads(json.dumps(meta, default=str))  # compare like with like (tuples -> lists)
+            keys = ("manifest_sha256", "splits", "rows", "chunk_size", "tta", "members", "temperature", "fusion_t")
+            if any(previous.get(k) != now.get(k) for k in keys):
+                raise FertrainError(f"{parts} holds a partial export with other settings; delete it or use "
+                                    "the same teacher, manifest, splits, chunk size and TTA")  # fmt: skip
+        else:
+            atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
+        done = 0
+        with epoch_progress("soft labels (chunks)", n_chunks, 0, show_progress) as update:
+            for c in range(n_chunks):
+                part = parts / f"part-{c:05d}.parquet"
+                if part.is_file():
+                    update(images=0, loss=float("nan"), lr=0.0, margin=0.0)
+                    continue
+                if max_chunks is not None and done >= max_chunks:
+                    return {"complete": False, "chunks_done": c, "chunks": n_chunks}
+                chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
+                logits, _ = teacher.logits(manifest, chunk, device=dev, batch_size=batch_size, workers=workers,
+                                           tta_flip=tta_flip)  # fmt: skip
+                frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
+                with atomic_path(part) as tmp:
+                    frame.to_parquet(tmp, index=False)
+                done += 1
+                update(images=len(chunk), loss=float("nan"), lr=0.0, margin=0.0)
+        table = pa.concat_tables([pq.read_table(parts / f"part-{c:05d}.parquet") for c in range(n_chunks)])
+        if table.num_rows != len(rows) or table.column("row_id").to_pylist() != rows["row_id"].astype(str).tolist():
+            raise FertrainError(f"{parts}: the parts do not add up to the {len(rows)} manifest rows in order")
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               METADATA_KEY: json.dumps(meta, default=str).encode()})  # fmt: skip
+        with atomic_path(out) as tmp:
+            pq.write_table(table, tmp)
+        digest = sha256_file(out)
+        atomic_write_text(stamp_path(out), f"{digest}  {out.name}\n")
+    shutil.rmtree(parts)
+    probs = table.select(list(PROB_COLUMNS)).to_pandas().to_numpy()
+    agrees = float(np.mean(table.column("agrees").to_numpy()))
+    console.print(f"[green]wrote[/] {out}: {table.num_rows:,} rows, agreement with hard labels {agrees:.3f}",
+                  soft_wrap=True)  # fmt: skip
+    return {"complete": True, "path": str(out), "sha256": digest, "rows": table.num_rows, "agreement": agrees,
+            "mean_max_prob": float(probs.max(1).mean())}  # fmt: skip
