@@ -38,3 +38,30 @@ def train(
     console.print(json.dumps(res.to_dict(), indent=2))
     console.print(f"model-only {res.model_only_img_s:,.0f} img/s, end-to-end {res.end_to_end_img_s:,.0f} img/s, "
                   f"ratio {res.ratio:.3f}")  # fmt: skip
+
+
+@app.command("export")
+def export(
+    manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest whose rows are run through the model."),
+    backbone: str = typer.Option("resnet18"),
+    img_size: int = typer.Option(224),
+    batch_size: int = typer.Option(512, "--batch-size", "-b"),
+    workers: int = typer.Option(8, "--workers", "-j"),
+    max_images: int = typer.Option(20000, help="Rows of the split to run."),
+    split: str = typer.Option("train"),
+    amp: bool = typer.Option(True, "--amp/--no-amp"),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Soft-label inference: end-to-end img/s vs model-only img/s, and their ratio.
+
+    Example: fertrain bench export --backbone resnet18 --img-size 224 --manifest outputs/manifests/fer2013.parquet
+    """
+    from fertrain.bench.export_bench import bench_export
+
+    res = bench_export(manifest, backbone=backbone, img_size=img_size, batch_size=batch_size, workers=workers,
+                       amp=amp, channels_last=channels_last, device=device, max_images=max_images,
+                       split=split)  # fmt: skip
+    console.print(json.dumps(res.to_dict(), indent=2))
+    console.print(f"model-only {res.model_only_img_s:,.0f} img/s, end-to-end {res.end_to_end_img_s:,.0f} img/s, "
+                  f"ratio {res.ratio:.3f}")  # fmt: skip

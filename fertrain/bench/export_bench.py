@@ -1,0 +1,81 @@
+"""`fertrain bench export`: soft-label inference img/s, end-to-end vs model-only, in one run.
+
+Model-only: forward passes (eval mode, no grad) on a synthetic normalized batch already on the
+device. End-to-end: the same model fed by the export data path (uint8 native-size faces from
+DataLoader workers, resize + normalize on the device) over the manifest rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces, to_model_input
+from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.models import build_model, normalization_of
+from fertrain.train.evaluate import autocast_for
+
+
+@dataclass
+class ExportBench:
+    device: str
+    backbone: str
+    img_size: int
+    batch_size: int
+    workers: int
+    images: int
+    model_only_img_s: float
+    end_to_end_img_s: float
+    ratio: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 512,
+                 workers: int = 8, amp: bool = True, channels_last: bool = True, device: str = "auto",
+                 max_images: int = 20000, split: str = "train") -> ExportBench:  # fmt: skip
+    from fertrain.train.teacher import resolve_device
+
+    dev = resolve_device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = build_model(backbone).to(dev).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    mean, std = normalization_of(model)
+    spec = PreprocessSpec(img_size=img_size, mean=mean, std=std)
+    m = load_manifest(manifest)
+    rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True).iloc[:max_images]
+    n_batches = max(1, len(rows) // batch_size)
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    with torch.no_grad():
+        for i in range(5 + n_batches):
+            if i == 5:
+                sync()
+                t0 = time.perf_counter()
+            with autocast_for(dev, amp):
+                out = model(x)
+            out.float().cpu()  # the export copies probabilities back each batch
+        sync()
+        model_only = n_batches * batch_size / (time.perf_counter() - t0)
+        loader = DataLoader(ManifestFaces(m, rows, spec), batch_size=batch_size, num_workers=workers,
+                            collate_fn=collate_faces, pin_memory=dev.type == "cuda",
+                            prefetch_factor=4 if workers else None, persistent_workers=workers > 0)  # fmt: skip
+        for _ in range(2):  # second pass is the timed one (workers warm)
+            sync()
+            t0, seen = time.perf_counter(), 0
+            for xb, sizes, *_ in loader:
+                xb = to_model_input(xb.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), img_size, mean,
+                                    std, channels_last)  # fmt: skip
+                with autocast_for(dev, amp):
+                    out = model(xb)
+                out.float().cpu()
+                seen += xb.shape[0]
+            sync()
+            e2e = seen / (time.perf_counter() - t0)
+    return ExportBench(str(dev), backbone, img_size, batch_size, workers, seen, round(model_only, 1), round(e2e, 1),
+                       round(e2e / model_only, 3))  # fmt: skip
