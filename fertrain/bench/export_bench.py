@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces, to_model_input
+from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model, normalization_of
-from fertrain.train.evaluate import autocast_for
+from fertrain.train.evaluate import autocast_for, collect_logits
 
 
 @dataclass
@@ -53,29 +53,22 @@ def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 2
     x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     with torch.no_grad():
+        outs = []
         for i in range(5 + n_batches):
             if i == 5:
                 sync()
                 t0 = time.perf_counter()
             with autocast_for(dev, amp):
-                out = model(x)
-            out.float().cpu()  # the export copies probabilities back each batch
-        sync()
+                outs.append(model(x).float())
+        torch.cat(outs[5:]).cpu()  # the export copies its logits back once per chunk
         model_only = n_batches * batch_size / (time.perf_counter() - t0)
-        loader = DataLoader(ManifestFaces(m, rows, spec), batch_size=batch_size, num_workers=workers,
-                            collate_fn=collate_faces, pin_memory=dev.type == "cuda",
-                            prefetch_factor=4 if workers else None, persistent_workers=workers > 0)  # fmt: skip
-        for _ in range(2):  # second pass is the timed one (workers warm)
-            sync()
-            t0, seen = time.perf_counter(), 0
-            for xb, sizes, *_ in loader:
-                xb = to_model_input(xb.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), img_size, mean,
-                                    std, channels_last)  # fmt: skip
-                with autocast_for(dev, amp):
-                    out = model(xb)
-                out.float().cpu()
-                seen += xb.shape[0]
-            sync()
-            e2e = seen / (time.perf_counter() - t0)
+    loader = DataLoader(ManifestFaces(m, rows, spec), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_faces, pin_memory=dev.type == "cuda",
+                        prefetch_factor=4 if workers else None, persistent_workers=workers > 0)  # fmt: skip
+    for _ in range(2):  # the second pass is timed (workers and compiled preprocessing warm)
+        t0 = time.perf_counter()
+        logits, _, _ = collect_logits(model, loader, dev, spec, amp=amp, channels_last=channels_last)
+        e2e = len(logits) / (time.perf_counter() - t0)
+    seen = len(logits)
     return ExportBench(str(dev), backbone, img_size, batch_size, workers, seen, round(model_only, 1), round(e2e, 1),
                        round(e2e / model_only, 3))  # fmt: skip

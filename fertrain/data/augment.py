@@ -59,17 +59,31 @@ def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, 
     return F.grid_sample(x_uint8.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, std,
-                   channels_last: bool = False) -> torch.Tensor:  # fmt: skip
-    """Evaluation path: resize each face to out x out, /255, normalize; nothing random."""
+def _eval_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, consts: torch.Tensor) -> torch.Tensor:
     b = x_uint8.shape[0]
-    if x_uint8.shape[-1] == out and bool((sizes == out).all()):
-        x = x_uint8.float()
-    else:
-        one = torch.ones(b, device=x_uint8.device)
-        zero = torch.zeros(b, device=x_uint8.device)
-        x = _resample(x_uint8, sizes.to(x_uint8.device), out, one, one, zero, zero, one)
-    x = normalize(x.div_(255.0), mean, std)
+    one = torch.ones(b, device=x_uint8.device)
+    zero = torch.zeros(b, device=x_uint8.device)
+    x = _resample(x_uint8, sizes, out, one, one, zero, zero, one) / 255.0
+    return (x - consts[0].view(1, 3, 1, 1)) / consts[1].view(1, 3, 1, 1)
+
+
+_compiled_eval = None
+
+
+def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, std,
+                   channels_last: bool = False, fused: bool | None = None) -> torch.Tensor:  # fmt: skip
+    """Evaluation path: resize each face to out x out, /255, normalize; nothing random.
+
+    A plain bilinear resample (identity crop); an img_size face comes back unchanged. `fused`
+    (default: on CUDA) runs it through torch.compile, as the training augmentation does.
+    """
+    global _compiled_eval
+    fn = _eval_input
+    if fused if fused is not None else x_uint8.device.type == "cuda":
+        if _compiled_eval is None:
+            _compiled_eval = torch.compile(_eval_input, dynamic=None)
+        fn = _compiled_eval
+    x = fn(x_uint8, sizes.to(x_uint8.device), out, _consts(tuple(mean), tuple(std), x_uint8.device))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

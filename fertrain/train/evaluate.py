@@ -31,7 +31,8 @@ def collect_logits(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader`.
 
-    `tta_flip` averages the logits of each face and its mirror image.
+    `tta_flip` averages the logits of each face and its mirror image. Logits stay on the device
+    until the end: one copy to the host instead of a GPU sync per batch.
     """
     model.eval()
     out, labels, index = [], [], []
@@ -42,10 +43,10 @@ def collect_logits(
             logits = model(x)
             if tta_flip:
                 logits = (logits.float() + model(torch.flip(x, dims=[3])).float()) / 2
-        out.append(logits.float().cpu())
+        out.append(logits.float())
         labels.append(y)
         index.append(idx)
-    return torch.cat(out).numpy(), torch.cat(labels).numpy(), torch.cat(index).numpy()
+    return torch.cat(out).cpu().numpy(), torch.cat(labels).numpy(), torch.cat(index).numpy()
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
