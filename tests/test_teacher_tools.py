@@ -52,7 +52,9 @@ def test_demo_teachers_are_calibrated_with_reports_and_png(demo_pipeline):
         cal = json.loads((run / "calibration.json").read_text())
         assert cal["posthoc"] and cal["split"] == "val" and cal["n"] > 0
         assert cal["after"]["nll"] <= cal["before"]["nll"] + 1e-9
-        assert cal["after"]["accuracy"] == pytest.approx(cal["before"]["accuracy"])
+        if isinstance(cal["temperature"], float):  # one global T never changes the argmax (per-class T may)
+            assert cal["after"]["accuracy"] == pytest.approx(cal["before"]["accuracy"])
+        assert cal["global_fit"]["nll_after"] <= cal["global_fit"]["nll_before"] + 1e-9
         for key in ("ece", "mce", "brier", "nll", "per_class_ece", "reliability"):
             assert key in cal["before"] and key in cal["after"]
         assert len(cal["before"]["per_class_ece"]) == 7 and len(cal["before"]["reliability"]["count"]) == 15

@@ -33,8 +33,13 @@ def _face_keys(df: pd.DataFrame) -> pd.Series:
 
 def training_overlap(teacher: Teacher, rows: pd.DataFrame) -> dict[str, int]:
     """Per member run: how many of `rows` are faces it trained on (by sha256 + box)."""
+    keys = _face_keys(rows)
+    return {run: int(keys.isin(trained).sum()) for run, trained in trained_faces(teacher).items()}
+
+
+def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
+    """Per member run: the face keys (sha256 + box) of the rows it trained on."""
     found = {}
-    keys = set(_face_keys(rows))
     for m in teacher.members:
         report_path = m.run_dir / ALIGNMENT_REPORT
         if not report_path.is_file():
@@ -45,7 +50,7 @@ def training_overlap(teacher: Teacher, rows: pd.DataFrame) -> dict[str, int]:
         train_split = m.config.get("train_split", "train")
         trained = filter_rows(train_manifest.df, SourceFilter(policy["include_sources"], policy["exclude_sources"],
                                                               [train_split]))  # fmt: skip
-        found[str(m.run_dir)] = int(_face_keys(trained).isin(keys).sum())
+        found[str(m.run_dir)] = set(_face_keys(trained))
     return found
 
 
@@ -56,7 +61,7 @@ def default_manifest(teacher: Teacher) -> str:
 
 def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = "val", *,
                       per_class: bool = False, device: str = "auto", batch_size: int = 256, workers: int = 4,
-                      n_bins: int = 15, reg: float = 0.1) -> dict:  # fmt: skip
+                      n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False) -> dict:  # fmt: skip
     from fertrain.train.teacher import resolve_device
 
     teacher = load_teacher(target)
@@ -65,11 +70,19 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{manifest}: no rows in split {split!r}")
-    overlap = training_overlap(teacher, rows)
-    if any(overlap.values()):
-        bad = ", ".join(f"{run}: {n}" for run, n in overlap.items() if n)
-        raise FertrainError(f"refusing to calibrate on {manifest} split {split!r}: it contains faces the teacher "
-                            f"trained on ({bad}); use a held-out split (e.g. val)")  # fmt: skip
+    trained = set().union(*trained_faces(teacher).values())
+    seen = _face_keys(rows).isin(trained).to_numpy()
+    if seen.any() and not exclude_overlap:
+        raise FertrainError(
+            f"refusing to calibrate on {manifest} split {split!r}: {int(seen.sum())} of its faces are identical to "
+            "faces the teacher trained on (FER2013's PublicTest repeats Training images, for one). Build the "
+            "manifest with `--dedup-exact drop` and retrain, or pass --exclude-overlap to calibrate on the "
+            "held-out faces only"
+        )
+    excluded = int(seen.sum())
+    rows = rows[~seen].reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(f"{manifest} [{split}]: no held-out rows left after excluding training faces")
     was_t = teacher.temperature
     teacher.temperature = 1.0  # calibrate the teacher's raw (ensembles: fused) logits from scratch
     logits, labels = teacher.logits(m, rows, device=resolve_device(device), batch_size=batch_size, workers=workers)
@@ -84,7 +97,8 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     after = calibration_report(logits, labels, temperature, n_bins)
     result = {
         "posthoc": True, "teacher": str(target), "manifest": str(manifest), "manifest_sha256": m.sha256,
-        "split": split, "n": len(rows), "temperature": temperature, "global_fit": fit.to_dict(),
+        "split": split, "n": len(rows), "excluded_training_overlap": excluded, "temperature": temperature,
+        "global_fit": fit.to_dict(),
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip

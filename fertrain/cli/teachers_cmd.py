@@ -16,6 +16,8 @@ def calibrate(
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows \\[the run's manifest]."),
     split: str = typer.Option("val", help="Split to fit on (never the training split)."),
     per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
+    exclude_overlap: bool = typer.Option(False, "--exclude-overlap",
+                                         help="Drop faces identical to training faces instead of refusing."),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j"),
     batch_size: int = typer.Option(256, "--batch-size", "-b"),
@@ -28,7 +30,9 @@ def calibrate(
     from fertrain.calibration.posthoc import calibrate_teacher
 
     r = calibrate_teacher(target, manifest, split, per_class=per_class, device=device, workers=workers,
-                          batch_size=batch_size)  # fmt: skip
+                          batch_size=batch_size, exclude_overlap=exclude_overlap)  # fmt: skip
+    if r["excluded_training_overlap"]:
+        console.print(f"[yellow]excluded[/] {r['excluded_training_overlap']:,} faces identical to training faces")
     t = Table(title=f"calibration of {target} on {split} (n={r['n']:,})")
     for col in ("", "accuracy", "ECE", "MCE", "Brier", "NLL"):
         t.add_column(col, justify="right")
