@@ -295,3 +295,24 @@ def test_config_yaml_cli_precedence_and_stage_presets(tmp_path):
     cfg_file.write_text("epoch: 3\n")
     with pytest.raises(ConfigError, match="unknown option.*epoch"):
         resolve_config({}, cfg_file)
+
+
+def test_preprocessing_contract_grey_clahe_and_device_resize():
+    from fertrain.data import PreprocessSpec, prepare_face, to_model_input
+    from fertrain.data.dataset import collate_faces
+
+    rng = np.random.default_rng(0)
+    grey = (rng.normal(120, 6, (48, 48))).clip(0, 255).astype(np.uint8)  # low contrast
+    plain = prepare_face(grey, None, PreprocessSpec(img_size=112))
+    assert plain.shape == (48, 48, 3) and (plain[..., 0] == plain[..., 2]).all()  # grey replicated, not enlarged
+    eq = prepare_face(grey, None, PreprocessSpec(img_size=112, clahe=True))
+    assert eq.std() > plain.std() * 1.5  # CLAHE stretches local contrast
+    big = rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    assert prepare_face(big, (10, 20, 150, 250), PreprocessSpec(img_size=112)).shape == (112, 112, 3)
+    # a batch of mixed sizes -> one canvas -> every face resized to the input size on the device
+    x, sizes, *_ = collate_faces([(plain, 0, np.zeros(7, np.float32), 0), (np.full((112, 80, 3), 200, np.uint8), 1,
+                                                                            np.zeros(7, np.float32), 1)])  # fmt: skip
+    assert x.shape == (2, 3, 112, 112) and sizes.tolist() == [[48, 48], [112, 80]]
+    out = to_model_input(x, sizes, 112, (0.0,) * 3, (1.0,) * 3, fused=False)
+    assert out.shape == (2, 3, 112, 112)
+    assert torch.allclose(out[1], torch.full_like(out[1], 200 / 255), atol=1e-5)  # edge padding never leaks in

@@ -182,3 +182,20 @@ def test_resumed_export_equals_one_shot(demo_pipeline, tmp_path):
     with_tta = export_softlabels(teacher, manifest, tmp_path / "tta.parquet", tta_flip=True, include_logits=True, **kw)
     tta = pd.read_parquet(tmp_path / "tta.parquet")
     assert "logit_angry" in tta and with_tta["sha256"] != one_shot["sha256"]
+
+
+def test_exclude_overlap_calibrates_on_held_out_faces_only(demo_pipeline, tmp_path):
+    runs = teachers(demo_pipeline)
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    with pytest.raises(Exception, match="no held-out rows"):  # A trained on every train face
+        calibrate_teacher(runs["A"], manifest, "train", exclude_overlap=True, workers=0)
+    # an ensemble with A refuses train rows too, naming the count
+    ens = tmp_path / "e.json"
+    from fertrain.ensemble import write_ensemble
+
+    write_ensemble(ens, [runs["A"], runs["B"]], [0.5, 0.5])
+    with pytest.raises(FertrainError, match=r"1,097|1097"):
+        calibrate_teacher(ens, manifest, "train", workers=0)
+    res = calibrate_teacher(ens, manifest, "val", workers=0)
+    assert res["excluded_training_overlap"] == 0 and json.loads(ens.read_text())["temperature"] == res["temperature"]
+    assert (tmp_path / "e.calibration.json").is_file() and (tmp_path / "e.reliability.png").is_file()
