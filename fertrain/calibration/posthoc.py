@@ -19,21 +19,15 @@ from fertrain.calibration.temperature import fit_per_class_temperature, fit_temp
 from fertrain.ensemble.teacher import Teacher, load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.manifests.dedup import face_keys
 from fertrain.plots import plot_reliability
 from fertrain.runs import run_lock
 from fertrain.runs.reports import ALIGNMENT_REPORT
 
 
-def _face_keys(df: pd.DataFrame) -> pd.Series:
-    key = df["sha256"].astype(str)
-    for col in ("box_x", "box_y", "box_w", "box_h"):
-        key = key + "|" + df[col].astype("string").fillna("")
-    return key
-
-
 def training_overlap(teacher: Teacher, rows: pd.DataFrame) -> dict[str, int]:
     """Per member run: how many of `rows` are faces it trained on (by sha256 + box)."""
-    keys = _face_keys(rows)
+    keys = face_keys(rows)
     return {run: int(keys.isin(trained).sum()) for run, trained in trained_faces(teacher).items()}
 
 
@@ -50,7 +44,7 @@ def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
         train_split = m.config.get("train_split", "train")
         trained = filter_rows(train_manifest.df, SourceFilter(policy["include_sources"], policy["exclude_sources"],
                                                               [train_split]))  # fmt: skip
-        found[str(m.run_dir)] = set(_face_keys(trained))
+        found[str(m.run_dir)] = set(face_keys(trained))
     return found
 
 
@@ -71,7 +65,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     if rows.empty:
         raise ConfigError(f"{manifest}: no rows in split {split!r}")
     trained = set().union(*trained_faces(teacher).values())
-    seen = _face_keys(rows).isin(trained).to_numpy()
+    seen = face_keys(rows).isin(trained).to_numpy()
     if seen.any() and not exclude_overlap:
         raise FertrainError(
             f"refusing to calibrate on {manifest} split {split!r}: {int(seen.sum())} of its faces are identical to "

@@ -54,11 +54,16 @@ def _priority_order(df: pd.DataFrame, source_priority: dict[str, int]) -> np.nda
     return keys.sort_values(["p", "s", "i"], kind="stable").index.to_numpy()
 
 
-def _exact_pairs(df: pd.DataFrame, order: np.ndarray) -> list[tuple[int, int, int]]:
+def face_keys(df: pd.DataFrame) -> pd.Series:
+    """Identity of a face: image sha256 plus its box (several faces of one photo differ)."""
     key = df["sha256"].astype(str)
     for col in ("box_x", "box_y", "box_w", "box_h"):
         key = key + "|" + df[col].astype("string").fillna("")
-    key = key.to_numpy()
+    return key
+
+
+def _exact_pairs(df: pd.DataFrame, order: np.ndarray) -> list[tuple[int, int, int]]:
+    key = face_keys(df).to_numpy()
     first: dict[str, int] = {}
     pairs = []
     for i in order:
