@@ -59,23 +59,28 @@ def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, 
     return F.grid_sample(x_uint8.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _eval_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, consts: torch.Tensor) -> torch.Tensor:
+def _eval_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, consts: torch.Tensor, dtype: torch.dtype,
+                channels_last: bool) -> torch.Tensor:  # fmt: skip
     b = x_uint8.shape[0]
     one = torch.ones(b, device=x_uint8.device)
     zero = torch.zeros(b, device=x_uint8.device)
     x = _resample(x_uint8, sizes, out, one, one, zero, zero, one) / 255.0
-    return (x - consts[0].view(1, 3, 1, 1)) / consts[1].view(1, 3, 1, 1)
+    x = ((x - consts[0].view(1, 3, 1, 1)) / consts[1].view(1, 3, 1, 1)).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 _compiled_eval = None
 
 
 def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, std,
-                   channels_last: bool = False, fused: bool | None = None) -> torch.Tensor:  # fmt: skip
+                   channels_last: bool = False, fused: bool | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
     """Evaluation path: resize each face to out x out, /255, normalize; nothing random.
 
     A plain bilinear resample (identity crop); an img_size face comes back unchanged. `fused`
-    (default: on CUDA) runs it through torch.compile, as the training augmentation does.
+    (default: on CUDA) runs it through torch.compile, as the training augmentation does, and
+    writes the result once in its final dtype and layout (bf16 channels-last under AMP):
+    no float32 copy, no layout copy, no autocast cast in the first convolution.
     """
     global _compiled_eval
     fn = _eval_input
@@ -83,8 +88,8 @@ def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, s
         if _compiled_eval is None:
             _compiled_eval = torch.compile(_eval_input, dynamic=None)
         fn = _compiled_eval
-    x = fn(x_uint8, sizes.to(x_uint8.device), out, _consts(tuple(mean), tuple(std), x_uint8.device))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return fn(x_uint8, sizes.to(x_uint8.device, non_blocking=True), out, _consts(tuple(mean), tuple(std),
+              x_uint8.device), dtype, channels_last)  # fmt: skip
 
 
 # Columns of the per-sample parameter matrix drawn by `sample_augment_params`.

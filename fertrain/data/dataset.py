@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -10,6 +11,13 @@ from torch.utils.data import Dataset
 from fertrain.data.preprocess import PreprocessSpec, load_prepared
 from fertrain.labels import SOFT_COLUMNS
 from fertrain.manifests.io import Manifest
+
+
+def init_worker(_worker_id: int) -> None:
+    """DataLoader workers: one OpenCV thread each (torch already limits its own threads there);
+    otherwise every worker starts a pool as large as the machine and they fight the training
+    process for the cores."""
+    cv2.setNumThreads(1)
 
 
 class ManifestFaces(Dataset):

