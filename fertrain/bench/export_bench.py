@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces, init_worker
+from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model, normalization_of
 from fertrain.train.evaluate import autocast_for, collect_logits
@@ -63,7 +63,7 @@ def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 2
         torch.cat(outs[5:]).cpu()  # the export copies its logits back once per chunk
         model_only = n_batches * batch_size / (time.perf_counter() - t0)
     loader = DataLoader(ManifestFaces(m, rows, spec), batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_faces, worker_init_fn=init_worker, pin_memory=dev.type == "cuda",
+                        collate_fn=collate_faces, pin_memory=dev.type == "cuda",
                         prefetch_factor=4 if workers else None, persistent_workers=workers > 0)  # fmt: skip
     for _ in range(2):  # the second pass is timed (workers and compiled preprocessing warm)
         t0 = time.perf_counter()

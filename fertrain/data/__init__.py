@@ -1,7 +1,7 @@
 """Data path: uint8 faces from workers, float work batched on the training device."""
 
 from fertrain.data.augment import AugmentConfig, augment_batch, step_generator, to_model_input
-from fertrain.data.dataset import ManifestFaces, collate_faces, init_worker
+from fertrain.data.dataset import ManifestFaces, collate_faces
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
 
@@ -13,7 +13,6 @@ __all__ = [
     "collate_faces",
     "epoch_length",
     "epoch_order",
-    "init_worker",
     "load_prepared",
     "prepare_face",
     "step_generator",

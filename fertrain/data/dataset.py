@@ -13,17 +13,14 @@ from fertrain.labels import SOFT_COLUMNS
 from fertrain.manifests.io import Manifest
 
 
-def init_worker(_worker_id: int) -> None:
-    """DataLoader workers: one OpenCV thread each (torch already limits its own threads there);
-    otherwise every worker starts a pool as large as the machine and they fight the training
-    process for the cores."""
-    cv2.setNumThreads(1)
-
-
 class ManifestFaces(Dataset):
     """Rows of a manifest -> (uint8 3xSxS face, label, soft target or NaNs, row position)."""
 
     def __init__(self, manifest: Manifest, rows: pd.DataFrame, spec: PreprocessSpec):
+        # One OpenCV thread: set here, in the parent, so forked DataLoader workers inherit it. (Setting it
+        # inside a forked worker can deadlock on the thread pool the parent already started; left at its
+        # default, every worker starts a pool as large as the machine and they fight the trainer for cores.)
+        cv2.setNumThreads(1)
         roots = manifest.root_dirs()
         self.paths = [str(roots[r] / p) for r, p in zip(rows["root"], rows["path"], strict=True)]
         boxes = rows[["box_x", "box_y", "box_w", "box_h"]]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces, init_worker
+from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
 from fertrain.export.onnx import load_run_model
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.io import Manifest
@@ -57,7 +57,7 @@ class RunPredictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, labels) for `rows`, in row order."""
         loader = DataLoader(ManifestFaces(manifest, rows.reset_index(drop=True), self.spec), batch_size=batch_size,
-                            num_workers=workers, collate_fn=collate_faces, worker_init_fn=init_worker,
+                            num_workers=workers, collate_fn=collate_faces,
                             pin_memory=device.type == "cuda",
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
         logits, labels, _ = collect_logits(self.model.to(device), loader, device, self.spec, amp=amp,

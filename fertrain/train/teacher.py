@@ -30,7 +30,6 @@ from fertrain.data import (
     augment_batch,
     collate_faces,
     epoch_order,
-    init_worker,
     step_generator,
 )
 from fertrain.data.order import epoch_length
@@ -204,7 +203,7 @@ class TeacherTrainer:
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=True,
                           num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None,
-                          collate_fn=collate_faces, worker_init_fn=init_worker,
+                          collate_fn=collate_faces,
                           generator=torch.Generator().manual_seed(self.cfg.seed + epoch))  # fmt: skip
 
     def micro_step(self, x: torch.Tensor, sizes: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, micro: int,
@@ -292,7 +291,7 @@ class TeacherTrainer:
             return None
         loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size * 2, shuffle=False,
                             num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                            collate_fn=collate_faces, worker_init_fn=init_worker,
+                            collate_fn=collate_faces,
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
         logits, labels, _ = collect_logits(self.model, loader, self.device, self.spec,
                                            amp=self.cfg.amp, channels_last=self.cfg.channels_last)  # fmt: skip

@@ -1,0 +1,136 @@
+"""Distillation losses: one short class per loss, each returning a dict of named terms.
+
+Every class's `forward` returns {"loss": total, <term>: value, ...} so the trainer can log
+each term separately (seed 000: train_task_loss, train_distill_loss). Teacher inputs are
+logits; offline soft labels become logits as log(probabilities).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def kl_at_temperature(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    log_p_s = F.log_softmax(student_logits / t, dim=1)
+    p_t = F.softmax(teacher_logits / t, dim=1)
+    return F.kl_div(log_p_s, p_t, reduction="batchmean") * t * t
+
+
+class CELoss(nn.Module):
+    """The task term alone (a student without a teacher)."""
+
+    def __init__(self, smoothing: float = 0.0):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, student_logits, labels, teacher_logits=None, **_) -> dict[str, torch.Tensor]:
+        task = F.cross_entropy(student_logits, labels, label_smoothing=self.smoothing)
+        return {"loss": task, "task": task}
+
+
+class KDLoss(nn.Module):
+    """Hinton et al. 2015: ce_weight * CE(labels) + kd_weight * T^2 KL(teacher_T || student_T)."""
+
+    def __init__(self, temperature: float = 4.0, ce_weight: float = 0.5, kd_weight: float = 0.5):
+        super().__init__()
+        self.t, self.ce_weight, self.kd_weight = temperature, ce_weight, kd_weight
+
+    def forward(self, student_logits, labels, teacher_logits, **_) -> dict[str, torch.Tensor]:
+        task = F.cross_entropy(student_logits, labels)
+        distill = kl_at_temperature(student_logits, teacher_logits, self.t)
+        return {"loss": self.ce_weight * task + self.kd_weight * distill, "task": task, "distill": distill}
+
+
+class DKDLoss(nn.Module):
+    """Decoupled KD (Zhao et al. 2022): KD split into a target-class term (TCKD: the binary
+    target vs non-target distribution) and a non-target term (NCKD: the distribution among the
+    non-target classes), weighted alpha and beta; the distillation weight ramps in linearly
+    over `warmup_epochs`. Defaults as the reference implementation: alpha 1, beta 8, T 4,
+    warmup 20, CE weight 1.
+    """
+
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup_epochs: float = 20.0,
+                 ce_weight: float = 1.0):  # fmt: skip
+        super().__init__()
+        self.alpha, self.beta, self.t, self.warmup, self.ce_weight = alpha, beta, temperature, warmup_epochs, ce_weight
+
+    def parts(self, student_logits, labels, teacher_logits) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.t
+        target = torch.zeros_like(student_logits, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
+        p_s = F.softmax(student_logits / t, dim=1)
+        p_t = F.softmax(teacher_logits / t, dim=1)
+        bs = torch.stack([(p_s * target).sum(1), (p_s * ~target).sum(1)], dim=1)  # [p_target, 1 - p_target]
+        bt = torch.stack([(p_t * target).sum(1), (p_t * ~target).sum(1)], dim=1)
+        tckd = F.kl_div(torch.log(bs.clamp_min(1e-12)), bt, reduction="batchmean") * t * t
+        big = torch.finfo(student_logits.dtype).max / 4
+        masked_s = (student_logits / t).masked_fill(target, -big)  # drop the target class: softmax over the rest
+        masked_t = (teacher_logits / t).masked_fill(target, -big)
+        nckd = F.kl_div(F.log_softmax(masked_s, dim=1), F.softmax(masked_t, dim=1), reduction="batchmean") * t * t
+        return tckd, nckd
+
+    def forward(self, student_logits, labels, teacher_logits, epoch: float = 0.0, **_) -> dict[str, torch.Tensor]:
+        task = F.cross_entropy(student_logits, labels)
+        tckd, nckd = self.parts(student_logits, labels, teacher_logits)
+        ramp = min(1.0, epoch / self.warmup) if self.warmup > 0 else 1.0
+        distill = ramp * (self.alpha * tckd + self.beta * nckd)
+        return {"loss": self.ce_weight * task + distill, "task": task, "distill": distill, "tckd": tckd, "nckd": nckd}
+
+
+def _pairwise_distances(x: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, x).clamp_min(1e-12)
+
+
+class RKDLoss(nn.Module):
+    """Relational KD (Park et al. 2019) on features: distance (pairwise distances normalized by
+    their mean, Huber) and angle (cosines of angles in every triplet, Huber)."""
+
+    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0):
+        super().__init__()
+        self.dw, self.aw = distance_weight, angle_weight
+
+    @staticmethod
+    def distance_term(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+        ds, dt = _pairwise_distances(fs), _pairwise_distances(ft)
+        off = ~torch.eye(len(fs), dtype=torch.bool, device=fs.device)
+        return F.smooth_l1_loss(ds[off] / ds[off].mean(), dt[off] / dt[off].mean())
+
+    @staticmethod
+    def angle_term(fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
+        def cosines(f):
+            e = F.normalize(f.unsqueeze(0) - f.unsqueeze(1), p=2, dim=2)  # e[i, j] = unit(f_j - f_i)
+            return torch.bmm(e, e.transpose(1, 2)).view(-1)
+
+        return F.smooth_l1_loss(cosines(fs), cosines(ft))
+
+    def forward(self, student_logits, labels, teacher_logits=None, *, student_features, teacher_features,
+                **_) -> dict[str, torch.Tensor]:  # fmt: skip
+        task = F.cross_entropy(student_logits, labels)
+        dist = self.distance_term(student_features.float(), teacher_features.float())
+        angle = self.angle_term(student_features.float(), teacher_features.float())
+        return {"loss": task + self.dw * dist + self.aw * angle, "task": task, "rkd_distance": dist, "rkd_angle": angle}
+
+
+class MMDLoss(nn.Module):
+    """Feature distribution matching: squared maximum mean discrepancy between the student's and
+    the teacher's feature batches, Gaussian kernels at several bandwidths (median heuristic)."""
+
+    def __init__(self, weight: float = 1.0, scales: tuple[float, ...] = (0.5, 1.0, 2.0)):
+        super().__init__()
+        self.weight, self.scales = weight, scales
+
+    def mmd2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xy = torch.cat([x, y])
+        d2 = torch.cdist(xy, xy).pow(2)
+        bandwidth = d2.detach()[d2.detach() > 0].median().clamp_min(1e-6)
+        k = sum(torch.exp(-d2 / (s * bandwidth)) for s in self.scales)
+        n = len(x)
+        return k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean()
+
+    def forward(self, student_logits, labels, teacher_logits=None, *, student_features, teacher_features,
+                **_) -> dict[str, torch.Tensor]:  # fmt: skip
+        task = F.cross_entropy(student_logits, labels)
+        mmd = self.mmd2(student_features.float(), teacher_features.float())
+        return {"loss": task + self.weight * mmd, "task": task, "mmd": mmd}
