@@ -316,3 +316,22 @@ def test_preprocessing_contract_grey_clahe_and_device_resize():
     out = to_model_input(x, sizes, 112, (0.0,) * 3, (1.0,) * 3, fused=False)
     assert out.shape == (2, 3, 112, 112)
     assert torch.allclose(out[1], torch.full_like(out[1], 200 / 255), atol=1e-5)  # edge padding never leaks in
+
+
+def test_bench_train_and_export_run_the_real_step_code_on_cpu(demo_pipeline, capsys):
+    """The GPU benchmarks, a few steps on CPU: both paths run and report consistent numbers."""
+    from fertrain.bench.export_bench import bench_export
+    from fertrain.bench.train_bench import bench_train
+
+    manifest = str(demo_pipeline / "manifests" / "demo.parquet")
+    tr = bench_train(manifest, backbone="resnet10t", img_size=32, batch_size=16, steps=3, warmup=1, workers=0,
+                     amp=False, channels_last=False, device="cpu")  # fmt: skip
+    assert tr.model_only_img_s > 0 and tr.end_to_end_img_s > 0
+    assert tr.ratio == pytest.approx(tr.end_to_end_img_s / tr.model_only_img_s, rel=1e-2)
+    ex = bench_export(manifest, backbone="resnet10t", img_size=32, batch_size=64, workers=0, amp=False,
+                      channels_last=False, device="cpu", max_images=200)  # fmt: skip
+    assert ex.images == 200 and ex.end_to_end_img_s > 0 and ex.ratio > 0
+    code, text = run_cli(["bench", "train", "-m", manifest, "--backbone", "resnet10t", "--img-size", "32", "-b", "16",
+                          "--steps", "2", "--warmup", "1", "-j", "0", "--no-amp", "--no-channels-last",
+                          "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0 and "ratio" in text

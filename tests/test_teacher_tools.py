@@ -14,7 +14,7 @@ from fertrain.calibration import fit_per_class_temperature, fit_temperature, nll
 from fertrain.calibration.posthoc import calibrate_teacher
 from fertrain.ensemble import fuse, load_teacher, search_weights
 from fertrain.ensemble.fusion import member_probs
-from fertrain.errors import FertrainError
+from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import DedupPolicy, build_manifest, load_manifest
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.recipe import recipe_from_dict
@@ -187,7 +187,7 @@ def test_resumed_export_equals_one_shot(demo_pipeline, tmp_path):
 def test_exclude_overlap_calibrates_on_held_out_faces_only(demo_pipeline, tmp_path):
     runs = teachers(demo_pipeline)
     manifest = demo_pipeline / "manifests" / "demo.parquet"
-    with pytest.raises(Exception, match="no held-out rows"):  # A trained on every train face
+    with pytest.raises(ConfigError, match="no held-out rows"):  # A trained on every train face
         calibrate_teacher(runs["A"], manifest, "train", exclude_overlap=True, workers=0)
     # an ensemble with A refuses train rows too, naming the count
     ens = tmp_path / "e.json"

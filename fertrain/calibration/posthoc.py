@@ -6,7 +6,6 @@ Held-out logits only: a calibration manifest/split that overlaps the rows a run 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.dedup import face_keys
 from fertrain.plots import plot_reliability
-from fertrain.runs import run_lock
 from fertrain.runs.reports import ALIGNMENT_REPORT
 
 
@@ -96,17 +94,13 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
-    path = Path(target)
-    if teacher.is_ensemble:
-        spec = dict(teacher.spec_json, temperature=temperature)
-        atomic_write_json(path, spec)
-        json_out, png_out = path.with_suffix(".calibration.json"), path.with_suffix(".reliability.png")
-    else:
-        json_out, png_out = path / "calibration.json", path / "reliability.png"
-    guard = contextlib.nullcontext() if teacher.is_ensemble else run_lock(path)
-    with guard:
+    if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
+        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature))
+    json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
+    with teacher.writing():
         atomic_write_json(json_out, result)
-        plot_reliability(before, after, png_out, title=f"{path.name} on {Path(manifest).name} [{split}], n={len(rows)}")
+        title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
+        plot_reliability(before, after, png_out, title=title)
     result["written"] = [str(json_out), str(png_out)]
     return result
 

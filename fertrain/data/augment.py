@@ -36,11 +36,6 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return g
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    c = _consts(tuple(mean), tuple(std), x.device)
-    return (x - c[0].view(1, 3, 1, 1)) / c[1].view(1, 3, 1, 1)
-
-
 def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, cy, flip) -> torch.Tensor:
     """One bilinear resample of each face's valid region (top-left h x w of the canvas) to out x out.
 

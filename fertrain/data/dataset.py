@@ -21,8 +21,7 @@ class ManifestFaces(Dataset):
         # inside a forked worker can deadlock on the thread pool the parent already started; left at its
         # default, every worker starts a pool as large as the machine and they fight the trainer for cores.)
         cv2.setNumThreads(1)
-        roots = manifest.root_dirs()
-        self.paths = [str(roots[r] / p) for r, p in zip(rows["root"], rows["path"], strict=True)]
+        self.paths = [str(p) for p in manifest.image_paths(rows)]
         boxes = rows[["box_x", "box_y", "box_w", "box_h"]]
         has_box = boxes.notna().all(axis=1).to_numpy()
         box_vals = boxes.fillna(0).to_numpy(dtype=np.int64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_confusion_matrix
-from fertrain.runs import run_lock
 from fertrain.train.evaluate import classification_metrics
 
 
@@ -41,15 +39,9 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
                       for src in sorted(rows["source"].unique()) for mask in [(rows["source"] == src).to_numpy()]},
     }  # fmt: skip
     stem = f"{manifest_path.name.split('.')[0]}_{split}"
-    if teacher.is_ensemble:
-        json_out = target.with_name(f"{target.stem}.evaluation_{stem}.json")
-        png_out = target.with_name(f"{target.stem}.confusion_{stem}.png")
-    else:
-        json_out, png_out = target / f"evaluation_{stem}.json", target / f"confusion_{stem}.png"
+    json_out, png_out = teacher.report_path(f"evaluation_{stem}.json"), teacher.report_path(f"confusion_{stem}.png")
     title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
-    # a run directory is locked while written to (a training run may be active there)
-    guard = contextlib.nullcontext() if teacher.is_ensemble else run_lock(target, recover_stale=recover_stale)
-    with guard:
+    with teacher.writing(recover_stale):
         atomic_write_json(json_out, result)
         plot_confusion_matrix(result["confusion_matrix"], CLASS_NAMES, png_out, title=title)
     result["written"] = [str(json_out), str(png_out)]

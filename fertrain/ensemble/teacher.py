@@ -9,6 +9,7 @@ Member paths are stored as written; relative ones resolve against the JSON's fol
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from fertrain.ensemble.predictor import CALIBRATION, RunPredictor
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
+from fertrain.runs import run_lock
 
 ENSEMBLE_FORMAT = "fertrain-ensemble-v1"
 
@@ -53,6 +55,14 @@ class Teacher:
             return outs[0][0], labels
         probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
         return fuse(probs, self.weights, self.fusion_t), labels
+
+    def report_path(self, name: str) -> Path:
+        """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
+        return self.path.with_name(f"{self.path.stem}.{name}") if self.is_ensemble else self.path / name
+
+    def writing(self, recover_stale: bool = False) -> contextlib.AbstractContextManager:
+        """Guard for writing reports: a run directory is locked (a training run may be active there)."""
+        return contextlib.nullcontext() if self.is_ensemble else run_lock(self.path, recover_stale=recover_stale)
 
     def calibrated_probs(self, logits: np.ndarray) -> np.ndarray:
         return torch.softmax(scale_logits(torch.as_tensor(logits, dtype=torch.float64), self.temperature), 1).numpy()

@@ -15,9 +15,9 @@ import torch
 
 from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.data.preprocess import PreprocessSpec
-from fertrain.errors import ConfigError, FertrainError
+from fertrain.errors import FertrainError
 from fertrain.models import build_model
-from fertrain.train.checkpoint import BEST, CHECKPOINT_LAST, load_checkpoint
+from fertrain.train.checkpoint import load_checkpoint, run_checkpoint
 
 ONNX_NAME = "model.onnx"
 OPSET = 17
@@ -25,10 +25,7 @@ OPSET = 17
 
 def load_run_model(run_or_ckpt: str | Path) -> tuple[torch.nn.Module, dict, Path]:
     """Model (eval mode, CPU) and checkpoint from a run directory (best.pt, else last) or a file."""
-    p = Path(run_or_ckpt)
-    path = next((p / n for n in (BEST, CHECKPOINT_LAST) if (p / n).is_file()), None) if p.is_dir() else p
-    if path is None:
-        raise ConfigError(f"{p}: no {BEST} or {CHECKPOINT_LAST} in that run directory")
+    path = run_checkpoint(run_or_ckpt)
     ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
     model = build_model(cfg["backbone"], head=cfg["head"], arcface_s=cfg["arcface_s"])

@@ -113,9 +113,11 @@ class Manifest:
         base = self.path.parent
         return {r: (Path(r) if os.path.isabs(r) else (base / r)).resolve() for r in self.df["root"].unique()}
 
-    def image_paths(self) -> list[Path]:
+    def image_paths(self, rows: pd.DataFrame | None = None) -> list[Path]:
+        """Absolute image paths of `rows` (default: every row of the manifest)."""
+        rows = self.df if rows is None else rows
         roots = self.root_dirs()
-        return [roots[r] / p for r, p in zip(self.df["root"], self.df["path"], strict=True)]
+        return [roots[r] / p for r, p in zip(rows["root"], rows["path"], strict=True)]
 
     @property
     def has_soft_labels(self) -> bool:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fertrain.atomic import atomic_path, atomic_write_text
-from fertrain.console import console
+from fertrain.console import console, progress_bar
 from fertrain.ensemble.teacher import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
@@ -26,7 +26,6 @@ from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.io import stamp_path
 from fertrain.runs import run_lock
 from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
-from fertrain.train.progress import epoch_progress
 
 FORMAT = "fertrain-softlabels-v1"
 
@@ -84,22 +83,22 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
         else:
             atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
         done = 0
-        with epoch_progress("soft labels (chunks)", n_chunks, 0, show_progress) as update:
+        with progress_bar("soft labels", total=len(rows), unit="img", show=show_progress) as advance:
             for c in range(n_chunks):
                 part = parts / f"part-{c:05d}.parquet"
-                if part.is_file():
-                    update(images=0, loss=float("nan"), lr=0.0, margin=0.0)
+                chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
+                if part.is_file():  # done by an earlier, interrupted export
+                    advance(len(chunk))
                     continue
                 if max_chunks is not None and done >= max_chunks:
                     return {"complete": False, "chunks_done": c, "chunks": n_chunks}
-                chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
                 logits, _ = teacher.logits(manifest, chunk, device=dev, batch_size=batch_size, workers=workers,
                                            tta_flip=tta_flip)  # fmt: skip
                 frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
                 with atomic_path(part) as tmp:
                     frame.to_parquet(tmp, index=False)
                 done += 1
-                update(images=len(chunk), loss=float("nan"), lr=0.0, margin=0.0)
+                advance(len(chunk))
         table = pa.concat_tables([pq.read_table(parts / f"part-{c:05d}.parquet") for c in range(n_chunks)])
         if table.num_rows != len(rows) or table.column("row_id").to_pylist() != rows["row_id"].astype(str).tolist():
             raise FertrainError(f"{parts}: the parts do not add up to the {len(rows)} manifest rows in order")

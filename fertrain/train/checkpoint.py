@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from fertrain.atomic import atomic_torch_save
-from fertrain.errors import FertrainError, InputError
+from fertrain.errors import ConfigError, FertrainError, InputError
 from fertrain.serialization import load_torch_file
 
 CHECKPOINT_LAST = "checkpoint_last.pt"
@@ -39,6 +39,19 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def run_checkpoint(ref: str | Path, what: str = "run") -> Path:
+    """A run directory's best.pt (else checkpoint_last.pt), or a checkpoint file as given."""
+    p = Path(ref)
+    if p.is_dir():
+        for name in (BEST, CHECKPOINT_LAST):
+            if (p / name).is_file():
+                return p / name
+        raise ConfigError(f"{what} {p}: no {BEST} or {CHECKPOINT_LAST} in that run directory")
+    if not p.is_file():
+        raise ConfigError(f"{what} {p}: no such run directory or checkpoint")
+    return p
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:

@@ -44,6 +44,7 @@ from fertrain.train.checkpoint import (
     check_resume_config,
     load_checkpoint,
     rng_state,
+    run_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
@@ -69,19 +70,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def find_init_checkpoint(ref: str) -> Path:
-    """A run directory (its best.pt, else checkpoint_last.pt) or a checkpoint file."""
-    p = Path(ref)
-    if p.is_dir():
-        for name in (BEST, CHECKPOINT_LAST):
-            if (p / name).is_file():
-                return p / name
-        raise ConfigError(f"--init-from {p}: no {BEST} or {CHECKPOINT_LAST} in that run directory")
-    if not p.is_file():
-        raise ConfigError(f"--init-from {p}: no such run directory or checkpoint")
-    return p
 
 
 @dataclass
@@ -176,7 +164,7 @@ class TeacherTrainer:
             console.print(f"resuming {source} at epoch {self.epoch}, step {self.global_step}", soft_wrap=True)
             return
         if self.cfg.init_from:
-            path = find_init_checkpoint(self.cfg.init_from)
+            path = run_checkpoint(self.cfg.init_from, "--init-from")
             state = load_checkpoint(path)["model"]
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if unexpected or any(not k.startswith("head.") for k in missing):

@@ -10,7 +10,6 @@ Folder: `train/<class>/Training_<id>.jpg`, `validation/<class>/PublicTest_<id>.j
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from fertrain.errors import InputError
 from fertrain.manifests.adapters.base import AdapterContext, iter_images, read_csv_rows
+from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.schema import Candidate
 
 FER_SIDE = 48
@@ -45,14 +45,6 @@ class PixelRow:
     path: str
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_if_changed(path: Path, data: bytes) -> None:
     """Cache write: skip when identical bytes are already there, else temp + rename."""
     try:
@@ -72,7 +64,7 @@ def materialize_fer2013_csv(ctx: AdapterContext, csv_path: Path) -> list[PixelRo
     errors naming the line (or skipped and counted with --skip-bad).
     """
     ctx.require_file(csv_path, "FER2013 CSV with header emotion,pixels,Usage")
-    root = ctx.cache_dir / "fer2013_pixels" / _file_sha256(csv_path)[:16]
+    root = ctx.cache_dir / "fer2013_pixels" / sha256_file(csv_path)[:16]
     made: set[str] = set()
     rows: list[PixelRow] = []
     for index, (line, rec) in enumerate(read_csv_rows(ctx, csv_path, CSV_HEADER)):
