@@ -41,13 +41,15 @@ def main() -> None:
     print(f"loader only: {n / (time.perf_counter() - t):,.0f} img/s")
     xb = torch.randint(0, 255, (a.batch_size, 3, 48, 48), dtype=torch.uint8, device=dev)
     sz = torch.full((a.batch_size, 2), 48, device=dev)
-    for i in range(25):
-        if i == 5:
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-        to_model_input(xb, sz, a.img_size, spec.mean, spec.std, True)
-    torch.cuda.synchronize()
-    print(f"preprocess only (48 -> {a.img_size}, fused): {20 * a.batch_size / (time.perf_counter() - t):,.0f} img/s")
+    for label, native in (("per-face grid_sample", None), ("uniform-size interpolate", (48, 48))):
+        for i in range(25):
+            if i == 5:
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+            to_model_input(xb, sz, a.img_size, spec.mean, spec.std, True, dtype=torch.bfloat16, native=native)
+        torch.cuda.synchronize()
+        print(f"preprocess only (48 -> {a.img_size}, fused, {label}): "
+              f"{20 * a.batch_size / (time.perf_counter() - t):,.0f} img/s")  # fmt: skip
     model = build_model("resnet18").to(dev).eval().to(memory_format=torch.channels_last)
     collect_logits(model, dl, dev, spec, amp=True, channels_last=True)  # warm
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

@@ -335,3 +335,20 @@ def test_bench_train_and_export_run_the_real_step_code_on_cpu(demo_pipeline, cap
                           "--steps", "2", "--warmup", "1", "-j", "0", "--no-amp", "--no-channels-last",
                           "--device", "cpu"], capsys)  # fmt: skip
     assert code == 0 and "ratio" in text
+
+
+def test_uniform_size_resize_fast_path_samples_like_the_per_face_resample():
+    """One interpolate over a batch of equal-size faces == the per-face grid_sample it replaces."""
+    from fertrain.data import to_model_input
+    from fertrain.data.augment import uniform_size
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=g)
+    sizes = torch.full((4, 2), 48)
+    assert uniform_size(sizes) == (48, 48) and uniform_size(torch.tensor([[48, 48], [40, 48]])) is None
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    for out_size in (112, 48, 32):
+        slow = to_model_input(x, sizes, out_size, mean, std, fused=False)
+        fast = to_model_input(x, sizes, out_size, mean, std, fused=False, native=(48, 48))
+        assert fast.shape == slow.shape == (4, 3, out_size, out_size)
+        assert torch.allclose(fast, slow, atol=2e-4), (out_size, (fast - slow).abs().max())

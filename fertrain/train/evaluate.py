@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
+from fertrain.data.augment import uniform_size
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
 
@@ -35,16 +36,18 @@ def collect_logits(
     """Serving logits (no margin), labels and row positions for every sample of `loader`.
 
     `tta_flip` averages the logits of each face and its mirror image. Logits stay on the device
-    until the end: one copy to the host instead of a GPU sync per batch.
+    until the end: one copy to the host instead of a GPU sync per batch. (Copying and resizing
+    on a side stream, to overlap the previous forward pass, measured no gain on an H200.)
     """
     model.eval()
     out, labels, index = [], [], []
     # under AMP the input is produced directly in the compute dtype (saves a full-size cast per batch)
     in_dtype = amp_dtype(device) if amp else torch.float32
     for x, sizes, y, _soft, idx in loader:
+        native = uniform_size(sizes)  # on the host copy: no device sync
         # non_blocking for sizes too: a blocking copy syncs the stream every batch (measured: 70 % of host time)
         x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,
-                           spec.mean, spec.std, channels_last, dtype=in_dtype)  # fmt: skip
+                           spec.mean, spec.std, channels_last, dtype=in_dtype, native=native)  # fmt: skip
         with autocast_for(device, amp):
             logits = model(x)
             if tta_flip:
