@@ -82,3 +82,29 @@ def test_mmd_separates_distributions():
     logits, y = torch.randn(64, 7, generator=g), torch.randint(0, 7, (64,), generator=g)
     out = mmd(logits, y, student_features=a, teacher_features=shifted)
     assert out["loss"] == pytest.approx(float(out["task"] + out["mmd"]), rel=1e-6)
+
+
+def test_crd_prefers_the_matching_teacher_row_and_updates_its_memory_bank():
+    from fertrain.distill import CRDLoss
+
+    torch.manual_seed(0)
+    n, d = 64, 16
+    feats = torch.randn(n, d)
+    crd = CRDLoss(student_dim=d, teacher_dim=d, n_data=n, feat_dim=d, negatives=32, momentum=0.0)
+    with torch.no_grad():  # identical embeddings on both sides
+        crd.embed_t.weight.copy_(crd.embed_s.weight)
+        crd.embed_t.bias.copy_(crd.embed_s.bias)
+    index = torch.arange(n)
+    y = torch.zeros(n, dtype=torch.long)
+    logits = torch.zeros(n, 7)
+    crd.train()
+    crd(logits, y, student_features=feats, teacher_features=feats, index=index)  # momentum 0: banks = embeddings
+    emb = F.normalize(crd.embed_s(feats), dim=1)
+    assert torch.allclose(crd.bank_t, emb, atol=1e-5) and torch.allclose(crd.bank_s, emb, atol=1e-5)
+    crd.eval()  # eval: banks are read, not written
+    matched = crd(logits, y, student_features=feats, teacher_features=feats, index=index)["crd"]
+    shuffled = crd(logits, y, student_features=feats, teacher_features=feats, index=index.roll(1))["crd"]
+    assert float(matched) < float(shuffled)
+    assert torch.allclose(crd.bank_t, emb, atol=1e-5)
+    out = crd(logits, y, student_features=feats, teacher_features=feats, index=index)
+    assert float(out["loss"]) == pytest.approx(float(out["task"] + 0.8 * out["crd"]), rel=1e-5)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from fertrain import __version__
-from fertrain.cli import bench_cmd, demo_cmd, export_cmd, manifest_cmd, runs_cmd, teacher_cmd, teachers_cmd
+from fertrain.cli import (
+    bench_cmd,
+    demo_cmd,
+    export_cmd,
+    manifest_cmd,
+    runs_cmd,
+    student_cmd,
+    teacher_cmd,
+    teachers_cmd,
+)
 from fertrain.console import console
 from fertrain.errors import FertrainError
 
@@ -16,6 +25,7 @@ app = typer.Typer(
     "  fertrain manifest build --source fer2013=data/fer2013 --out outputs/manifests/fer2013.parquet\n\n"
     "  fertrain manifest inspect outputs/manifests/fer2013.parquet\n\n"
     "  fertrain teacher --stage A --manifest outputs/manifests/fer2013.parquet --backbone resnet18\n\n"
+    "  fertrain student --manifest M.parquet --softlabels softlabels.parquet --loss dkd\n\n"
     "  fertrain runs list outputs/teachers\n\n"
     "  fertrain demo run --out outputs/demo",
     no_args_is_help=True,
@@ -33,6 +43,7 @@ app.command("calibrate")(teachers_cmd.calibrate)
 app.command("ensemble")(teachers_cmd.ensemble)
 app.command("evaluate")(teachers_cmd.evaluate)
 app.command("export-softlabels")(teachers_cmd.export_softlabels)
+app.command("student", help=student_cmd.HELP)(student_cmd.student)
 app.command("demo-data")(demo_cmd.demo_data)
 
 

@@ -35,7 +35,8 @@ def run(
     teachers: bool = typer.Option(True, "--teachers/--no-teachers", help="Train the Stage A/B demo teachers."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Run the demo pipeline: data -> manifest -> Stage A teacher -> Stage B teacher (init from A).
+    """Run the demo pipeline: data -> manifest -> Stage A/B teachers -> calibration -> ensemble -> soft labels
+    -> DKD student -> ONNX.
 
     Example: fertrain demo run --out outputs/demo
     """
@@ -57,4 +58,10 @@ def run(
                       f"{result.evaluation['macro_f1']:.3f}", soft_wrap=True)  # fmt: skip
     if result.softlabels:
         console.print(f"soft labels {result.softlabels['path']} ({result.softlabels['rows']:,} rows)", soft_wrap=True)
+    if result.student:
+        st = result.student
+        test = f", test acc {st.test['accuracy']:.3f} macro-F1 {st.test['macro_f1']:.3f}" if st.test else ""
+        onnx = f", ONNX {st.onnx['path']}" if st.onnx else ""
+        console.print(f"student (DKD from the soft labels): {st.output_dir} best val macro-F1 "
+                      f"{st.best.get('macro_f1', float('nan')):.3f}{test}{onnx}", soft_wrap=True)  # fmt: skip
     console.print("[green]demo complete[/]")

@@ -1,5 +1,5 @@
 """The demo pipeline behind `make demo`: data -> manifest -> Stage A -> Stage B teachers ->
-calibration -> ensemble -> evaluation -> soft labels (later: student -> ONNX)."""
+calibration -> ensemble -> evaluation -> soft labels -> DKD student -> ONNX."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 from fertrain.configs import config_path
 from fertrain.demo.dataset import write_demo_dataset
+from fertrain.distill.config import resolve_student_config
+from fertrain.distill.trainer import StudentResult, train_student
 from fertrain.manifests import BuildResult, build_manifest
 from fertrain.manifests.recipe import recipe_from_dict
 from fertrain.runs import open_run
@@ -39,6 +41,7 @@ class DemoResult:
     ensemble: Path | None = None
     evaluation: dict | None = None
     softlabels: dict | None = None
+    student: StudentResult | None = None
 
 
 def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, teachers: bool = True,
@@ -64,6 +67,12 @@ def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, 
                                      config_path("demo_teacher_stageB.yaml"))  # fmt: skip
             result.teachers["B"] = train_teacher(stage_b, show_progress=show_progress)
             run_teacher_tools(result, workers=1)
+            student = resolve_student_config({"manifest": str(built.path), "seed": seed,
+                                              "softlabels": str(result.out / "softlabels" / "train.parquet"),
+                                              "output_dir": str(out / "students" / "demo_dkd"),
+                                              "recover_stale_lock": recover_stale},
+                                             config_path("demo_student.yaml"))  # fmt: skip
+            result.student = train_student(student, show_progress=show_progress)  # also exports model.onnx
     return result
 
 

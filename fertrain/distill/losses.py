@@ -1,8 +1,10 @@
 """Distillation losses: one short class per loss, each returning a dict of named terms.
 
-Every class's `forward` returns {"loss": total, <term>: value, ...} so the trainer can log
-each term separately (seed 000: train_task_loss, train_distill_loss). Teacher inputs are
-logits; offline soft labels become logits as log(probabilities).
+Every class's `forward` returns {"loss": total, "task": CE, <term>: value, ...} so the trainer
+can log each term separately (seed 000: train_task_loss, train_distill_loss = loss - task).
+Teacher inputs are logits; offline soft labels become logits as log(probabilities). Feature
+losses (combined, crd, rkd, mmd) also take pooled student and teacher features and own any
+projection they need, so their parameters are trained with the student.
 """
 
 from __future__ import annotations
@@ -85,9 +87,10 @@ def _pairwise_distances(x: torch.Tensor) -> torch.Tensor:
 
 class RKDLoss(nn.Module):
     """Relational KD (Park et al. 2019) on features: distance (pairwise distances normalized by
-    their mean, Huber) and angle (cosines of angles in every triplet, Huber)."""
+    their mean, Huber) and angle (cosines of angles in every triplet, Huber). Relations do not
+    depend on the feature width, so no projection is needed."""
 
-    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0):
+    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, **_):
         super().__init__()
         self.dw, self.aw = distance_weight, angle_weight
 
@@ -117,9 +120,11 @@ class MMDLoss(nn.Module):
     """Feature distribution matching: squared maximum mean discrepancy between the student's and
     the teacher's feature batches, Gaussian kernels at several bandwidths (median heuristic)."""
 
-    def __init__(self, weight: float = 1.0, scales: tuple[float, ...] = (0.5, 1.0, 2.0)):
+    def __init__(self, weight: float = 1.0, scales: tuple[float, ...] = (0.5, 1.0, 2.0), student_dim: int = 0,
+                 teacher_dim: int = 0):  # fmt: skip
         super().__init__()
         self.weight, self.scales = weight, scales
+        self.proj = _projection(student_dim, teacher_dim)
 
     def mmd2(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         xy = torch.cat([x, y])
@@ -132,5 +137,82 @@ class MMDLoss(nn.Module):
     def forward(self, student_logits, labels, teacher_logits=None, *, student_features, teacher_features,
                 **_) -> dict[str, torch.Tensor]:  # fmt: skip
         task = F.cross_entropy(student_logits, labels)
-        mmd = self.mmd2(student_features.float(), teacher_features.float())
+        mmd = self.mmd2(self.proj(student_features.float()), teacher_features.float())
         return {"loss": task + self.weight * mmd, "task": task, "mmd": mmd}
+
+
+def _projection(student_dim: int, teacher_dim: int) -> nn.Module:
+    """A linear map into the teacher's feature width when the widths differ (trained with the student)."""
+    return nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim)
+
+
+class CombinedLoss(nn.Module):
+    """Task + KD + feature matching: MSE between the L2-normalized projected student features and
+    the L2-normalized teacher features (seed 004's `combined`)."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 4.0, ce_weight: float = 0.5,
+                 kd_weight: float = 0.5, feature_weight: float = 1.0):  # fmt: skip
+        super().__init__()
+        self.kd = KDLoss(temperature, ce_weight, kd_weight)
+        self.proj = _projection(student_dim, teacher_dim)
+        self.feature_weight = feature_weight
+
+    def forward(self, student_logits, labels, teacher_logits, *, student_features, teacher_features,
+                **_) -> dict[str, torch.Tensor]:  # fmt: skip
+        out = self.kd(student_logits, labels, teacher_logits)
+        fs = F.normalize(self.proj(student_features.float()), dim=1)
+        feature = F.mse_loss(fs, F.normalize(teacher_features.float(), dim=1), reduction="sum") / len(fs)
+        return {**out, "loss": out["loss"] + self.feature_weight * feature, "feature": feature}
+
+
+class CRDLoss(nn.Module):
+    """Contrastive representation distillation (Tian et al. 2020), softmax form with memory banks.
+
+    Student and teacher features are embedded (linear + L2 norm) into `feat_dim`. For each sample,
+    the student embedding must pick its own teacher embedding out of the teacher memory bank among
+    `negatives` random other samples (and symmetrically the teacher embedding among student
+    entries). The banks hold one momentum-averaged embedding per training row (indexed by the
+    sample's row position), are buffers (saved with the run) and are updated after each batch.
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int, n_data: int, feat_dim: int = 128, negatives: int = 4096,
+                 nce_t: float = 0.07, momentum: float = 0.5, weight: float = 0.8, ce_weight: float = 1.0,
+                 seed: int = 0):  # fmt: skip
+        super().__init__()
+        if n_data < 2:
+            raise ValueError("CRD needs at least 2 training rows for its memory bank")
+        self.embed_s, self.embed_t = nn.Linear(student_dim, feat_dim), nn.Linear(teacher_dim, feat_dim)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("bank_s", F.normalize(torch.randn(n_data, feat_dim, generator=g), dim=1))
+        self.register_buffer("bank_t", F.normalize(torch.randn(n_data, feat_dim, generator=g), dim=1))
+        self.negatives, self.t, self.momentum = min(negatives, n_data - 1), nce_t, momentum
+        self.weight, self.ce_weight = weight, ce_weight
+
+    def contrast(self, anchor: torch.Tensor, bank: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """InfoNCE: column 0 is the positive (the same row's entry), then random negatives."""
+        neg = torch.randint(0, len(bank), (len(anchor), self.negatives), device=anchor.device)
+        candidates = bank[torch.cat([index.view(-1, 1), neg], dim=1)]  # (b, 1 + K, d)
+        logits = torch.bmm(candidates, anchor.unsqueeze(2)).squeeze(2) / self.t
+        return F.cross_entropy(logits, torch.zeros(len(anchor), dtype=torch.long, device=anchor.device))
+
+    @torch.no_grad()
+    def update_bank(self, bank: torch.Tensor, index: torch.Tensor, emb: torch.Tensor) -> None:
+        mixed = bank[index] * self.momentum + emb.detach().to(bank.dtype) * (1 - self.momentum)
+        bank[index] = F.normalize(mixed, dim=1)
+
+    def forward(self, student_logits, labels, teacher_logits=None, *, student_features, teacher_features, index,
+                **_) -> dict[str, torch.Tensor]:  # fmt: skip
+        task = F.cross_entropy(student_logits, labels)
+        es = F.normalize(self.embed_s(student_features.float()), dim=1)
+        et = F.normalize(self.embed_t(teacher_features.float()), dim=1)
+        crd = self.contrast(es, self.bank_t, index) + self.contrast(et, self.bank_s, index)
+        if self.training:
+            self.update_bank(self.bank_s, index, es)
+            self.update_bank(self.bank_t, index, et)
+        return {"loss": self.ce_weight * task + self.weight * crd, "task": task, "crd": crd}
+
+
+LOSSES: dict[str, type[nn.Module]] = {"ce": CELoss, "kd": KDLoss, "dkd": DKDLoss, "combined": CombinedLoss,
+                                      "crd": CRDLoss, "rkd": RKDLoss, "mmd": MMDLoss}  # fmt: skip
+TEACHER_FREE = {"ce"}  # needs no teacher at all
+FEATURE_LOSSES = {"combined", "crd", "rkd", "mmd"}  # need teacher features: online (--teacher) only

@@ -107,12 +107,18 @@ def load_initial_weights(model: FerNet, path: str | Path) -> dict:
             "skipped": sorted(set(own) - set(mapped))[:20]}  # fmt: skip
 
 
+def pooled_width(backbone: nn.Module) -> int:
+    """Width of the backbone's pooled output (`forward` with num_classes=0). timm's `num_features`
+    is the width before any pre-logits layer (mobilenetv3's conv_head), `head_hidden_size` after it."""
+    return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
 def build_model(backbone: str, *, head: str = "arcface", arcface_s: float = 30.0, pretrained: bool = False,
                 initial_checkpoint: str | Path | None = None, num_classes: int = NUM_CLASSES) -> FerNet:  # fmt: skip
     if head not in HEADS:
         raise ConfigError(f"--head {head!r} unknown; expected one of {', '.join(HEADS)}")
     net = create_backbone(backbone, pretrained=pretrained)
-    features = net.num_features
+    features = pooled_width(net)
     head_mod: nn.Module = (
         ArcFaceHead(features, num_classes, s=arcface_s) if head == "arcface" else LinearHead(features, num_classes)
     )

@@ -82,11 +82,12 @@ class TeacherConfig:
         return asdict(self)
 
 
-def _fields() -> set[str]:
-    return {f.name for f in fields(TeacherConfig)}
+def _fields(cls: type = TeacherConfig) -> set[str]:
+    return {f.name for f in fields(cls)}
 
 
-def load_yaml_config(path: str | Path) -> dict[str, Any]:
+def load_yaml_config(path: str | Path, cls: type = TeacherConfig) -> dict[str, Any]:
+    """A YAML mapping of options for the dataclass `cls`; unknown keys are an error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config {path}: file not found")
@@ -94,7 +95,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"--config {path}: expected a mapping of option: value")
     raw = {k.replace("-", "_"): v for k, v in raw.items()}
-    unknown = sorted(set(raw) - _fields())
+    unknown = sorted(set(raw) - _fields(cls))
     if unknown:
         raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
     return raw
@@ -122,8 +123,12 @@ def resolve_config(overrides: dict[str, Any], yaml_path: str | Path | None = Non
     return cfg
 
 
+def backbone_abbrev(backbone: str) -> str:
+    return BACKBONE_ABBREV.get(backbone) or re.sub(r"[^A-Za-z0-9]+", "", backbone).upper()[:8]
+
+
 def run_name(cfg: TeacherConfig) -> str:
-    abbrev = BACKBONE_ABBREV.get(cfg.backbone) or re.sub(r"[^A-Za-z0-9]+", "", cfg.backbone).upper()[:8]
+    abbrev = backbone_abbrev(cfg.backbone)
     return f"{abbrev}_{cfg.backbone}_seed{cfg.seed}_stage{cfg.stage}_img{cfg.img_size}"
 
 

@@ -14,7 +14,7 @@ from fertrain.console import console
 @contextlib.contextmanager
 def epoch_progress(title: str, total_steps: int, done_steps: int = 0,
                    show: bool = True) -> Iterator[Callable[..., None]]:  # fmt: skip
-    """Yield `update(images=, loss=, lr=, margin=)`, called once per optimizer step."""
+    """Yield `update(images=, loss=, lr=, margin=)`, called once per optimizer step (margin None: not shown)."""
     start = time.perf_counter()
     seen = 0
     if not show:
@@ -26,11 +26,11 @@ def epoch_progress(title: str, total_steps: int, done_steps: int = 0,
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(title, total=total_steps, completed=done_steps, rate="", stats="")
 
-        def update(images: int, loss: float, lr: float, margin: float) -> None:
+        def update(images: int, loss: float, lr: float, margin: float | None = None) -> None:
             nonlocal seen
             seen += images
             rate = seen / max(1e-9, time.perf_counter() - start)
-            progress.update(task, advance=1, rate=f"{rate:,.0f} img/s",
-                            stats=f"loss {loss:.4f} lr {lr:.2e} m {margin:.3f}")  # fmt: skip
+            m = "" if margin is None else f" m {margin:.3f}"
+            progress.update(task, advance=1, rate=f"{rate:,.0f} img/s", stats=f"loss {loss:.4f} lr {lr:.2e}{m}")
 
         yield update

@@ -1,0 +1,115 @@
+"""Where a student's teacher outputs come from.
+
+Offline (`--softlabels FILE`): the exported, calibrated probabilities of each training row, as
+logits log(p) (softmax-equivalent), looked up by row position; logit losses only.
+
+Online (`--teacher RUN_DIR|ENSEMBLE.json`): the frozen teacher(s) in eval mode, no grad, run on
+the same augmented view as the student (the same random draws, replayed at each teacher's own
+input size and normalization), calibrated the same way as the export: each member's T, weighted
+fusion, then the teacher's T. So offline and online give the same KD term for the same inputs.
+A single run also yields pooled features for the feature losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fertrain.calibration.temperature import scale_logits
+from fertrain.data import AugmentConfig, PreprocessSpec, augment_batch, to_model_input
+from fertrain.data.augment import uniform_size
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests.io import Manifest
+from fertrain.models.factory import pooled_width
+from fertrain.softlabels.io import load_softlabels
+from fertrain.train.evaluate import autocast_for
+
+
+@dataclass
+class TeacherOutput:
+    logits: torch.Tensor  # calibrated, float32, (b, classes)
+    features: torch.Tensor | None = None  # pooled backbone features (online, single run)
+
+
+class SoftLabelSignal:
+    """Offline soft labels for the training rows, on the device, indexed by row position."""
+
+    needs_images = False
+    feature_dim = 0
+
+    def __init__(self, path: str | Path, manifest: Manifest, train_rows: pd.DataFrame, device: torch.device):
+        sl = load_softlabels(path, manifest)  # refuses another manifest or changed row keys
+        probs = pd.DataFrame(sl.probs, index=sl.table["row_id"].to_numpy())
+        missing = ~train_rows["row_id"].isin(probs.index)
+        if missing.any():
+            raise FertrainError(f"{path}: no soft labels for {int(missing.sum())} of {len(train_rows)} training rows "
+                                f"(first: {train_rows.loc[missing, 'row_id'].iloc[0]}); export them for the student's "
+                                "training split (fertrain export-softlabels --split train)")  # fmt: skip
+        p = probs.loc[train_rows["row_id"].to_numpy()].to_numpy(dtype=np.float32, copy=True)
+        self.logits = torch.log(torch.from_numpy(p).clamp_min(1e-8)).to(device)
+        self.metadata = sl.metadata
+        self.describe = {"mode": "offline", "softlabels": str(path), "teacher": sl.metadata.get("teacher")}
+
+    def __call__(self, index: torch.Tensor, **_) -> TeacherOutput:
+        return TeacherOutput(self.logits[index])
+
+
+class OnlineTeacherSignal:
+    """Frozen teacher run(s) evaluated on each training batch."""
+
+    needs_images = True
+
+    def __init__(self, path: str | Path, device: torch.device, *, need_features: bool, amp: bool,
+                 channels_last: bool, fused: bool):  # fmt: skip
+        from fertrain.ensemble.teacher import load_teacher
+
+        self.teacher = load_teacher(path)
+        if need_features and len(self.teacher.members) > 1:
+            raise ConfigError(f"--teacher {path}: feature losses need one teacher run, not an ensemble of "
+                              f"{len(self.teacher.members)}; pass a run directory or use --loss kd/dkd")  # fmt: skip
+        self.device, self.amp, self.channels_last, self.fused = device, amp, channels_last, fused
+        for m in self.teacher.members:
+            m.model.to(device).eval().requires_grad_(False)
+            if channels_last:
+                m.model.to(memory_format=torch.channels_last)
+        first = self.teacher.members[0]
+        self.feature_dim = pooled_width(first.model.backbone)
+        self.specs: list[PreprocessSpec] = [m.spec for m in self.teacher.members]
+        self.describe = {"mode": "online", **self.teacher.describe()}
+
+    @torch.no_grad()
+    def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
+                 generator: Callable[[], torch.Generator] | None = None, augment: AugmentConfig | None = None,
+                 host_sizes: torch.Tensor | None = None) -> TeacherOutput:  # fmt: skip
+        """`generator()` makes a fresh generator of the student's step seed (same augmentation
+        draws); None gives the evaluation view."""
+        t = self.teacher
+        raws, features = [], None
+        for m in t.members:
+            spec = m.spec
+            if generator is None or augment is None:
+                native = uniform_size(host_sizes) if host_sizes is not None else None
+                x = to_model_input(x_uint8, sizes, spec.img_size, spec.mean, spec.std, self.channels_last,
+                                   fused=self.fused, native=native)  # fmt: skip
+            else:
+                x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std, generator(),
+                                  self.channels_last, fused=self.fused)  # fmt: skip
+            with autocast_for(self.device, self.amp):
+                feats = m.model.backbone(x)
+                raws.append(m.model.head(feats).float())
+            if features is None:
+                features = feats.float()
+        if t.is_ensemble:
+            w = torch.tensor(t.weights, dtype=torch.float32, device=self.device)
+            probs = [torch.softmax(scale_logits(r, m.temperature), 1) for r, m in zip(raws, t.members, strict=True)]
+            mix = sum(wi / w.sum() * p for wi, p in zip(w, probs, strict=True))
+            fused = torch.log_softmax(torch.log(mix.clamp_min(1e-12)) / t.fusion_t, 1)
+            logits = scale_logits(fused, t.temperature)
+        else:
+            logits = scale_logits(raws[0], t.temperature)
+        return TeacherOutput(logits.float(), features)

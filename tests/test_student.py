@@ -1,0 +1,191 @@
+"""Student distillation on the demo pipeline: outputs, DKD vs CE, resume across a phase change,
+online vs offline teacher signals, feature losses end to end, and configuration errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from fertrain.distill.config import resolve_student_config
+from fertrain.distill.losses import KDLoss
+from fertrain.distill.trainer import train_student
+from fertrain.errors import ConfigError
+from fertrain.serialization import load_torch_file
+
+from .clitools import run_cli
+
+DEMO_STUDENT_YAML = Path(__file__).resolve().parents[1] / "fertrain" / "configs" / "demo_student.yaml"
+
+
+def _manifest(demo: Path) -> Path:
+    return demo / "manifests" / "demo.parquet"
+
+
+def _teacher_a(demo: Path) -> Path:
+    return next((demo / "teachers").glob("*stageA*"))
+
+
+def test_demo_student_outputs_follow_seeds_000_and_004(demo_pipeline):
+    run = demo_pipeline / "students" / "demo_dkd"
+    for name in ("best.pt", "student_stage1_best.pt", "student_final.pt", "checkpoint_last.pt", "history.json",
+                 "training_history_two_stage.json", "metrics.csv", "metrics.json", "results.json", "config.yaml",
+                 "alignmentreport.json", "model.onnx", "model.onnx.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    two = json.loads((run / "training_history_two_stage.json").read_text())
+    for key in ("stage", "train_loss", "train_distill_loss", "train_task_loss", "val_loss", "val_acc", "val_auc"):
+        assert len(two[key]) == 10, key
+    hist = json.loads((run / "history.json").read_text())
+    # DKD's terms are logged separately and add up: loss = CE + distill, distill = ramp * (alpha TCKD + beta NCKD)
+    for rec in hist:
+        assert rec["train_loss"] == pytest.approx(rec["train_task_loss"] + rec["train_distill_loss"], rel=1e-5)
+        assert rec["train_tckd"] > 0 and rec["train_nckd"] > 0
+    assert hist[0]["train_distill_loss"] < hist[-1]["train_distill_loss"]  # the 2-epoch DKD warmup ramps it in
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["loss"] == "dkd" and results["teacher_signal"]["mode"] == "offline"
+    assert results["test"]["n"] > 0 and 0 <= results["test"]["accuracy"] <= 1
+    assert results["params"]["student"] < 2_000_000  # mobilenetv3_small_100: smaller than the teachers
+    sidecar = json.loads((run / "model.onnx.json").read_text())
+    assert sidecar["parity"]["max_abs_diff"] < 1e-3 and sidecar["backbone"] == "mobilenetv3_small_100"
+    best = load_torch_file(run / "best.pt", "test")
+    assert best["metrics"]["macro_f1"] == pytest.approx(max(r["val_macro_f1"] for r in hist))
+
+
+def test_dkd_student_beats_a_ce_student_on_demo_validation(demo_pipeline, tmp_path):
+    """Acceptance: same seed, epochs and recipe; only the loss differs."""
+    cfg = resolve_student_config({"manifest": str(_manifest(demo_pipeline)), "loss": "ce", "skip_onnx": True,
+                                  "output_dir": str(tmp_path / "ce")}, DEMO_STUDENT_YAML)  # fmt: skip
+    ce = train_student(cfg, show_progress=False)
+    dkd = json.loads((demo_pipeline / "students" / "demo_dkd" / "results.json").read_text())
+    assert dkd["best_val"]["macro_f1"] > ce.best["macro_f1"] + 0.02, (dkd["best_val"], ce.best)
+
+
+def _two_stage(demo: Path, out: Path) -> dict:
+    return {"manifest": str(_manifest(demo)), "softlabels": str(demo / "softlabels" / "train.parquet"),
+            "backbone": "resnet10t", "img_size": 32, "batch_size": 64, "workers": 0, "device": "cpu",
+            "strategy": "two-stage", "epochs_s1": 1, "epochs_s2": 2, "lr_s1": 3e-3, "lr_s2": 1e-3, "loss": "kd",
+            "freeze_bn": True, "skip_onnx": True, "output_dir": str(out),
+            "augment": {"scale": [0.85, 1.0], "erasing": 0.0}}  # fmt: skip
+
+
+def test_two_stage_resume_across_the_phase_change_equals_one_run(demo_pipeline, tmp_path):
+    ref = train_student(resolve_student_config(_two_stage(demo_pipeline, tmp_path / "ref")), show_progress=False)
+    out = tmp_path / "killed"
+    first = train_student(resolve_student_config(_two_stage(demo_pipeline, out)), show_progress=False, until_epoch=1)
+    assert first.test is None and not (out / "student_final.pt").exists()  # stopped after stage 1
+    ckpt = load_torch_file(out / "checkpoint_last.pt", "test")
+    assert ckpt["phase"] == 0 and ckpt["layout"] == ["head", "head/no_decay"]
+    # resumed at the phase boundary: stage 2 begins, then stopped again inside it
+    train_student(resolve_student_config(_two_stage(demo_pipeline, out)), show_progress=False, until_epoch=2)
+    ckpt = load_torch_file(out / "checkpoint_last.pt", "test")
+    assert ckpt["phase"] == 1 and ckpt["layout"] == ["head", "head/no_decay", "layer4", "layer4/no_decay"]
+    done = train_student(resolve_student_config(_two_stage(demo_pipeline, out)), show_progress=False)
+    assert done.resumed_from_epoch == 2
+    assert [r["train_loss"] for r in done.history] == pytest.approx([r["train_loss"] for r in ref.history], rel=1e-6)
+    assert [r["stage"] for r in done.history] == [1, 2, 2]
+    a = load_torch_file(tmp_path / "ref" / "student_final.pt", "test")["model"]
+    b = load_torch_file(out / "student_final.pt", "test")["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    for stage in (1, 2):
+        assert (out / f"student_stage{stage}_best.pt").is_file()
+    # stage 1 trained only the head: with --freeze-bn the frozen backbone, BN statistics included, is exactly
+    # the seeded initialization; in stage 2 only layer4 moved
+    from fertrain.models import build_model
+    from fertrain.train.teacher import seed_everything
+
+    seed_everything(1337)
+    init = build_model("resnet10t", head="linear").state_dict()
+    s1 = load_torch_file(out / "student_stage1_best.pt", "test")["model"]
+    s2 = load_torch_file(out / "student_stage2_best.pt", "test")["model"]
+    backbone = [k for k in init if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(s1[k], init[k]) for k in backbone)
+    assert any("running_mean" in k for k in backbone)
+    assert not torch.equal(s1["head.fc.weight"], init["head.fc.weight"])
+    moved = {k.split(".")[1] for k in backbone if not torch.equal(s2[k], init[k])}
+    assert moved == {"layer4"}
+
+
+def _batch_signals(demo: Path, teacher: Path, softlabels: Path, source: str | None = None):
+    from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
+    from fertrain.distill.signal import OnlineTeacherSignal, SoftLabelSignal
+    from fertrain.manifests import load_manifest
+
+    manifest = load_manifest(_manifest(demo))
+    train = manifest.df[manifest.df["split"] == "train"].reset_index(drop=True)
+    offline = SoftLabelSignal(softlabels, manifest, train, torch.device("cpu"))
+    online = OnlineTeacherSignal(teacher, torch.device("cpu"), need_features=False, amp=False, channels_last=False,
+                                 fused=False)  # fmt: skip
+    size = max(s.img_size for s in online.specs)
+    positions = train.index[train["source"] == source] if source else train.index
+    positions = positions[:48]
+    loader = DataLoader(ManifestFaces(manifest, train.loc[positions].reset_index(drop=True), PreprocessSpec(size)),
+                        batch_size=48, collate_fn=collate_faces)  # fmt: skip
+    x, sizes, y, _soft, _ = next(iter(loader))
+    index = torch.as_tensor(np.asarray(positions))
+    return offline(index).logits, online(index, x_uint8=x, sizes=sizes, host_sizes=sizes).logits, y
+
+
+def test_online_and_offline_kd_terms_match_for_the_same_teacher_outputs(demo_pipeline, tmp_path):
+    from fertrain.softlabels import export_softlabels
+
+    manifest = _manifest(demo_pipeline)
+    run_a = _teacher_a(demo_pipeline)
+    sl = tmp_path / "a.parquet"
+    export_softlabels(run_a, manifest, sl, splits=["train"], workers=0, device="cpu", show_progress=False)
+    off, on, y = _batch_signals(demo_pipeline, run_a, sl)
+    student = torch.randn(off.shape, generator=torch.Generator().manual_seed(0)) * 2
+    kd = KDLoss(temperature=4.0)
+    assert torch.allclose(torch.softmax(off, 1), torch.softmax(on, 1), atol=1e-4)
+    assert float(kd(student, y, off)["distill"]) == pytest.approx(float(kd(student, y, on)["distill"]), rel=1e-4)
+    # the demo ensemble (members at 48 and 64 px, calibrated, fused) against its exported soft labels
+    off, on, y = _batch_signals(demo_pipeline, demo_pipeline / "ensembles" / "demo_AB.json",
+                                demo_pipeline / "softlabels" / "train.parquet", "demo_lowres")  # fmt: skip
+    assert torch.allclose(torch.softmax(off, 1), torch.softmax(on, 1), atol=1e-4)
+    assert float(kd(student, y, off)["distill"]) == pytest.approx(float(kd(student, y, on)["distill"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["crd", "combined", "rkd", "mmd"])
+def test_online_feature_losses_train_end_to_end(demo_pipeline, tmp_path, capsys, loss):
+    out = tmp_path / loss
+    code, text = run_cli(["student", "-m", _manifest(demo_pipeline), "--teacher", _teacher_a(demo_pipeline),
+                          "--loss", loss, "--backbone", "mobilenetv3_small_100", "--img-size", "32", "--epochs", "1",
+                          "-b", "64", "-j", "0", "--device", "cpu", "--crd-negatives", "128",
+                          "--include-sources", "demo_lowres", "--skip-onnx", "--output-dir", out, "-q"],
+                         capsys)  # fmt: skip
+    assert code == 0, text
+    rec = json.loads((out / "history.json").read_text())[0]
+    term = {"crd": "train_crd", "combined": "train_feature", "rkd": "train_rkd_angle", "mmd": "train_mmd"}[loss]
+    assert rec[term] > 0 and np.isfinite(rec["train_loss"])
+    ckpt = load_torch_file(out / "checkpoint_last.pt", "test")
+    if loss in ("combined", "mmd"):  # student 1024 wide, teacher 512: a trained projection
+        assert ckpt["loss"]["proj.weight"].shape == (512, 1024)
+    if loss == "crd":
+        bank = ckpt["loss"]["bank_s"]
+        assert torch.allclose(bank.norm(dim=1), torch.ones(len(bank)), atol=1e-4)
+    assert "(online, frozen)" in text
+
+
+def test_student_configuration_errors(demo_pipeline, tmp_path, capsys):
+    m = _manifest(demo_pipeline)
+    sl = demo_pipeline / "softlabels" / "train.parquet"
+    with pytest.raises(ConfigError, match="matches features.*--teacher"):
+        resolve_student_config({"manifest": str(m), "softlabels": str(sl), "loss": "crd"})
+    with pytest.raises(ConfigError, match="needs a teacher signal"):
+        resolve_student_config({"manifest": str(m), "loss": "dkd"})
+    with pytest.raises(ConfigError, match="epochs-s1 \\+ --epochs-s2"):
+        resolve_student_config({"manifest": str(m), "loss": "ce", "strategy": "two-stage", "epochs": 3})
+    with pytest.raises(ConfigError, match="--strategy 'slow'"):
+        resolve_student_config({"manifest": str(m), "loss": "ce", "strategy": "slow"})
+    # soft labels exported for another split do not cover the training rows: refused, naming the file
+    from fertrain.softlabels import export_softlabels
+
+    val_sl = tmp_path / "val.parquet"
+    export_softlabels(_teacher_a(demo_pipeline), m, val_sl, splits=["val"], workers=0, device="cpu",
+                      show_progress=False)  # fmt: skip
+    code, text = run_cli(["student", "-m", m, "--softlabels", val_sl, "--epochs", "1", "-j", "0", "--device", "cpu",
+                          "--output-dir", tmp_path / "s", "-q"], capsys)  # fmt: skip
+    assert code == 2 and "val.parquet" in text and "no soft labels for" in text
