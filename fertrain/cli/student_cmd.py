@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from fertrain.cli.options import split_list
 from fertrain.console import console
 
 HELP = """Distill a student (seeds 000/001/003/004): any timm backbone, loss ce|kd|dkd|combined|crd|rkd|mmd,
@@ -28,12 +29,6 @@ Examples:
 """
 
 
-def _sources(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    return [s for v in values for s in v.split(",") if s]
-
-
 def student(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of options (flags override it)."),
     manifest: str | None = typer.Option(None, "--manifest", "-m", help="Manifest (.parquet/.csv) with its stamp."),
@@ -52,6 +47,7 @@ def student(
     clip_grad: float | None = typer.Option(None, help="Clip gradient norm \\[off]."),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (fp16 + scaler on older GPUs)."),
     channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last"),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the student backbone."),
     seed: int | None = typer.Option(None, help="\\[1337]"),
     strategy: str | None = typer.Option(None, help="Unfreezing strategy \\[none]."),
     epochs_s1: int | None = typer.Option(None, help="two-stage/two-phase: epochs of the head-only phase \\[5]."),
@@ -93,8 +89,8 @@ def student(
     from fertrain.distill.config import resolve_student_config
     from fertrain.distill.trainer import train_student
 
-    overrides["include_sources"] = _sources(include_sources)
-    overrides["exclude_sources"] = _sources(exclude_sources)
+    overrides["include_sources"] = split_list(include_sources)
+    overrides["exclude_sources"] = split_list(exclude_sources)
     cfg = resolve_student_config(overrides, config)
     result = train_student(cfg, show_progress=not quiet)
     console.print(summary_table(result))

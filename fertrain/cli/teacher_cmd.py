@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from fertrain.cli.options import split_list
 from fertrain.console import console
 
 HELP = """Train a Stage A or Stage B teacher (seed 002): timm backbone, ArcFace head with plain-logits
@@ -25,12 +26,6 @@ Examples:
 
   fertrain teacher --evaluate-only --output-dir RUN --eval-manifest M.parquet --eval-split test
 """
-
-
-def _sources(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    return [s for v in values for s in v.split(",") if s]
 
 
 def teacher(
@@ -87,8 +82,8 @@ def teacher(
                                                                  "eval_split", "quiet"}}  # fmt: skip
     from fertrain.train import output_dir_of, resolve_config, train_teacher
 
-    overrides["include_sources"] = _sources(include_sources)
-    overrides["exclude_sources"] = _sources(exclude_sources)
+    overrides["include_sources"] = split_list(include_sources)
+    overrides["exclude_sources"] = split_list(exclude_sources)
     cfg = resolve_config(overrides, config)
     if evaluate_only:
         from fertrain.train.evaluate_run import evaluate_run

@@ -36,6 +36,7 @@ class StudentConfig:
     clip_grad: float | None = None
     amp: bool = False
     channels_last: bool = False
+    compile: bool = False  # torch.compile the student backbone (recompiles once per phase change)
     fused_augment: bool = True
     seed: int = 1337
     # progressive unfreezing
@@ -88,10 +89,6 @@ class StudentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @property
-    def online(self) -> bool:
-        return self.teacher is not None
 
 
 SELECT_METRICS = ("macro_f1", "auc", "accuracy")

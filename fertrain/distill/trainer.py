@@ -47,7 +47,15 @@ from fertrain.manifests import SourceFilter
 from fertrain.models import build_model, normalization_of
 from fertrain.models.factory import pooled_width
 from fertrain.runs import Run, open_run
-from fertrain.train.checkpoint import BEST, CHECKPOINT_LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fertrain.train.checkpoint import (
+    BEST,
+    CHECKPOINT_LAST,
+    check_resume_config,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from fertrain.train.evaluate import autocast_for, collect_logits, evaluate_logits
 from fertrain.train.progress import epoch_progress
 from fertrain.train.teacher import SYNC_EVERY, resolve_device, seed_everything
@@ -76,14 +84,6 @@ def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _check_resume(saved: dict, current: dict, path: Path, force: bool) -> None:
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-             for k in STUDENT_SCHEDULE_KEYS if saved.get(k) != current.get(k)]  # fmt: skip
-    if diffs and not force:
-        raise FertrainError(f"refusing to resume {path}: the schedule-relevant config changed ({'; '.join(diffs)}). "
-                            "Use a new --output-dir, or --force to resume anyway")  # fmt: skip
-
-
 class StudentTrainer:
     def __init__(self, cfg: StudentConfig, run: Run, *, show_progress: bool = True):
         self.cfg, self.run, self.show = cfg, run, show_progress
@@ -103,6 +103,8 @@ class StudentTrainer:
                                  initial_checkpoint=cfg.initial_checkpoint).to(self.device)  # fmt: skip
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # compiled for training steps only; evaluation and checkpoints use the plain module
+        self.backbone_fn = torch.compile(self.model.backbone) if cfg.compile else self.model.backbone
         mean, std = normalization_of(self.model)
         self.spec = PreprocessSpec(img_size=cfg.img_size, clahe=cfg.clahe, mean=mean, std=std)
         self.fused = self.device.type == "cuda" and cfg.fused_augment
@@ -174,7 +176,7 @@ class StudentTrainer:
     def restore(self, ckpt: dict, path: Path) -> None:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise FertrainError(f"{path}: not a fertrain student checkpoint (format {ckpt.get('format')!r})")
-        _check_resume(ckpt["config"], self.cfg.to_dict(), path, self.cfg.force)
+        check_resume_config(ckpt["config"], self.cfg.to_dict(), path, self.cfg.force, STUDENT_SCHEDULE_KEYS)
         self.model.load_state_dict(ckpt["model"])
         self.loss.load_state_dict(ckpt["loss"])
         self.policy.enter_phase(ckpt["phase"], self.optimizer)  # rebuild the saved param-group layout
@@ -239,7 +241,7 @@ class StudentTrainer:
         xs = augment_batch(x, sizes, self.spec.img_size, self.augment, self.spec.mean, self.spec.std, generator(),
                            cfg.channels_last, fused=self.fused)  # fmt: skip
         with autocast_for(dev, cfg.amp):
-            feats = self.model.backbone(xs)
+            feats = self.backbone_fn(xs)
             logits = self.model.head(feats)
         frac_epoch = self.epoch + (self.global_step % max(1, self.steps_per_epoch)) / max(1, self.steps_per_epoch)
         out = self.loss(logits.float(), y, teacher.logits if teacher else None, student_features=feats.float(),

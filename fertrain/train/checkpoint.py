@@ -65,13 +65,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def schedule_differences(saved: dict, current: dict) -> list[str]:
+def schedule_differences(saved: dict, current: dict, keys: tuple[str, ...] = SCHEDULE_KEYS) -> list[str]:
     return [f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
-            for k in SCHEDULE_KEYS if saved.get(k) != current.get(k)]  # fmt: skip
+            for k in keys if saved.get(k) != current.get(k)]  # fmt: skip
 
 
-def check_resume_config(saved: dict, current: dict, path: Path, force: bool) -> None:
-    diffs = schedule_differences(saved, current)
+def check_resume_config(saved: dict, current: dict, path: Path, force: bool,
+                        keys: tuple[str, ...] = SCHEDULE_KEYS) -> None:  # fmt: skip
+    """Refuse to resume when a schedule-relevant option (`keys`) changed, unless forced."""
+    diffs = schedule_differences(saved, current, keys)
     if diffs and not force:
         raise FertrainError(
             f"refusing to resume {path}: the schedule-relevant config changed ({'; '.join(diffs)}). "
