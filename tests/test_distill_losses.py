@@ -107,7 +107,7 @@ def test_crd_prefers_the_matching_teacher_row_and_updates_its_memory_bank():
     assert float(matched.detach()) < float(shuffled.detach())
     assert torch.allclose(crd.bank_t, emb, atol=1e-5)
     out = crd(logits, y, student_features=feats, teacher_features=feats, index=index)
-    assert float(out["loss"]) == pytest.approx(float(out["task"] + 0.8 * out["crd"]), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((out["task"] + 0.8 * out["crd"]).item(), rel=1e-5)
 
 
 def test_combined_is_kd_plus_a_feature_term_through_a_trained_projection(batch):
@@ -117,12 +117,12 @@ def test_combined_is_kd_plus_a_feature_term_through_a_trained_projection(batch):
     f = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))
     same = CombinedLoss(student_dim=32, teacher_dim=32, feature_weight=2.0)
     out = same(s, y, t, student_features=f, teacher_features=f * 3)  # same direction: no feature error
-    assert float(out["feature"]) == pytest.approx(0.0, abs=1e-6)
+    assert out["feature"].item() == pytest.approx(0.0, abs=1e-6)
     kd = KDLoss()(s, y, t)
-    assert float(out["loss"]) == pytest.approx(float(kd["loss"]), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(kd["loss"].item(), rel=1e-6)
     wide = CombinedLoss(student_dim=32, teacher_dim=8, feature_weight=2.0)
     out = wide(s, y, t, student_features=f, teacher_features=f[:, :8])
-    assert wide.proj.weight.shape == (8, 32) and float(out["feature"]) > 0
-    assert float(out["loss"]) == pytest.approx(float(kd["loss"] + 2.0 * out["feature"]), rel=1e-5)
+    assert wide.proj.weight.shape == (8, 32) and out["feature"].item() > 0
+    assert out["loss"].item() == pytest.approx((kd["loss"] + 2.0 * out["feature"]).item(), rel=1e-5)
     out["loss"].backward()
     assert wide.proj.weight.grad is not None  # the projection trains with the student
