@@ -21,6 +21,16 @@ def test_layer_groups_come_from_timm_for_every_family(name):
     assert len(groups) >= 4 and groups[0].name == "stem"
     sizes = [sum(dict(backbone.named_parameters())[p].numel() for p in g.params) for g in groups]
     assert sizes[-1] > 0.01 * sum(sizes)  # a trailing final-norm group is merged into the last block
+    # the same strategy object drives every family: head only, then the top group joins the optimizer
+    model = build_model(name, head="linear")
+    policy = UnfreezePolicy(model, build_phases("balanced", layer_groups(model.backbone), lr=1e-3, epochs=30))
+    opt = torch.optim.AdamW(policy.param_groups(), lr=1e-3)
+    policy.on_epoch_start(0, opt)
+    head_only, total = policy.trainable_counts()
+    policy.on_epoch_start(5, opt)
+    top = policy.trainable_counts()[0]
+    assert head_only == sum(p.numel() for p in model.head.parameters()) and head_only < top < total
+    assert top - head_only == sizes[-1] and opt.param_groups[2]["name"] == groups[-1].name
 
 
 def _batch(n=8, size=32):

@@ -166,7 +166,7 @@ def test_online_feature_losses_train_end_to_end(demo_pipeline, tmp_path, capsys,
     if loss == "crd":
         bank = ckpt["loss"]["bank_s"]
         assert torch.allclose(bank.norm(dim=1), torch.ones(len(bank)), atol=1e-4)
-    assert "(online, frozen)" in text
+    assert "(online, frozen)" in text and "Trainable parameters:" in text
 
 
 def test_student_configuration_errors(demo_pipeline, tmp_path, capsys):
