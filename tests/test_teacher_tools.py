@@ -81,6 +81,9 @@ def test_fusion_is_a_weighted_average_of_calibrated_probabilities():
     pa, pb = member_probs(a, 1.0), member_probs(b, 2.0)
     fused = fuse([pa, pb], [0.7, 0.3])
     np.testing.assert_allclose(np.exp(fused), 0.7 * pa + 0.3 * pb, rtol=1e-6)
+    on_tensors = fuse([member_probs(torch.as_tensor(a), 1.0), member_probs(torch.as_tensor(b), 2.0)], [0.7, 0.3])
+    assert isinstance(on_tensors, torch.Tensor)  # the online student path fuses on the device with the same code
+    np.testing.assert_allclose(on_tensors.numpy(), fused, rtol=1e-6)
     np.testing.assert_allclose(np.exp(fuse([pa, pb], [1, 0])), pa, rtol=1e-6)
     sharper = np.exp(fuse([pa, pb], [0.5, 0.5], fusion_t=0.5))
     assert (sharper.max(1) >= np.exp(fuse([pa, pb], [0.5, 0.5])).max(1) - 1e-9).all()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
+from fertrain.bench.result import BenchResult, sync
 from fertrain.manifests import SourceFilter
 from fertrain.runs import open_run
 from fertrain.train.config import resolve_config
@@ -21,27 +22,11 @@ from fertrain.train.teacher import SYNC_EVERY, TeacherTrainer
 
 
 @dataclass
-class TrainBench:
-    device: str
-    backbone: str
-    img_size: int
-    batch_size: int
-    steps: int
-    workers: int
-    amp: bool
-    channels_last: bool
-    compile: bool
-    model_only_img_s: float
-    end_to_end_img_s: float
-    ratio: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class TrainBench(BenchResult):
+    steps: int = 0
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
 
 
 def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
@@ -62,20 +47,20 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
         y = torch.randint(0, 7, (batch_size,), device=dev)
         for i in range(warmup + steps):
             if i == warmup:
-                _sync(dev)
+                sync(dev)
                 t0 = time.perf_counter()
             loss = tr.model_step(x, y, None, m)
             tr.optimizer_step()
             if (i + 1) % SYNC_EVERY == 0:
                 float(loss)
-        _sync(dev)
+        sync(dev)
         model_only = steps * batch_size / (time.perf_counter() - t0)
         # end-to-end: real data path, epochs chained until enough steps were taken
         done, epoch = 0, 0
         while done < warmup + steps:
             for micro, (xb, sizes, yb, soft, _) in enumerate(tr.train_loader(epoch, 0)):
                 if done == warmup:
-                    _sync(dev)
+                    sync(dev)
                     t0 = time.perf_counter()
                 loss = tr.micro_step(xb, sizes, yb, soft, micro, m)
                 tr.optimizer_step()
@@ -85,7 +70,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                 if done == warmup + steps:
                     break
             epoch += 1
-        _sync(dev)
+        sync(dev)
         e2e = steps * batch_size / (time.perf_counter() - t0)
-    return TrainBench(str(dev), backbone, img_size, batch_size, steps, workers, amp, channels_last, compile,
-                      round(model_only, 1), round(e2e, 1), round(e2e / model_only, 3))  # fmt: skip
+    return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only, 1), round(e2e, 1),
+                      steps=steps, amp=amp, channels_last=channels_last, compile=compile)  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fertrain.calibration.temperature import scale_logits
+
 
 def _as_tensors(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels, dtype=torch.long)
@@ -23,37 +25,47 @@ def brier_score(probs, labels) -> float:
     return float(((p - onehot) ** 2).sum(dim=1).mean())
 
 
+def _bin_index(values: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Equal-width bin of each value: bin i holds (edges[i], edges[i+1]]; exactly 0 goes to bin 0."""
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    return (torch.bucketize(values, edges, right=False) - 1).clamp(0, n_bins - 1)
+
+
 def reliability(probs, labels, n_bins: int = 15) -> dict:
     """Per equal-width confidence bin: count, mean confidence, accuracy (the reliability curve)."""
     p = torch.as_tensor(probs, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     conf, pred = p.max(dim=1)
     correct = (pred == y).double()
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
-    # bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 goes to bin 0
-    idx = (torch.bucketize(conf, edges, right=False) - 1).clamp(0, n_bins - 1)
+    idx = _bin_index(conf, n_bins)
     counts = torch.bincount(idx, minlength=n_bins).double()
     conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
     acc_sum = torch.bincount(idx, weights=correct, minlength=n_bins)
     nz = counts > 0
     mean_conf = torch.where(nz, conf_sum / counts.clamp(min=1), torch.zeros_like(conf_sum))
     accuracy = torch.where(nz, acc_sum / counts.clamp(min=1), torch.zeros_like(acc_sum))
-    return {"edges": edges.tolist(), "count": counts.long().tolist(), "confidence": mean_conf.tolist(),
-            "accuracy": accuracy.tolist()}  # fmt: skip
+    return {"edges": torch.linspace(0, 1, n_bins + 1, dtype=torch.float64).tolist(), "count": counts.long().tolist(),
+            "confidence": mean_conf.tolist(), "accuracy": accuracy.tolist()}  # fmt: skip
 
 
-def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """ECE: sum over bins of (bin share) * |accuracy - confidence|, equal-width bins."""
-    r = reliability(probs, labels, n_bins)
+def _ece(r: dict) -> float:
     n = sum(r["count"])
     return float(sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True)))
 
 
-def max_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """MCE: the largest |accuracy - confidence| over non-empty bins."""
-    r = reliability(probs, labels, n_bins)
+def _mce(r: dict) -> float:
     gaps = [abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"], strict=True) if c]
     return float(max(gaps)) if gaps else 0.0
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    """ECE: sum over bins of (bin share) * |accuracy - confidence|, equal-width bins."""
+    return _ece(reliability(probs, labels, n_bins))
+
+
+def max_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    """MCE: the largest |accuracy - confidence| over non-empty bins."""
+    return _mce(reliability(probs, labels, n_bins))
 
 
 def per_class_ece(probs, labels, n_bins: int = 15) -> list[float]:
@@ -61,29 +73,28 @@ def per_class_ece(probs, labels, n_bins: int = 15) -> list[float]:
     p = torch.as_tensor(probs, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     out = []
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
     for c in range(p.shape[1]):
         pc, hit = p[:, c].contiguous(), (y == c).double()
-        idx = (torch.bucketize(pc, edges) - 1).clamp(0, n_bins - 1)
-        counts = torch.bincount(idx, minlength=n_bins).double()
-        gap = (torch.bincount(idx, weights=hit, minlength=n_bins) - torch.bincount(idx, weights=pc, minlength=n_bins))
-        out.append(float(gap.abs().sum() / max(1.0, float(counts.sum()))))
+        idx = _bin_index(pc, n_bins)
+        gap = torch.bincount(idx, weights=hit, minlength=n_bins) - torch.bincount(idx, weights=pc, minlength=n_bins)
+        out.append(float(gap.abs().sum() / max(1, len(pc))))
     return out
 
 
 def calibration_report(logits, labels, temperature=1.0, n_bins: int = 15) -> dict:
-    """Metrics of softmax(logits / T); T is a scalar or one value per class."""
+    """Metrics of softmax(logits / T); T is a scalar or one value per class. The reliability
+    curve is computed once and ECE/MCE are read from it."""
     lg, y = _as_tensors(logits, labels)
-    t = torch.as_tensor(temperature, dtype=torch.float64)
-    scaled = lg / (t.view(1, -1) if t.ndim else t)
+    scaled = scale_logits(lg, temperature)
     probs = torch.softmax(scaled, dim=1)
+    curve = reliability(probs, y, n_bins)
     return {
-        "temperature": t.tolist(),
+        "temperature": torch.as_tensor(temperature, dtype=torch.float64).tolist(),
         "nll": float(F.cross_entropy(scaled, y)),
-        "ece": expected_calibration_error(probs, y, n_bins),
-        "mce": max_calibration_error(probs, y, n_bins),
+        "ece": _ece(curve),
+        "mce": _mce(curve),
         "brier": brier_score(probs, y),
         "accuracy": float((probs.argmax(1) == y).double().mean()),
         "per_class_ece": per_class_ece(probs, y, n_bins),
-        "reliability": reliability(probs, y, n_bins),
+        "reliability": curve,
     }

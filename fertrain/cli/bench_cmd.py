@@ -1,4 +1,4 @@
-"""`fertrain bench train`."""
+"""`fertrain bench train` and `fertrain bench export`."""
 
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def train(
                       warmup=warmup, workers=workers, amp=amp, channels_last=channels_last, compile=compile,
                       device=device, clahe=clahe)  # fmt: skip
     console.print(json.dumps(res.to_dict(), indent=2))
-    console.print(f"model-only {res.model_only_img_s:,.0f} img/s, end-to-end {res.end_to_end_img_s:,.0f} img/s, "
-                  f"ratio {res.ratio:.3f}")  # fmt: skip
+    console.print(res.summary())
 
 
 @app.command("export")
@@ -63,5 +62,4 @@ def export(
                        amp=amp, channels_last=channels_last, device=device, max_images=max_images,
                        split=split)  # fmt: skip
     console.print(json.dumps(res.to_dict(), indent=2))
-    console.print(f"model-only {res.model_only_img_s:,.0f} img/s, end-to-end {res.end_to_end_img_s:,.0f} img/s, "
-                  f"ratio {res.ratio:.3f}")  # fmt: skip
+    console.print(res.summary())

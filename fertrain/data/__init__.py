@@ -1,7 +1,7 @@
 """Data path: uint8 faces from workers, float work batched on the training device."""
 
 from fertrain.data.augment import AugmentConfig, augment_batch, step_generator, to_model_input
-from fertrain.data.dataset import ManifestFaces, collate_faces
+from fertrain.data.dataset import ManifestFaces, collate_faces, face_loader
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
 
@@ -13,6 +13,7 @@ __all__ = [
     "collate_faces",
     "epoch_length",
     "epoch_order",
+    "face_loader",
     "load_prepared",
     "prepare_face",
     "step_generator",

@@ -183,9 +183,10 @@ class UnfreezePolicy:
     layer_decay: float | None = None
     extra: list[nn.Parameter] = field(default_factory=list)
     weight_decay: float = 0.05
+    groups: list[LayerGroup] | None = None  # the backbone's layer_groups (computed when not given)
 
     def __post_init__(self) -> None:
-        self.groups = layer_groups(self.model.backbone)
+        self.groups = self.groups or layer_groups(self.model.backbone)
         self.params = dict(self.model.backbone.named_parameters())
         self.unfrozen: set[int] = set()
         self.phase = -1
@@ -287,7 +288,3 @@ class UnfreezePolicy:
         total = sum(p.numel() for p in self.model.parameters()) + sum(p.numel() for p in self.extra)
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return trainable + sum(p.numel() for p in self.extra if p.requires_grad), total
-
-    def describe(self) -> dict:
-        return {"groups": [g.name for g in self.groups], "unfrozen": sorted(self.groups[i].name for i in self.unfrozen),
-                "phase": self.phase}  # fmt: skip

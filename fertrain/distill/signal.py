@@ -23,6 +23,7 @@ import torch
 from fertrain.calibration.temperature import scale_logits
 from fertrain.data import AugmentConfig, PreprocessSpec, augment_batch, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.ensemble.fusion import fuse, member_probs
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.io import Manifest
 from fertrain.models.factory import pooled_width
@@ -104,12 +105,9 @@ class OnlineTeacherSignal:
                 raws.append(m.model.head(feats).float())
             if features is None:
                 features = feats.float()
-        if t.is_ensemble:
-            w = torch.tensor(t.weights, dtype=torch.float32, device=self.device)
-            probs = [torch.softmax(scale_logits(r, m.temperature), 1) for r, m in zip(raws, t.members, strict=True)]
-            mix = sum(wi / w.sum() * p for wi, p in zip(w, probs, strict=True))
-            fused = torch.log_softmax(torch.log(mix.clamp_min(1e-12)) / t.fusion_t, 1)
-            logits = scale_logits(fused, t.temperature)
+        if t.is_ensemble:  # the export's own fusion, on the device
+            raw = fuse([member_probs(r, m.temperature) for r, m in zip(raws, t.members, strict=True)], t.weights,
+                       t.fusion_t)  # fmt: skip
         else:
-            logits = scale_logits(raws[0], t.temperature)
-        return TeacherOutput(logits.float(), features)
+            raw = raws[0]
+        return TeacherOutput(scale_logits(raw, t.temperature).float(), features)

@@ -35,11 +35,11 @@ from torch.utils.data import DataLoader
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.console import console
-from fertrain.data import AugmentConfig, ManifestFaces, PreprocessSpec, augment_batch, collate_faces, epoch_order
+from fertrain.data import AugmentConfig, ManifestFaces, PreprocessSpec, augment_batch, epoch_order, face_loader
 from fertrain.data.augment import step_generator
 from fertrain.distill.config import STUDENT_SCHEDULE_KEYS, StudentConfig, loss_kwargs, student_output_dir
-from fertrain.distill.freezing import UnfreezePolicy, build_phases
-from fertrain.distill.losses import LOSSES
+from fertrain.distill.freezing import UnfreezePolicy, build_phases, layer_groups
+from fertrain.distill.losses import FEATURE_LOSSES, LOSSES
 from fertrain.distill.signal import OnlineTeacherSignal, SoftLabelSignal
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
@@ -122,11 +122,13 @@ class StudentTrainer:
                                                    teacher_dim=getattr(self.signal, "feature_dim", 0) or student_dim,
                                                    n_data=len(self.train_rows))).to(self.device)  # fmt: skip
         self.ce_weight = float(getattr(self.loss, "ce_weight", 1.0))
-        phases = build_phases(cfg.strategy, self._groups(), lr=cfg.lr, epochs=cfg.epochs, epochs_s1=cfg.epochs_s1,
+        groups = layer_groups(self.model.backbone)
+        phases = build_phases(cfg.strategy, groups, lr=cfg.lr, epochs=cfg.epochs, epochs_s1=cfg.epochs_s1,
                               lr_s1=cfg.lr_s1, lr_s2=cfg.lr_s2, custom=cfg.unfreeze_schedule)  # fmt: skip
         self.policy = UnfreezePolicy(self.model, phases, freeze_bn=cfg.freeze_bn,
                                      layer_decay=cfg.layer_decay if cfg.strategy == "layerwise" else None,
-                                     extra=list(self.loss.parameters()), weight_decay=cfg.weight_decay)  # fmt: skip
+                                     extra=list(self.loss.parameters()), weight_decay=cfg.weight_decay,
+                                     groups=groups)  # fmt: skip
         self.optimizer = create_optimizer_v2(self.policy.param_groups(), opt=cfg.opt, lr=cfg.lr,
                                              weight_decay=cfg.weight_decay)  # fmt: skip
         self.scheduler = None
@@ -139,18 +141,11 @@ class StudentTrainer:
         self.total_sec = 0.0
         self.resumed_from: int | None = None
 
-    def _groups(self):
-        from fertrain.distill.freezing import layer_groups
-
-        return layer_groups(self.model.backbone)
-
     def _teacher_signal(self, manifest):
         cfg = self.cfg
         if cfg.softlabels:
             return SoftLabelSignal(cfg.softlabels, manifest, self.train_rows, self.device)
         if cfg.teacher:
-            from fertrain.distill.losses import FEATURE_LOSSES
-
             signal = OnlineTeacherSignal(cfg.teacher, self.device, need_features=cfg.loss in FEATURE_LOSSES,
                                          amp=cfg.amp, channels_last=cfg.channels_last, fused=self.fused)  # fmt: skip
             clahe = {s.clahe for s in signal.specs}
@@ -220,10 +215,8 @@ class StudentTrainer:
     def train_loader(self) -> DataLoader:
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=self.epoch)
         order = order[: self.steps_per_epoch * self.cfg.batch_size]
-        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=True,
-                          num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if self.cfg.workers else None, collate_fn=collate_faces,
-                          generator=torch.Generator().manual_seed(self.cfg.seed + self.epoch))  # fmt: skip
+        return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
+                           device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
 
     def step(self, x: torch.Tensor, sizes: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> dict:
         cfg, dev = self.cfg, self.device
@@ -292,9 +285,8 @@ class StudentTrainer:
 
     # --- evaluation and records ------------------------------------------------------------
     def evaluate_set(self, dataset: ManifestFaces) -> dict:
-        loader = DataLoader(dataset, batch_size=self.cfg.batch_size * 2, shuffle=False, num_workers=self.cfg.workers,
-                            pin_memory=self.device.type == "cuda", collate_fn=collate_faces,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        loader = face_loader(dataset, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
+                             device=self.device)  # fmt: skip
         logits, labels, _ = collect_logits(self.model, loader, self.device, self.spec, amp=self.cfg.amp,
                                            channels_last=self.cfg.channels_last)  # fmt: skip
         metrics = evaluate_logits(logits, labels)
@@ -324,8 +316,7 @@ class StudentTrainer:
                 "metrics": metrics or {}}  # fmt: skip
 
     def maybe_save_best(self, val: dict) -> list[str]:
-        key = {"macro_f1": "macro_f1", "auc": "auc", "accuracy": "accuracy"}[self.cfg.select_metric]
-        value, stage, saved = float(val[key]), self.policy.phase + 1, []
+        value, stage, saved = float(val[self.cfg.select_metric]), self.policy.phase + 1, []
         metrics = {k: val[k] for k in ("accuracy", "macro_f1", "auc", "nll")}
         payload = self.best_payload(metrics, val["calibration"]["fit"]["temperature"])
         if value > self.phase_best.get(stage, -math.inf):

@@ -9,6 +9,7 @@ taking logits.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -21,18 +22,25 @@ from fertrain.errors import ConfigError
 OBJECTIVES = ("macro_f1", "nll")
 
 
-def member_probs(logits: np.ndarray, temperature) -> np.ndarray:
-    return torch.softmax(scale_logits(torch.as_tensor(logits, dtype=torch.float64), temperature), dim=1).numpy()
+def member_probs(logits, temperature):
+    """softmax(z / T) per member. numpy in, numpy out (float64); a tensor in, a tensor out on its
+    device (the online student teacher fuses on the GPU with this same code)."""
+    if isinstance(logits, torch.Tensor):
+        return torch.softmax(scale_logits(logits, temperature), dim=1)
+    return member_probs(torch.as_tensor(logits, dtype=torch.float64), temperature).numpy()
 
 
-def fuse(probs: list[np.ndarray], weights: list[float], fusion_t: float = 1.0) -> np.ndarray:
-    """Fused log-probabilities (usable as logits) from per-member calibrated probabilities."""
+def fuse(probs: list, weights: list[float], fusion_t: float = 1.0):
+    """Fused log-probabilities (usable as logits) from per-member calibrated probabilities;
+    numpy arrays or tensors, returned as given."""
     w = np.asarray(weights, dtype=np.float64)
     if len(w) != len(probs) or (w < 0).any() or w.sum() <= 0:
         raise ConfigError(f"ensemble weights {weights} must be non-negative, one per member, not all zero")
-    mix = sum(wi / w.sum() * p for wi, p in zip(w, probs, strict=True))
-    logp = np.log(np.clip(mix, 1e-12, 1.0))
-    return np.log(np.clip(torch.softmax(torch.as_tensor(logp / fusion_t), dim=1).numpy(), 1e-12, 1.0))
+    if not isinstance(probs[0], torch.Tensor):
+        return fuse([torch.as_tensor(p, dtype=torch.float64) for p in probs], weights, fusion_t).numpy()
+    mix = sum(float(wi / w.sum()) * p for wi, p in zip(w, probs, strict=True))
+    fused = torch.log_softmax(torch.log(mix.clamp(1e-12, 1.0)) / fusion_t, dim=1)
+    return fused.clamp_min(math.log(1e-12))
 
 
 def score(fused_logits: np.ndarray, labels: np.ndarray, objective: str) -> float:

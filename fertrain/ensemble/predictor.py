@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
-from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
+from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
 from fertrain.export.onnx import load_run_model
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.io import Manifest
@@ -56,10 +55,8 @@ class RunPredictor:
         workers: int = 4, tta_flip: bool = False, amp: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, labels) for `rows`, in row order."""
-        loader = DataLoader(ManifestFaces(manifest, rows.reset_index(drop=True), self.spec), batch_size=batch_size,
-                            num_workers=workers, collate_fn=collate_faces,
-                            pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        loader = face_loader(ManifestFaces(manifest, rows.reset_index(drop=True), self.spec), batch_size=batch_size,
+                             workers=workers, device=device)  # fmt: skip
         logits, labels, _ = collect_logits(self.model.to(device), loader, device, self.spec, amp=amp,
                                            tta_flip=tta_flip)  # fmt: skip
         return logits, labels

@@ -69,6 +69,12 @@ def write_manifest_file(df: pd.DataFrame, path: str | Path) -> str:
             df.to_csv(tmp, index=False, lineterminator="\n")
         else:
             df.to_parquet(tmp, index=False, engine="pyarrow")
+    return write_stamp(path)
+
+
+def write_stamp(path: str | Path) -> str:
+    """Write `<path>.sha256` (sha256sum format) for a finished file; returns the digest."""
+    path = Path(path)
     digest = sha256_file(path)
     atomic_write_text(stamp_path(path), f"{digest}  {path.name}\n")
     return digest

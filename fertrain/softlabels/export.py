@@ -22,8 +22,7 @@ from fertrain.console import console, progress_bar
 from fertrain.ensemble.teacher import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
-from fertrain.manifests.imageprobe import sha256_file
-from fertrain.manifests.io import stamp_path
+from fertrain.manifests.io import write_stamp
 from fertrain.runs import run_lock
 from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
 
@@ -106,8 +105,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
                                                METADATA_KEY: json.dumps(meta, default=str).encode()})  # fmt: skip
         with atomic_path(out) as tmp:
             pq.write_table(table, tmp)
-        digest = sha256_file(out)
-        atomic_write_text(stamp_path(out), f"{digest}  {out.name}\n")
+        digest = write_stamp(out)
     shutil.rmtree(parts)
     probs = table.select(list(PROB_COLUMNS)).to_pandas().to_numpy()
     agrees = float(np.mean(table.column("agrees").to_numpy()))

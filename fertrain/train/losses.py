@@ -47,7 +47,7 @@ def teacher_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor 
                  weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Weighted mean over the batch of -sum_k t_k log p_k (equals F.cross_entropy for hard targets)."""
     t = target_distribution(labels, soft, logits.shape[1], smoothing)
-    per_sample = -(t * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    per_sample = F.cross_entropy(logits.float(), t, reduction="none")  # probability targets
     if weights is None:
         return per_sample.mean()
     w = weights.to(logits.device)[labels]

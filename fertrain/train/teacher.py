@@ -28,8 +28,8 @@ from fertrain.data import (
     ManifestFaces,
     PreprocessSpec,
     augment_batch,
-    collate_faces,
     epoch_order,
+    face_loader,
     step_generator,
 )
 from fertrain.data.order import epoch_length
@@ -188,11 +188,8 @@ class TeacherTrainer:
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
                             balanced_min_per_class=self.cfg.balanced_min_per_class)  # fmt: skip
         order = order[: self.micro_per_epoch * self.cfg.batch_size][skip_micro * self.cfg.batch_size :]
-        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=order.tolist(), drop_last=True,
-                          num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False, prefetch_factor=4 if self.cfg.workers else None,
-                          collate_fn=collate_faces,
-                          generator=torch.Generator().manual_seed(self.cfg.seed + epoch))  # fmt: skip
+        return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
+                           device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
 
     def micro_step(self, x: torch.Tensor, sizes: torch.Tensor, y: torch.Tensor, soft: torch.Tensor, micro: int,
                    margin: float) -> torch.Tensor:  # fmt: skip
@@ -277,10 +274,8 @@ class TeacherTrainer:
     def validate(self) -> dict | None:
         if self.val_set is None:
             return None
-        loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size * 2, shuffle=False,
-                            num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                            collate_fn=collate_faces,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        loader = face_loader(self.val_set, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
+                             device=self.device)  # fmt: skip
         logits, labels, _ = collect_logits(self.model, loader, self.device, self.spec,
                                            amp=self.cfg.amp, channels_last=self.cfg.channels_last)  # fmt: skip
         return evaluate_logits(logits, labels)
