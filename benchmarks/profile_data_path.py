@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from fertrain.data import AugmentConfig, ManifestFaces, PreprocessSpec, augment_batch, collate_faces, step_generator
+from fertrain.engine.device import autocast_for
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model
-from fertrain.train.evaluate import autocast_for
-from fertrain.train.losses import teacher_loss
+from fertrain.teacher.losses import teacher_loss
 
 
 def timed(fn, n: int, batch: int, sync) -> float:

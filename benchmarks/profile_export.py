@@ -13,9 +13,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from fertrain.data import ManifestFaces, PreprocessSpec, face_loader, to_model_input
+from fertrain.engine.evaluate import collect_logits
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model
-from fertrain.train.evaluate import collect_logits
 
 
 def main() -> None:

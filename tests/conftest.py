@@ -69,3 +69,14 @@ def demo_pipeline(tmp_path_factory) -> Path:
     except SystemExit as exc:
         assert exc.code in (0, None), f"demo run failed with {exc.code}"
     return out
+
+
+@pytest.fixture(scope="session")
+def lowres_manifest(demo_data, tmp_path_factory) -> Path:
+    """The demo's 48x48 grey source alone as a manifest (train/val/test): tiny real training runs."""
+    from fertrain.manifests import DedupPolicy, build_manifest, recipe_from_cli
+
+    out = tmp_path_factory.mktemp("lowres") / "m.parquet"
+    build_manifest(recipe_from_cli([f"fer2013:demo_lowres={demo_data / 'lowres'}"], [], DedupPolicy(), 1), out,
+                   show_progress=False)  # fmt: skip
+    return out

@@ -6,9 +6,9 @@ import pytest
 import torch
 from timm.scheduler import CosineLRScheduler
 
-from fertrain.distill.freezing import STRATEGIES, UnfreezePolicy, build_phases, layer_groups
 from fertrain.errors import ConfigError
 from fertrain.models import build_model
+from fertrain.student.freezing import STRATEGIES, UnfreezePolicy, build_phases, layer_groups
 
 
 @pytest.mark.parametrize("name", ["resnet10t", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto",

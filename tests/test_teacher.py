@@ -16,13 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from fertrain.data import epoch_order
+from fertrain.engine.schedules import build_lr_scheduler, set_lr_for_step
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import DedupPolicy, build_manifest, recipe_from_cli
 from fertrain.models import ArcFaceHead, build_model, load_initial_weights
 from fertrain.runs import RunLockedError, find_runs, run_lock
-from fertrain.train import build_lr_scheduler, margin_at_step, resolve_config, run_name, set_lr_for_step, train_teacher
-from fertrain.train.checkpoint import load_checkpoint
-from fertrain.train.losses import class_weights, teacher_loss
+from fertrain.runs.checkpoints import load_checkpoint
+from fertrain.teacher import margin_at_step, run_name, train_teacher
+from fertrain.teacher import resolve_teacher_config as resolve_config
+from fertrain.teacher.losses import class_weights, teacher_loss
 
 from .clitools import run_cli
 
@@ -157,7 +159,8 @@ def test_stage_a_learns_above_chance_with_the_arcface_schedule(demo_pipeline):
         assert h["margin"] == pytest.approx(margin_at_step(last_step, spe, margin=0.35, plain_warmup_epochs=3,
                                                            ramp_start_epoch=3, ramp_end_epoch=8))  # fmt: skip
     assert history[0]["margin"] == 0 and history[-1]["margin"] == pytest.approx(0.35)
-    for name in ("alignmentreport.json", "environment.json", "config.yaml", "summary.csv", "checkpoint_last.pt",
+    for name in ("alignmentreport.json", "environment.json", "config.yaml", "metrics.csv", "training_curves.png",
+                 "checkpoint_last.pt",
                  "best.pt", "calibration.json", "model.onnx", "model.onnx.json", "run_status.json"):  # fmt: skip
         assert (run / name).is_file(), name
     report = json.loads((run / "alignmentreport.json").read_text())
@@ -230,7 +233,7 @@ def resume_args(manifest: Path, out: Path, cfg_file: Path) -> list[str]:
             "--img-size", "32", "--epochs", "2", "--batch-size", "16", "--workers", "0", "--device", "cpu",
             "--lr", "0.002", "--lr-warmup-epochs", "0.5", "--plain-logits-warmup-epochs", "0.5",
             "--margin-ramp-start", "0.5", "--margin-ramp-end", "1.5", "--checkpoint-every-steps", "3",
-            "--output-dir", str(out), "--skip-onnx", "-q"]  # fmt: skip
+            "--model-ema", "--model-ema-decay", "0.9", "--output-dir", str(out), "--skip-onnx", "-q"]  # fmt: skip
 
 
 def test_killed_run_resumes_with_the_same_steps_lr_and_weights(demo_data, tmp_path, capsys):
@@ -273,15 +276,14 @@ def test_killed_run_resumes_with_the_same_steps_lr_and_weights(demo_data, tmp_pa
     assert code == 0, text
     hist = json.loads((out / "history.json").read_text())
     assert [h["global_step"] for h in hist] == [h["global_step"] for h in ref_hist]
-    for key in ("lr", "margin", "train_loss", "val_accuracy", "val_nll"):
+    for key in ("lr", "margin", "train_loss", "val_accuracy", "val_nll", "ema_val_accuracy", "ema_val_nll"):
         assert [h[key] for h in hist] == pytest.approx([h[key] for h in ref_hist], rel=1e-6, abs=1e-9), key
-    a = load_checkpoint(out / "checkpoint_last.pt")["model"]
-    b = load_checkpoint(tmp_path / "ref" / "checkpoint_last.pt")["model"]
-    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    a, b = load_checkpoint(out / "checkpoint_last.pt"), load_checkpoint(tmp_path / "ref" / "checkpoint_last.pt")
+    for part in ("model", "ema"):  # the EMA weights survive the kill exactly like the raw ones
+        assert all(torch.allclose(a[part][k].float(), b[part][k].float(), atol=1e-6) for k in a[part]), part
     # a changed schedule is not a resume
-    code, text = run_cli([*resume_args(manifest, out, cfg_file)[:-6], "--lr", "0.01", "--output-dir", str(out),
-                          "--skip-onnx", "-q", "--checkpoint-every-steps", "3"], capsys)  # fmt: skip
-    assert code == 2 and "schedule-relevant config changed" in text and "lr" in text
+    code, text = run_cli([*resume_args(manifest, out, cfg_file), "--lr", "0.01"], capsys)
+    assert code == 2 and "config changed" in text and "--lr: 0.002 -> 0.01" in text
 
 
 def test_config_yaml_cli_precedence_and_stage_presets(tmp_path):

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from fertrain.calibration import fit_per_class_temperature, fit_temperature, nll
-from fertrain.calibration.posthoc import calibrate_teacher
 from fertrain.ensemble import fuse, load_teacher, search_weights
 from fertrain.ensemble.fusion import member_probs
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import DedupPolicy, build_manifest, load_manifest
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.recipe import recipe_from_dict
+from fertrain.posthoc import calibrate_teacher
 from fertrain.softlabels import export_softlabels, load_softlabels
 from fertrain.softlabels.io import PROB_COLUMNS
 

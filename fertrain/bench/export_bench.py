@@ -14,9 +14,10 @@ import torch
 
 from fertrain.bench.result import BenchResult, sync
 from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
+from fertrain.engine.device import autocast_for, resolve_device
+from fertrain.engine.evaluate import collect_logits
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model, normalization_of
-from fertrain.train.evaluate import autocast_for, collect_logits
 
 
 @dataclass
@@ -27,10 +28,8 @@ class ExportBench(BenchResult):
 def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 512,
                  workers: int = 8, amp: bool = True, channels_last: bool = True, device: str = "auto",
                  max_images: int = 20000, split: str = "train") -> ExportBench:  # fmt: skip
-    from fertrain.train.teacher import resolve_device
-
     dev = resolve_device(device)
-    model = build_model(backbone).to(dev).eval()
+    model = build_model(backbone, head="arcface", head_kwargs={"s": 30.0}).to(dev).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     mean, std = normalization_of(model)

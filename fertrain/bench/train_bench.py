@@ -1,7 +1,7 @@
 """`fertrain bench train`: end-to-end training img/s vs the model-only ceiling, in one run.
 
-Both use the trainer's own step code (`TeacherTrainer.micro_step` / `model_step` /
-`optimizer_step`): model-only feeds synthetic normalized tensors already on the device;
+Both use the engine's own step code (`micro_step`, `forward_loss`, `optimizer_step` of a
+teacher trainer): model-only feeds synthetic normalized tensors already on the device;
 end-to-end feeds the real manifest through the DataLoader (uint8 decode in workers) and the
 batched device augmentation. Their ratio says whether the GPU waits for the CPU.
 """
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import torch
 
 from fertrain.bench.result import BenchResult, sync
+from fertrain.engine import Batch
+from fertrain.engine.trainer import SYNC_EVERY
 from fertrain.manifests import SourceFilter
 from fertrain.runs import open_run
-from fertrain.train.config import resolve_config
-from fertrain.train.teacher import SYNC_EVERY, TeacherTrainer
+from fertrain.teacher import TeacherTrainer, resolve_teacher_config
 
 
 @dataclass
@@ -32,7 +33,8 @@ class TrainBench(BenchResult):
 def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
                 steps: int = 50, warmup: int = 15, workers: int = 8, amp: bool = True, channels_last: bool = True,
                 compile: bool = False, device: str = "auto", clahe: bool = False) -> TrainBench:  # fmt: skip
-    cfg = resolve_config({"manifest": manifest, "backbone": backbone, "img_size": img_size, "batch_size": batch_size,
+    cfg = resolve_teacher_config({"manifest": manifest, "backbone": backbone, "img_size": img_size,
+                                  "batch_size": batch_size,
                           "workers": workers, "amp": amp, "channels_last": channels_last, "compile": compile,
                           "device": device, "epochs": 1, "clahe": clahe, "skip_onnx": True,
                           "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0})  # fmt: skip
@@ -40,16 +42,19 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
     with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
         tr = TeacherTrainer(cfg, run, show_progress=False)
         tr.model.train()
-        dev, m = tr.device, cfg.arcface_m
+        dev = tr.device
+        tr.margin = cfg.arcface_m
         # model-only: synthetic normalized batch on the device
         x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
         x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
         y = torch.randint(0, 7, (batch_size,), device=dev)
+        synthetic = Batch(x, None, None, y, torch.full((batch_size, 7), float("nan"), device=dev), None, 0)
         for i in range(warmup + steps):
             if i == warmup:
                 sync(dev)
                 t0 = time.perf_counter()
-            loss = tr.model_step(x, y, None, m)
+            loss = tr.forward_loss(x, synthetic)["loss"]
+            tr.scaler.scale(loss).backward()
             tr.optimizer_step()
             if (i + 1) % SYNC_EVERY == 0:
                 float(loss)
@@ -58,11 +63,11 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
         # end-to-end: real data path, epochs chained until enough steps were taken
         done, epoch = 0, 0
         while done < warmup + steps:
-            for micro, (xb, sizes, yb, soft, _) in enumerate(tr.train_loader(epoch, 0)):
+            for micro, raw in enumerate(tr.train_loader(epoch, 0)):
                 if done == warmup:
                     sync(dev)
                     t0 = time.perf_counter()
-                loss = tr.micro_step(xb, sizes, yb, soft, micro, m)
+                loss = tr.micro_step(raw, micro)["loss"]
                 tr.optimizer_step()
                 done += 1
                 if done % SYNC_EVERY == 0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from fertrain import __version__
@@ -62,6 +65,8 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors become one red line and exit code 2 (no traceback)."""
+    if "torch" not in sys.modules:  # OpenMP reads it when torch loads: idle threads sleep instead of spinning
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see engine.device.configure_cpu_threads)
     try:
         app(args=argv, prog_name="fertrain")
     except FertrainError as exc:

@@ -47,9 +47,9 @@ def run(
     print_summary(result.manifest.summary)
     console.print(f"manifest {result.manifest.path} ({len(result.manifest.df):,} rows)", soft_wrap=True)
     for stage, t in result.teachers.items():
-        last = t.history[-1] if t.history else {}
-        console.print(f"teacher stage {stage}: {t.output_dir} best val macro-F1 {t.best_macro_f1:.3f}, "
-                      f"acc {last.get('val_accuracy', float('nan')):.3f}", soft_wrap=True)  # fmt: skip
+        console.print(f"teacher stage {stage}: {t.output_dir} best val macro-F1 "
+                      f"{t.best.get('macro_f1', float('nan')):.3f}, acc {t.best.get('accuracy', float('nan')):.3f}",
+                      soft_wrap=True)  # fmt: skip
     for stage, cal in result.calibration.items():
         console.print(f"calibrated teacher {stage}: ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}, "
                       f"NLL {cal['before']['nll']:.3f} -> {cal['after']['nll']:.3f}", soft_wrap=True)  # fmt: skip

@@ -27,7 +27,7 @@ def calibrate(
 
     Example: fertrain calibrate outputs/teachers/RN18_resnet18_seed1337_stageA_img224 --per-class
     """
-    from fertrain.calibration.posthoc import calibrate_teacher
+    from fertrain.posthoc import calibrate_teacher
 
     r = calibrate_teacher(target, manifest, split, per_class=per_class, device=device, workers=workers,
                           batch_size=batch_size, exclude_overlap=exclude_overlap)  # fmt: skip
@@ -83,7 +83,7 @@ def evaluate(
 
     Example: fertrain evaluate outputs/ensembles/rn18_b3.json --manifest outputs/manifests/eval_only.parquet
     """
-    from fertrain.ensemble.evaluate import evaluate_teacher
+    from fertrain.posthoc import evaluate_teacher
 
     r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta_flip=tta == "flip")
     console.print(json.dumps({k: r[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))

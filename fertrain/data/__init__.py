@@ -1,6 +1,6 @@
 """Data path: uint8 faces from workers, float work batched on the training device."""
 
-from fertrain.data.augment import AugmentConfig, augment_batch, step_generator, to_model_input
+from fertrain.data.augment import AugmentConfig, augment_batch, augment_config, step_generator, to_model_input
 from fertrain.data.dataset import ManifestFaces, collate_faces, face_loader
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
@@ -10,6 +10,7 @@ __all__ = [
     "ManifestFaces",
     "PreprocessSpec",
     "augment_batch",
+    "augment_config",
     "collate_faces",
     "epoch_length",
     "epoch_order",

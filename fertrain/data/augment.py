@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from fertrain.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -28,6 +30,30 @@ class AugmentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def augment_config(overrides: dict | None, where: str = "augment") -> AugmentConfig:
+    """AugmentConfig from a mapping of overrides, each key and value checked (ConfigError naming it)."""
+    overrides = dict(overrides or {})
+    defaults = AugmentConfig()
+    unknown = sorted(set(overrides) - set(defaults.to_dict()))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; expected "
+                          f"{', '.join(defaults.to_dict())}")  # fmt: skip
+    values = {}
+    for key, value in overrides.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            ok = (isinstance(value, list | tuple) and len(value) == 2
+                  and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value))  # fmt: skip
+            if not ok or not 0 <= value[0] <= value[1] or not math.isfinite(value[1]):
+                raise ConfigError(f"{where}.{key}: expected [low, high] with 0 <= low <= high, got {value!r}")
+            values[key] = (float(value[0]), float(value[1]))
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"{where}.{key}: expected a number from 0 to 1, got {value!r}")
+            values[key] = float(value)
+    return AugmentConfig(**values)
 
 
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:

@@ -8,12 +8,16 @@ from pathlib import Path
 
 from fertrain.configs import config_path
 from fertrain.demo.dataset import write_demo_dataset
-from fertrain.distill.config import resolve_student_config
-from fertrain.distill.trainer import StudentResult, train_student
+from fertrain.engine import TrainResult
+from fertrain.ensemble import write_ensemble
+from fertrain.export.onnx import export_onnx
 from fertrain.manifests import BuildResult, build_manifest
 from fertrain.manifests.recipe import recipe_from_dict
+from fertrain.posthoc import calibrate_teacher, evaluate_teacher
 from fertrain.runs import open_run
-from fertrain.train import TeacherResult, resolve_config, train_teacher
+from fertrain.softlabels import export_softlabels
+from fertrain.student import resolve_student_config, train_student
+from fertrain.teacher import resolve_teacher_config, train_teacher
 
 
 def demo_recipe(data_dir: str | Path, seed: int = 1337) -> dict:
@@ -36,12 +40,12 @@ def demo_recipe(data_dir: str | Path, seed: int = 1337) -> dict:
 class DemoResult:
     out: Path
     manifest: BuildResult
-    teachers: dict[str, TeacherResult] = field(default_factory=dict)
+    teachers: dict[str, TrainResult] = field(default_factory=dict)
     calibration: dict[str, dict] = field(default_factory=dict)
     ensemble: Path | None = None
     evaluation: dict | None = None
     softlabels: dict | None = None
-    student: StudentResult | None = None
+    student: TrainResult | None = None
 
 
 def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, teachers: bool = True,
@@ -57,32 +61,32 @@ def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, 
         built = build_manifest(recipe, out / "manifests" / "demo.parquet", overwrite=True, show_progress=False)
         result = DemoResult(out, built)
         if teachers:
-            stage_a = resolve_config({"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
-                                      "recover_stale_lock": recover_stale},
-                                     config_path("demo_teacher_stageA.yaml"))  # fmt: skip
-            result.teachers["A"] = train_teacher(stage_a, show_progress=show_progress)
-            stage_b = resolve_config({"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
-                                      "init_from": str(result.teachers["A"].output_dir),
-                                      "recover_stale_lock": recover_stale},
-                                     config_path("demo_teacher_stageB.yaml"))  # fmt: skip
-            result.teachers["B"] = train_teacher(stage_b, show_progress=show_progress)
+            common = {"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
+                      "recover_stale_lock": recover_stale}  # fmt: skip
+            stage_a = resolve_teacher_config(common, config_path("demo_teacher_stageA.yaml"))
+            result.teachers["A"] = trained_and_exported(train_teacher(stage_a, show_progress=show_progress))
+            stage_b = resolve_teacher_config({**common, "init_from": str(result.teachers["A"].output_dir)},
+                                             config_path("demo_teacher_stageB.yaml"))  # fmt: skip
+            result.teachers["B"] = trained_and_exported(train_teacher(stage_b, show_progress=show_progress))
             run_teacher_tools(result, workers=1)
             student = resolve_student_config({"manifest": str(built.path), "seed": seed,
                                               "softlabels": str(result.out / "softlabels" / "train.parquet"),
                                               "output_dir": str(out / "students" / "demo_dkd"),
                                               "recover_stale_lock": recover_stale},
                                              config_path("demo_student.yaml"))  # fmt: skip
-            result.student = train_student(student, show_progress=show_progress)  # also exports model.onnx
+            result.student = trained_and_exported(train_student(student, show_progress=show_progress))
+    return result
+
+
+def trained_and_exported(result: TrainResult) -> TrainResult:
+    """A finished run also gets its ONNX model (with the parity check)."""
+    if result.complete:
+        result.onnx = export_onnx(result.output_dir)
     return result
 
 
 def run_teacher_tools(result: DemoResult, *, workers: int) -> None:
-    """Calibrate both teachers, fuse them 0.7 : 0.3 (seed 002), evaluate, export soft labels."""
-    from fertrain.calibration.posthoc import calibrate_teacher
-    from fertrain.ensemble import write_ensemble
-    from fertrain.ensemble.evaluate import evaluate_teacher
-    from fertrain.softlabels import export_softlabels
-
+    """Calibrate both teachers, fuse them 0.7 : 0.3, evaluate, export soft labels."""
     manifest = result.manifest.path
     for stage, t in result.teachers.items():
         result.calibration[stage] = calibrate_teacher(t.output_dir, manifest, "val", per_class=True, workers=workers)

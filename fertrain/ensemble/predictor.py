@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 
 from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
-from fertrain.export.onnx import load_run_model
+from fertrain.engine.evaluate import collect_logits
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.io import Manifest
-from fertrain.train.evaluate import collect_logits
+from fertrain.models import load_run_model
 
 CALIBRATION = "calibration.json"
 

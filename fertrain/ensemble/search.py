@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fertrain.calibration.posthoc import default_manifest, training_overlap
+from fertrain.engine.device import resolve_device
 from fertrain.ensemble.fusion import member_probs, search_weights
 from fertrain.ensemble.predictor import RunPredictor
+from fertrain.ensemble.provenance import default_manifest, training_overlap
 from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
@@ -15,8 +16,6 @@ from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0, search: bool = False,
                    objective: str = "macro_f1", step: float = 0.05, manifest: str | Path | None = None,
                    split: str = "val", device: str = "auto", workers: int = 4) -> dict:  # fmt: skip
-    from fertrain.train.teacher import resolve_device
-
     parsed = [parse_member(m) for m in members]
     runs = [p for p, _ in parsed]
     if len(runs) < 1:

@@ -3,10 +3,13 @@
 Writes `model.onnx` (dynamic batch) and `model.onnx.json` (preprocessing, class names,
 temperature, input/output names) and checks onnxruntime against PyTorch on real-shaped
 inputs: the max abs logit difference is reported, and above `tolerance` it is an error.
+Inside a run directory the export holds the run's lock, so it never writes into a run that
+is still training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -16,45 +19,43 @@ import torch
 from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.data.preprocess import PreprocessSpec
 from fertrain.errors import FertrainError
-from fertrain.models import build_model
-from fertrain.train.checkpoint import load_checkpoint, run_checkpoint
+from fertrain.models import load_run_model
+from fertrain.runs import run_lock
+from fertrain.runs.lock import LOCK_NAME
 
 ONNX_NAME = "model.onnx"
 OPSET = 17
 
 
-def load_run_model(run_or_ckpt: str | Path) -> tuple[torch.nn.Module, dict, Path]:
-    """Model (eval mode, CPU) and checkpoint from a run directory (best.pt, else last) or a file."""
-    path = run_checkpoint(run_or_ckpt)
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    model = build_model(cfg["backbone"], head=cfg["head"], arcface_s=cfg["arcface_s"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt, path
-
-
 def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, tolerance: float = 1e-3,
-                batch: int = 4, seed: int = 0) -> dict:  # fmt: skip
+                batch: int = 4, seed: int = 0, recover_stale: bool = False) -> dict:  # fmt: skip
     model, ckpt, ckpt_path = load_run_model(run_or_ckpt)
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     out = Path(out) if out else ckpt_path.parent / ONNX_NAME
     size = spec.img_size
     example = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
-    with atomic_path(out) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)  # fmt: skip
-    parity = check_parity(model, out, size, seed=seed + 1)
-    sidecar = {
-        "model": out.name, "checkpoint": str(ckpt_path), "backbone": ckpt["config"]["backbone"],
-        "head": ckpt["config"]["head"], "class_names": ckpt["class_names"], "temperature": ckpt.get("temperature", 1.0),
-        "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
-        "output": {"name": "logits", "meaning": "s*cos(theta) (ArcFace, no margin)" if ckpt["config"]["head"] ==
-                   "arcface" else "linear logits", "probabilities": "softmax(logits / temperature)"},
-        "preprocess": spec.to_dict(), "opset": OPSET, "parity": parity,
-    }  # fmt: skip
-    atomic_write_json(Path(f"{out}.json"), sidecar)
+    run_dir = ckpt_path.parent
+    is_run = (run_dir / LOCK_NAME).exists() or (run_dir / "run_status.json").is_file()
+    guard = run_lock(run_dir, recover_stale=recover_stale, command=f"export onnx -> {out}") if is_run else (
+        contextlib.nullcontext())  # fmt: skip
+    with guard:
+        with atomic_path(out) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+            torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+                              dynamo=False)  # fmt: skip
+        parity = check_parity(model, out, size, seed=seed + 1)
+        spec_info = ckpt["model_spec"]
+        sidecar = {
+            "model": out.name, "checkpoint": str(ckpt_path), "backbone": spec_info["backbone"],
+            "head": spec_info["head"], "model_spec": spec_info, "class_names": ckpt["class_names"],
+            "temperature": ckpt.get("temperature", 1.0),
+            "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
+            "output": {"name": "logits", "meaning": "s*cos(theta) (ArcFace, no margin)" if spec_info["head"] ==
+                       "arcface" else "linear logits", "probabilities": "softmax(logits / temperature)"},
+            "preprocess": spec.to_dict(), "opset": OPSET, "parity": parity,
+        }  # fmt: skip
+        atomic_write_json(Path(f"{out}.json"), sidecar)
     if parity["max_abs_diff"] > tolerance:
         raise FertrainError(f"{out}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.2e} "
                             f"(> {tolerance:g}); the export is not faithful")  # fmt: skip

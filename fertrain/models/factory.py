@@ -17,7 +17,7 @@ from torch import nn
 
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import NUM_CLASSES
-from fertrain.models.heads import HEADS, ArcFaceHead, LinearHead
+from fertrain.models.heads import HEADS
 from fertrain.serialization import load_torch_file
 
 HUB_HOST = "huggingface.co"
@@ -113,16 +113,13 @@ def pooled_width(backbone: nn.Module) -> int:
     return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
 
 
-def build_model(backbone: str, *, head: str = "arcface", arcface_s: float = 30.0, pretrained: bool = False,
+def build_model(backbone: str, *, head: str = "linear", head_kwargs: dict | None = None, pretrained: bool = False,
                 initial_checkpoint: str | Path | None = None, num_classes: int = NUM_CLASSES) -> FerNet:  # fmt: skip
+    """`head_kwargs` go to the head's constructor (ArcFace: `s`)."""
     if head not in HEADS:
         raise ConfigError(f"--head {head!r} unknown; expected one of {', '.join(HEADS)}")
     net = create_backbone(backbone, pretrained=pretrained)
-    features = pooled_width(net)
-    head_mod: nn.Module = (
-        ArcFaceHead(features, num_classes, s=arcface_s) if head == "arcface" else LinearHead(features, num_classes)
-    )
-    model = FerNet(net, head_mod)
+    model = FerNet(net, HEADS[head](pooled_width(net), num_classes, **(head_kwargs or {})))
     if initial_checkpoint:
         load_initial_weights(model, initial_checkpoint)
     return model

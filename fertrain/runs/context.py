@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fertrain.manifests.filters import SourceFilter
@@ -26,6 +26,13 @@ class Run:
     output_dir: Path
     lock: dict
     data: AlignedData | None
+    command: str = ""
+    notes: dict = field(default_factory=dict)
+
+    def note(self, key: str, value) -> None:
+        """Record `key` in run_status.json now and in the final status."""
+        self.notes[key] = value
+        write_status(self.output_dir, "running", command=self.command, started=self.lock["started"], notes=self.notes)
 
 
 @contextlib.contextmanager
@@ -43,15 +50,15 @@ def open_run(
     command = command or default_command()
     with run_lock(output_dir, recover_stale=recover_stale, command=command) as lock:
         write_status(output_dir, "running", command=command, started=lock["started"])
+        run = Run(output_dir, lock, None, command)
         try:
             write_environment(output_dir, seed=seed, command=command)
-            data = None
             if manifest is not None:
-                data = write_alignment_report(output_dir, manifest, source_filter,
-                                              allow_manifest_change=allow_manifest_change)  # fmt: skip
-            yield Run(output_dir, lock, data)
+                run.data = write_alignment_report(output_dir, manifest, source_filter,
+                                                  allow_manifest_change=allow_manifest_change)  # fmt: skip
+            yield run
         except BaseException as exc:
             write_status(output_dir, "failed", command=command, started=lock["started"],
-                         error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+                         error=f"{type(exc).__name__}: {exc}", notes=run.notes)  # fmt: skip
             raise
-        write_status(output_dir, "finished", command=command, started=lock["started"])
+        write_status(output_dir, "finished", command=command, started=lock["started"], notes=run.notes)

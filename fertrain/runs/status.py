@@ -1,4 +1,5 @@
-"""`run_status.json`: how a run ended (finished / failed), written when the run exits."""
+"""`run_status.json`: how a run is doing (running / finished / failed / interrupted), plus notes
+a run records on the way (e.g. a forced resume over a changed config)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from fertrain.atomic import atomic_write_json
 STATUS_NAME = "run_status.json"
 
 
-def write_status(output_dir: str | Path, status: str, *, command: str, started: str, error: str | None = None) -> None:
+def write_status(output_dir: str | Path, status: str, *, command: str, started: str, error: str | None = None,
+                 notes: dict | None = None) -> None:  # fmt: skip
     atomic_write_json(Path(output_dir) / STATUS_NAME, {
         "status": status, "command": command, "started": started,
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z") if status != "running" else None, "error": error,
+        **(notes or {}),
     })  # fmt: skip

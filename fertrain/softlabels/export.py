@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from fertrain.atomic import atomic_path, atomic_write_text
 from fertrain.console import console, progress_bar
-from fertrain.ensemble.teacher import load_teacher
+from fertrain.engine.device import resolve_device
+from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.io import write_stamp
@@ -50,8 +51,6 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
                       chunk_size: int = 8192, device: str = "auto", batch_size: int = 256, workers: int = 4,
                       show_progress: bool = True, max_chunks: int | None = None) -> dict:  # fmt: skip
     """Export; returns a summary. `max_chunks` stops early (used to test resuming)."""
-    from fertrain.train.teacher import resolve_device
-
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")

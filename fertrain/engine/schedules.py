@@ -1,27 +1,10 @@
-"""Step-based schedules: the ArcFace margin ramp and the LR (timm's warmup + cosine).
-
-Both are pure functions of the optimizer step, so a resumed run continues exactly.
-"""
+"""Step-based LR schedule (timm's warmup + cosine), a pure function of the optimizer step,
+so a resumed run continues exactly."""
 
 from __future__ import annotations
 
 import torch
 from timm.scheduler import CosineLRScheduler
-
-
-def margin_at_step(step: int, steps_per_epoch: int, *, margin: float, plain_warmup_epochs: float,
-                   ramp_start_epoch: float, ramp_end_epoch: float) -> float:  # fmt: skip
-    """ArcFace margin for optimizer step `step` (fractional epochs, not whole ones).
-
-    0 during the plain-logits warmup; then linear from 0 at `ramp_start_epoch` to `margin` at
-    `ramp_end_epoch`; `margin` after that.
-    """
-    epoch = step / max(1, steps_per_epoch)
-    if epoch < plain_warmup_epochs or epoch < ramp_start_epoch:
-        return 0.0
-    if ramp_end_epoch <= ramp_start_epoch or epoch >= ramp_end_epoch:
-        return float(margin)
-    return float(margin) * (epoch - ramp_start_epoch) / (ramp_end_epoch - ramp_start_epoch)
 
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,

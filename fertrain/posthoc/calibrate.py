@@ -6,56 +6,24 @@ Held-out logits only: a calibration manifest/split that overlaps the rows a run 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-
-import pandas as pd
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.metrics import calibration_report
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
-from fertrain.ensemble.teacher import Teacher, load_teacher
+from fertrain.engine.device import resolve_device
+from fertrain.ensemble import load_teacher
+from fertrain.ensemble.provenance import default_manifest, trained_faces
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.dedup import face_keys
 from fertrain.plots import plot_reliability
-from fertrain.runs.reports import ALIGNMENT_REPORT
-
-
-def training_overlap(teacher: Teacher, rows: pd.DataFrame) -> dict[str, int]:
-    """Per member run: how many of `rows` are faces it trained on (by sha256 + box)."""
-    keys = face_keys(rows)
-    return {run: int(keys.isin(trained).sum()) for run, trained in trained_faces(teacher).items()}
-
-
-def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
-    """Per member run: the face keys (sha256 + box) of the rows it trained on."""
-    found = {}
-    for m in teacher.members:
-        report_path = m.run_dir / ALIGNMENT_REPORT
-        if not report_path.is_file():
-            raise FertrainError(f"{m.run_dir}: no {ALIGNMENT_REPORT}; cannot prove the calibration rows are held out")
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        train_manifest = load_manifest(report["manifest_resolved"])  # stamp checked: same rows as trained on
-        policy = report["source_filter"]
-        train_split = m.config.get("train_split", "train")
-        trained = filter_rows(train_manifest.df, SourceFilter(policy["include_sources"], policy["exclude_sources"],
-                                                              [train_split]))  # fmt: skip
-        found[str(m.run_dir)] = set(face_keys(trained))
-    return found
-
-
-def default_manifest(teacher: Teacher) -> str:
-    report = json.loads((teacher.members[0].run_dir / ALIGNMENT_REPORT).read_text(encoding="utf-8"))
-    return report["manifest_resolved"]
 
 
 def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = "val", *,
                       per_class: bool = False, device: str = "auto", batch_size: int = 256, workers: int = 4,
                       n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False) -> dict:  # fmt: skip
-    from fertrain.train.teacher import resolve_device
-
     teacher = load_teacher(target)
     manifest = manifest or default_manifest(teacher)
     m = load_manifest(manifest)
@@ -105,4 +73,4 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     return result
 
 
-__all__ = ["calibrate_teacher", "training_overlap"]
+__all__ = ["calibrate_teacher"]

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from torch.utils.data import DataLoader
 
 from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
-
-
-def amp_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
-
-
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off."""
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=amp_dtype(device))
 
 
 @torch.no_grad()
@@ -58,7 +43,20 @@ def collect_logits(
     return torch.cat(out).cpu().numpy(), torch.cat(labels).numpy(), torch.cat(index).numpy()
 
 
+def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Macro one-vs-rest ROC AUC over the classes present with both outcomes."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).numpy()
+    present = [c for c in range(probs.shape[1]) if 0 < (labels == c).sum() < len(labels)]
+    scores = [roc_auc_score(labels == c, probs[:, c]) for c in present]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, macro-F1, macro AUC, per-class precision/recall/F1 and the confusion matrix."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     pred = logits.argmax(1)
     classes = list(range(NUM_CLASSES))
     p, r, f, s = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
@@ -70,6 +68,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict:
         "per_class": {CLASS_NAMES[c]: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]),
                                        "support": int(s[c])} for c in classes},
         "confusion_matrix": confusion_matrix(labels, pred, labels=classes).tolist(),
+        "auc": macro_auc(logits, labels),
     }  # fmt: skip
 
 

@@ -23,12 +23,13 @@ import torch
 from fertrain.calibration.temperature import scale_logits
 from fertrain.data import AugmentConfig, PreprocessSpec, augment_batch, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.engine.device import autocast_for
+from fertrain.ensemble import load_teacher
 from fertrain.ensemble.fusion import fuse, member_probs
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.io import Manifest
 from fertrain.models.factory import pooled_width
 from fertrain.softlabels.io import load_softlabels
-from fertrain.train.evaluate import autocast_for
 
 
 @dataclass
@@ -67,8 +68,6 @@ class OnlineTeacherSignal:
 
     def __init__(self, path: str | Path, device: torch.device, *, need_features: bool, amp: bool,
                  channels_last: bool, fused: bool):  # fmt: skip
-        from fertrain.ensemble.teacher import load_teacher
-
         self.teacher = load_teacher(path)
         if need_features and len(self.teacher.members) > 1:
             raise ConfigError(f"--teacher {path}: feature losses need one teacher run, not an ensemble of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,8 @@ from fertrain.console import console
 @contextlib.contextmanager
 def epoch_progress(title: str, total_steps: int, done_steps: int = 0,
                    show: bool = True) -> Iterator[Callable[..., None]]:  # fmt: skip
-    """Yield `update(images=, loss=, lr=, margin=)`, called once per optimizer step (margin None: not shown)."""
+    """Yield `update(images=, loss=, lr=, margin=)`, called once per optimizer step (margin None: not shown;
+    loss NaN: not read yet, the loss is read from the device every few steps)."""
     start = time.perf_counter()
     seen = 0
     if not show:
@@ -31,6 +33,7 @@ def epoch_progress(title: str, total_steps: int, done_steps: int = 0,
             seen += images
             rate = seen / max(1e-9, time.perf_counter() - start)
             m = "" if margin is None else f" m {margin:.3f}"
-            progress.update(task, advance=1, rate=f"{rate:,.0f} img/s", stats=f"loss {loss:.4f} lr {lr:.2e}{m}")
+            shown = f"loss {loss:.4f} " if math.isfinite(loss) else ""
+            progress.update(task, advance=1, rate=f"{rate:,.0f} img/s", stats=f"{shown}lr {lr:.2e}{m}")
 
         yield update

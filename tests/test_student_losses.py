@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fertrain.distill import CELoss, DKDLoss, KDLoss, MMDLoss, RKDLoss
+from fertrain.student import CELoss, DKDLoss, KDLoss, MMDLoss, RKDLoss
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_kd_at_t1_equals_the_kl_term(batch):
 def test_dkd_reduces_to_its_parts(batch):
     """Zhao et al.: per sample, KD = TCKD + (1 - p_target) * NCKD (at T = 1)."""
     s, t, y = batch
-    dkd = DKDLoss(alpha=1.0, beta=1.0, temperature=1.0, warmup_epochs=0)
+    dkd = DKDLoss(alpha=1.0, beta=1.0, temperature=1.0, warmup=0)
     for i in range(4):
         si, ti, yi = s[i : i + 1], t[i : i + 1], y[i : i + 1]
         tckd, nckd = dkd.parts(si, yi, ti)
@@ -45,7 +45,7 @@ def test_dkd_reduces_to_its_parts(batch):
 
 def test_dkd_warmup_ramps_the_distillation_term(batch):
     s, t, y = batch
-    dkd = DKDLoss(warmup_epochs=20)
+    dkd = DKDLoss(warmup=20)
     full = dkd(s, y, t, epoch=40)
     assert dkd(s, y, t, epoch=0)["distill"] == 0
     assert dkd(s, y, t, epoch=10)["distill"] == pytest.approx(float(full["distill"]) / 2, rel=1e-5)
@@ -85,7 +85,7 @@ def test_mmd_separates_distributions():
 
 
 def test_crd_prefers_the_matching_teacher_row_and_updates_its_memory_bank():
-    from fertrain.distill import CRDLoss
+    from fertrain.student import CRDLoss
 
     torch.manual_seed(0)
     n, d = 64, 16
@@ -111,7 +111,7 @@ def test_crd_prefers_the_matching_teacher_row_and_updates_its_memory_bank():
 
 
 def test_combined_is_kd_plus_a_feature_term_through_a_trained_projection(batch):
-    from fertrain.distill import CombinedLoss
+    from fertrain.student import CombinedLoss
 
     s, t, y = batch
     f = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))

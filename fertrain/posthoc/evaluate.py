@@ -1,4 +1,5 @@
-"""`fertrain evaluate TARGET --manifest M --split test`: metrics of a run or an ensemble."""
+"""`fertrain evaluate TARGET --manifest M --split test` (and `fertrain teacher --evaluate-only`): metrics of a
+run or an ensemble."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration import calibration_report
-from fertrain.ensemble.teacher import load_teacher
+from fertrain.engine.device import resolve_device
+from fertrain.engine.evaluate import classification_metrics
+from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_confusion_matrix
-from fertrain.train.evaluate import classification_metrics
 
 
 def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = "test", *, device: str = "auto",
@@ -20,8 +22,6 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
                      recover_stale: bool = False) -> dict:  # fmt: skip
     """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
     teacher's temperature) and the same per source; JSON + confusion PNG next to the target."""
-    from fertrain.train.teacher import resolve_device
-
     target, manifest_path = Path(target), Path(manifest_path)
     teacher = load_teacher(target)
     manifest = load_manifest(manifest_path)  # stamp checked

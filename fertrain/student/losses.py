@@ -1,17 +1,29 @@
 """Distillation losses: one short class per loss, each returning a dict of named terms.
 
 Every class's `forward` returns {"loss": total, "task": CE, <term>: value, ...} so the trainer
-can log each term separately (seed 000: train_task_loss, train_distill_loss = loss - task).
+can log each term separately (train_task_loss, train_distill_loss = loss - ce_weight * task).
 Teacher inputs are logits; offline soft labels become logits as log(probabilities). Feature
 losses (combined, crd, rkd, mmd) also take pooled student and teacher features and own any
 projection they need, so their parameters are trained with the student.
+
+A loss is configured as one mapping, straight into the registry (YAML `loss: {name: dkd,
+beta: 8}`, CLI `--loss dkd --loss-opt beta=8`): `build_loss(spec, **runtime)` is
+`LOSSES[name](**options, **runtime)`, where runtime values (feature widths, dataset size,
+seed) come from the trainer and every option is checked first by `check_loss_spec`.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fertrain.engine.config import FRACTION, NON_NEGATIVE, POSITIVE, Range
+from fertrain.errors import ConfigError
 
 
 def kl_at_temperature(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
@@ -50,14 +62,14 @@ class DKDLoss(nn.Module):
     """Decoupled KD (Zhao et al. 2022): KD split into a target-class term (TCKD: the binary
     target vs non-target distribution) and a non-target term (NCKD: the distribution among the
     non-target classes), weighted alpha and beta; the distillation weight ramps in linearly
-    over `warmup_epochs`. Defaults as the reference implementation: alpha 1, beta 8, T 4,
+    over `warmup` epochs. Defaults as the reference implementation: alpha 1, beta 8, T 4,
     warmup 20, CE weight 1.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup_epochs: float = 20.0,
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: float = 20.0,
                  ce_weight: float = 1.0):  # fmt: skip
         super().__init__()
-        self.alpha, self.beta, self.t, self.warmup, self.ce_weight = alpha, beta, temperature, warmup_epochs, ce_weight
+        self.alpha, self.beta, self.t, self.warmup, self.ce_weight = alpha, beta, temperature, warmup, ce_weight
 
     def parts(self, student_logits, labels, teacher_logits) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.t
@@ -90,7 +102,7 @@ class RKDLoss(nn.Module):
     their mean, Huber) and angle (cosines of angles in every triplet, Huber). Relations do not
     depend on the feature width, so no projection is needed."""
 
-    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, **_):
+    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0):
         super().__init__()
         self.dw, self.aw = distance_weight, angle_weight
 
@@ -180,7 +192,7 @@ class CRDLoss(nn.Module):
                  seed: int = 0):  # fmt: skip
         super().__init__()
         if n_data < 2:
-            raise ValueError("CRD needs at least 2 training rows for its memory bank")
+            raise ConfigError("--loss crd needs at least 2 training rows for its memory bank")
         self.embed_s, self.embed_t = nn.Linear(student_dim, feat_dim), nn.Linear(teacher_dim, feat_dim)
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("bank_s", F.normalize(torch.randn(n_data, feat_dim, generator=g), dim=1))
@@ -216,3 +228,50 @@ LOSSES: dict[str, type[nn.Module]] = {"ce": CELoss, "kd": KDLoss, "dkd": DKDLoss
                                       "crd": CRDLoss, "rkd": RKDLoss, "mmd": MMDLoss}  # fmt: skip
 TEACHER_FREE = {"ce"}  # needs no teacher at all
 FEATURE_LOSSES = {"combined", "crd", "rkd", "mmd"}  # need teacher features: online (--teacher) only
+RUNTIME = frozenset({"student_dim", "teacher_dim", "n_data", "seed"})  # given by the trainer, not the user
+OPTION_RANGES = {
+    "temperature": POSITIVE, "ce_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "alpha": NON_NEGATIVE,
+    "beta": NON_NEGATIVE, "warmup": NON_NEGATIVE, "feature_weight": NON_NEGATIVE, "smoothing": FRACTION,
+    "feat_dim": Range(1), "negatives": Range(1), "nce_t": POSITIVE, "momentum": Range(0, 1), "weight": NON_NEGATIVE,
+    "distance_weight": NON_NEGATIVE, "angle_weight": NON_NEGATIVE,
+}  # fmt: skip
+
+
+def loss_options(name: str) -> dict[str, Any]:
+    """The options a user may set for loss `name`, with their defaults."""
+    params = inspect.signature(LOSSES[name]).parameters
+    return {k: p.default for k, p in params.items() if k not in RUNTIME and p.default is not inspect.Parameter.empty}
+
+
+def check_loss_spec(spec: str | dict) -> dict:
+    """{"name": NAME, **options}: the name known, each option one the loss takes, of the default's
+    type and in range (a ConfigError naming `--loss-opt KEY` otherwise)."""
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = spec.pop("name", None)
+    if name not in LOSSES:
+        raise ConfigError(f"--loss {name!r}; expected one of {', '.join(LOSSES)}")
+    allowed = loss_options(name)
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise ConfigError(f"--loss-opt {', '.join(unknown)}: not an option of loss {name}; it takes "
+                          f"{', '.join(f'{k}={v}' for k, v in allowed.items())}")  # fmt: skip
+    for key, value in spec.items():
+        default = allowed[key]
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"--loss-opt {key}: expected a number, got {value!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and not float(value).is_integer():
+                raise ConfigError(f"--loss-opt {key}: expected a whole number, got {value!r}")
+            rng = OPTION_RANGES.get(key)
+            if rng is not None and not rng.holds(float(value)):
+                raise ConfigError(f"--loss-opt {key} must be {rng.describe()}, got {value!r}")
+            spec[key] = type(default)(value)
+    return {"name": name, **spec}
+
+
+def build_loss(spec: str | dict, **runtime: Any) -> nn.Module:
+    """`LOSSES[name](**options, **runtime)`, passing only the runtime values the loss takes."""
+    spec = check_loss_spec(spec)
+    name = spec.pop("name")
+    takes = inspect.signature(LOSSES[name]).parameters
+    return LOSSES[name](**spec, **{k: v for k, v in runtime.items() if k in takes})

@@ -1,0 +1,251 @@
+"""Training configuration: dataclass defaults < preset < YAML file < command-line flags.
+
+`TrainConfig` holds the options every trainer shares; teachers and students subclass it with
+their own fields and defaults. Every value is checked against its field's type and range
+before anything is created, and a bad one is one line naming the flag (or the YAML file and
+key) and what was expected. The effective config is written to the run as config.yaml and
+stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from fertrain.data.augment import augment_config
+from fertrain.engine.device import DEVICE_PATTERN
+from fertrain.errors import ConfigError
+
+SELECT_METRICS = ("macro_f1", "accuracy", "auc")
+BACKBONE_ABBREV = {"resnet18": "RN18", "resnet34": "RN34", "resnet50": "RN50", "efficientnet_b0": "B0",
+                   "efficientnet_b3": "B3", "convnext_tiny": "CNXT", "vit_small_patch16_224": "VITS",
+                   "vit_tiny_patch16_224": "VITT", "mobilenetv3_large_100": "MNV3", "resnet10t": "RN10T"}  # fmt: skip
+LOGGERS = ("csv", "tensorboard")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric option: low < x (or low <= x with `closed_low`), x < high likewise."""
+
+    low: float | None = None
+    high: float | None = None
+    closed_low: bool = True
+    closed_high: bool = True
+
+    def holds(self, x: float) -> bool:
+        if self.low is not None and (x < self.low or (x == self.low and not self.closed_low)):
+            return False
+        return not (self.high is not None and (x > self.high or (x == self.high and not self.closed_high)))
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>=' if self.closed_low else '>'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<=' if self.closed_high else '<'} {self.high:g}")
+        return " and ".join(parts)
+
+
+POSITIVE = Range(0, closed_low=False)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+FRACTION = Range(0, 1, closed_high=False)
+
+
+@dataclass
+class TrainConfig:
+    """Options shared by every trainer."""
+
+    manifest: str | None = None
+    backbone: str = "resnet18"
+    head: str = "linear"
+    img_size: int | None = None
+    epochs: int = 60
+    batch_size: int = 64
+    grad_accum_steps: int = 1
+    workers: int = 4
+    device: str = "auto"
+    # optimization
+    opt: str = "adamw"
+    lr: float = 3e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # SGD-family optimizers
+    clip_grad: float | None = None
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    fused_augment: bool = True  # torch.compile the augmentation on CUDA devices
+    seed: int = 1337
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
+    # data
+    balanced_min_per_class: int = 0
+    include_sources: list[str] = field(default_factory=list)
+    exclude_sources: list[str] | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    clahe: bool = False
+    augment: dict[str, Any] = field(default_factory=dict)  # overrides of AugmentConfig fields
+    # runs
+    select_metric: str = "macro_f1"
+    output_root: str = "outputs/runs"
+    output_dir: str | None = None
+    eval_every: int = 1
+    checkpoint_every_steps: int = 0
+    checkpoint_hist: int = 0  # keep the weights of the N best evaluations (timm's --checkpoint-hist)
+    log: str = "csv"
+    resume: str | None = None
+    force: bool = False
+    recover_stale_lock: bool = False
+    pretrained: bool = False
+    initial_checkpoint: str | None = None
+    skip_onnx: bool = False
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "img_size": Range(8, 4096), "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE,
+        "grad_accum_steps": AT_LEAST_ONE, "workers": Range(0, 256), "lr": POSITIVE, "min_lr": NON_NEGATIVE,
+        "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "clip_grad": POSITIVE, "seed": Range(0, 2**31 - 1),
+        "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
+        "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
+    }  # fmt: skip
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        """Cross-field checks; subclasses extend it (single values are checked by `check_value`)."""
+        if self.min_lr > self.lr:
+            raise ConfigError(f"--min-lr {self.min_lr:g} is larger than --lr {self.lr:g}")
+        if self.log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("--log tensorboard needs the tensorboard package: pip install 'fertrain[tensorboard]'")
+        from timm.optim import list_optimizers  # here, not at import: keeps `--help` fast
+
+        if self.opt.lower() not in list_optimizers():
+            raise ConfigError(f"--opt {self.opt!r}: not a timm optimizer (e.g. adamw, sgd, nesterov, lamb, lion)")
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigError(f"--device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps")
+        augment_config(self.augment, "augment")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation) -> tuple[type | None, bool]:
+    """(the type a value must have, whether None is allowed) for a field annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _base_type(args[0])[0] if len(args) == 1 else None, True
+    if origin is not None:
+        return origin, False
+    return (None if annotation is Any else annotation), False
+
+
+def check_value(cls: type[TrainConfig], name: str, value: Any, where: str) -> Any:
+    """`value` converted to field `name`'s type and checked against its range and choices.
+
+    `where` names the source in messages: a flag (`--lr`) or a YAML key (`c.yaml: lr`).
+    Numbers written as strings (YAML reads `1e-3` as text) are accepted for float fields.
+    """
+    hints = typing.get_type_hints(cls)
+    kind, optional = _base_type(hints[name])
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    elif kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+    elif kind is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    elif kind is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of key: value, got {value!r}")
+    rng = cls.RANGES.get(name)
+    if rng is not None and isinstance(value, int | float) and not rng.holds(value):
+        raise ConfigError(f"{where} must be {rng.describe()}, got {value!r}")
+    choices = cls.CHOICES.get(name)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where} {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
+def load_yaml_config(path: str | Path, cls: type[TrainConfig]) -> dict[str, Any]:
+    """A YAML mapping of options for `cls`; a syntax error or unknown key names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"--config {where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option: value")
+    raw = {str(k).replace("-", "_"): v for k, v in raw.items()}
+    unknown = sorted(set(raw) - field_names(cls))
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    return raw
+
+
+def field_names(cls: type[TrainConfig]) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def resolve_config(cls: type[TrainConfig], overrides: dict[str, Any], yaml_path: str | Path | None = None,
+                   preset: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """Merge defaults, `preset`, YAML and the flags that were given (None = not given); check
+    every value where it came from, then the config as a whole."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    from_yaml = load_yaml_config(yaml_path, cls) if yaml_path else {}
+    unknown = sorted(set(given) - field_names(cls))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(flag(k) for k in unknown)}")
+    merged: dict[str, Any] = dict(preset or {})
+    for source, values in (("yaml", from_yaml), ("flag", given)):
+        for name, value in values.items():
+            where = flag(name) if source == "flag" else f"--config {yaml_path}: {name}"
+            merged[name] = check_value(cls, name, value, where)
+    cfg = cls(**merged)
+    cfg.validate()
+    return cfg
+
+
+def backbone_abbrev(backbone: str) -> str:
+    """Short backbone name that starts run directory names (RN18_resnet18_...)."""
+    return BACKBONE_ABBREV.get(backbone) or re.sub(r"[^A-Za-z0-9]+", "", backbone).upper()[:8]

@@ -1,0 +1,85 @@
+"""Device, seeds, mixed precision and CPU threads: the set-up every training or inference
+process does the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+
+import numpy as np
+import torch
+
+from fertrain.errors import ConfigError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:N` or `mps`; anything else is a ConfigError."""
+    if not DEVICE_PATTERN.match(str(name)):
+        raise ConfigError(f"--device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: MPS is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off."""
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype(device))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_cpu_threads(workers: int) -> int:
+    """Set the main process's intra-op threads deliberately; returns the number.
+
+    torch's default is one thread per core, spinning while it waits at OpenMP barriers. Next
+    to `workers` loader processes and other jobs, a small machine is then oversubscribed and
+    the spinning threads wait on each other: on a 2-core machine with two busy processes a
+    CPU training step ran 9x slower than alone (docs/benchmarks.md#cpu-threads). So:
+    - OMP_NUM_THREADS set: the user's number stands;
+    - OMP_WAIT_POLICY=PASSIVE (the `fertrain` command sets it before torch loads): idle
+      threads sleep instead of spinning, so one thread per core costs little when others
+      share the cores;
+    - otherwise (spinning threads, e.g. torch imported before fertrain): the cores the loader
+      workers leave free, at least one.
+    Loader workers run one thread each (torch sets that in DataLoader workers; OpenCV is set to
+    one thread before they fork).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    threads = available_cores() if passive else max(1, available_cores() - max(0, workers))
+    torch.set_num_threads(threads)
+    return threads
+

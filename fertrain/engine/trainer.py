@@ -1,0 +1,538 @@
+"""One training loop for every model fertrain trains; teachers and students are small subclasses.
+
+The engine owns what every run needs: device, seeds and CPU threads; the manifest's splits and
+the uint8 data path with (seed, step)-deterministic device augmentation; AMP, channels-last,
+torch.compile, gradient accumulation and clipping, the optimizer step and model EMA; reading
+the loss terms off the device every few steps (no per-step sync), stopping on a non-finite
+loss before anything is saved; evaluation with temperature scaling, EMA weights evaluated
+alongside the raw ones and the better one kept as best.pt; history, CSV and curves;
+checkpoints with an exact mid-epoch resume and a config allowlist for resuming.
+
+A subclass says what differs through hooks:
+    create_model()            the FerNet to train
+    setup()                   anything built before the data (a teacher signal, a loss module)
+    forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
+    training_step(batch)      default: forward_loss(augmented(batch), batch)
+    before_step()             set the LR of the coming optimizer step; return schedule values
+    on_epoch_start()          e.g. unfreeze a phase; on_evaluated(metrics) e.g. a plateau scheduler
+    extra_state() / restore_structure(ckpt) / restore_extra(ckpt)   what else a checkpoint holds
+    epoch_info()              fields every record and best.pt carry (stage, phase)
+    on_fit_end()              what a finished run writes beyond best.pt and the history
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+import yaml
+from timm.optim import create_optimizer_v2
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
+
+from fertrain.atomic import atomic_write_json, atomic_write_text
+from fertrain.console import console
+from fertrain.data import ManifestFaces, PreprocessSpec, augment_batch, augment_config, face_loader, step_generator
+from fertrain.data.order import epoch_length, epoch_order
+from fertrain.engine.config import TrainConfig
+from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
+from fertrain.engine.evaluate import collect_logits, evaluate_logits
+from fertrain.engine.history import write_curves, write_history
+from fertrain.engine.loggers import make_logger
+from fertrain.engine.progress import epoch_progress
+from fertrain.engine.resume import RESUMABLE_KEYS, check_resume
+from fertrain.engine.saver import CheckpointSaver, rng_state, set_rng_state
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.labels import CLASS_NAMES
+from fertrain.manifests import SourceFilter
+from fertrain.models import FerNet, normalization_of
+from fertrain.runs import Run, open_run
+from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint
+
+CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
+WEIGHTS_FORMAT = "fertrain-weights-v2"  # best.pt and friends: weights + what is needed to serve them
+SYNC_EVERY = 10  # optimizer steps between reading the loss terms on the host (a read stalls the GPU queue)
+METRIC_KEYS = ("accuracy", "macro_f1", "auc", "nll")
+
+
+@dataclass
+class Batch:
+    """One micro-batch on the device, as the data path delivers it (uint8 faces at native size)."""
+
+    images: torch.Tensor
+    sizes: torch.Tensor
+    host_sizes: torch.Tensor  # the same sizes on the host: read without a device sync
+    labels: torch.Tensor
+    soft: torch.Tensor  # manifest soft targets, NaN rows where there are none
+    index: torch.Tensor  # row positions in the training split
+    seed_step: int  # augmentation draws: step_generator(seed, seed_step)
+    teacher: Any = None  # what a trainer attaches for forward_loss (a student's teacher outputs)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    history: list[dict]
+    best: dict
+    global_step: int
+    complete: bool
+    resumed_from_step: int | None = None
+    resumed_from_epoch: int | None = None
+    test: dict | None = None
+    params: dict = field(default_factory=dict)
+    onnx: dict | None = None
+
+
+class LossMeter:
+    """The epoch's loss terms: device tensors queued, read on the host in one copy at `drain`."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.sums: dict[str, float] = dict(state.get("sums", {}))
+        self.count, self.images = int(state.get("count", 0)), int(state.get("images", 0))
+        self.pending: list[dict[str, torch.Tensor]] = []
+        self.last = math.nan
+
+    def drain(self) -> dict[str, list[float]]:
+        if not self.pending:
+            return {}
+        keys = list(self.pending[0])
+        rows = torch.stack([torch.stack([t[k].float() for k in keys]) for t in self.pending]).cpu().tolist()
+        self.pending.clear()
+        values = {k: [row[i] for row in rows] for i, k in enumerate(keys)}
+        if all(math.isfinite(v) for vs in values.values() for v in vs):
+            for k, vs in values.items():
+                self.sums[k] = self.sums.get(k, 0.0) + sum(vs)
+            self.count += len(rows)
+            self.last = values["loss"][-1]
+        return values
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(1, self.count) for k, v in self.sums.items()}
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count, "images": self.images}
+
+
+def val_fields(val: dict) -> dict:
+    """The history fields of one evaluation."""
+    cal = val["calibration"]
+    return {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "val_auc": val["auc"],
+            "val_nll": val["nll"], "temperature": cal["fit"]["temperature"], "val_ece": cal["raw"]["ece"],
+            "val_ece_scaled": cal["scaled"]["ece"], "val_brier": cal["raw"]["brier"],
+            "val_brier_scaled": cal["scaled"]["brier"], "val_nll_scaled": cal["scaled"]["nll"],
+            "val_per_class": val["per_class"], "val_confusion_matrix": val["confusion_matrix"]}  # fmt: skip
+
+
+class Trainer:
+    kind: ClassVar[str] = "model"
+    resumable: ClassVar[frozenset[str]] = RESUMABLE_KEYS
+
+    def __init__(self, cfg: TrainConfig, run: Run, *, show_progress: bool = True):
+        self.cfg, self.run, self.out, self.show = cfg, run, run.output_dir, show_progress
+        self.device = resolve_device(cfg.device)
+        self.cpu_threads = configure_cpu_threads(cfg.workers)
+        seed_everything(cfg.seed)
+        self.manifest = run.data.manifest  # type: ignore[union-attr]
+        rows = run.data.rows  # type: ignore[union-attr]
+        self.train_rows, self.val_rows = self.split_rows(rows, cfg.train_split), self.split_rows(rows, cfg.val_split)
+        if len(self.train_rows) == 0:
+            raise ConfigError(f"no '{cfg.train_split}' rows after the source filter in {cfg.manifest}")
+        self.model = self.create_model().to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # compiled for training steps only; evaluation and checkpoints use the plain module
+        self.backbone_fn = torch.compile(self.model.backbone) if cfg.compile else self.model.backbone
+        mean, std = normalization_of(self.model)
+        self.spec = PreprocessSpec(img_size=int(cfg.img_size or 0), clahe=cfg.clahe, mean=mean, std=std)
+        self.augment = augment_config(cfg.augment)
+        self.fused = self.device.type == "cuda" and cfg.fused_augment
+        self.setup()
+        self.train_set = ManifestFaces(self.manifest, self.train_rows, self.load_spec())
+        self.val_set = ManifestFaces(self.manifest, self.val_rows, self.spec) if len(self.val_rows) else None
+        self.labels = self.train_set.labels
+        self.micro_per_epoch = epoch_length(self.labels, cfg.balanced_min_per_class) // cfg.batch_size
+        self.steps_per_epoch = self.micro_per_epoch // cfg.grad_accum_steps
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"--batch-size {cfg.batch_size} x --grad-accum-steps {cfg.grad_accum_steps} is larger "
+                              f"than one epoch of {len(self.train_rows)} training rows")  # fmt: skip
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.optimizer = create_optimizer_v2(self.optimizer_params(), opt=cfg.opt, lr=cfg.lr,
+                                             weight_decay=cfg.weight_decay, momentum=cfg.momentum)  # fmt: skip
+        self.scheduler = self.create_scheduler()
+        fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
+        self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
+        self.logger = make_logger(cfg.log, self.out)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best: dict = {"metric": -math.inf}
+        self.total_sec = 0.0
+        self.meter = LossMeter()  # this epoch so far (survives a mid-epoch resume)
+        self.scalars: dict[str, float] = {}  # schedule values of the current optimizer step
+        self.saved_step: int | None = None
+        self.overrides: list[dict] = []  # forced resumes over a changed config
+        self.new_override: dict | None = None  # recorded in the next history record
+        self.resumed_from_step: int | None = None
+        self.resumed_from_epoch: int | None = None
+        self.test_metrics: dict | None = None
+        self.params: dict = {}
+
+    # --- hooks (defaults) ----------------------------------------------------------------
+    @classmethod
+    def splits_of(cls, cfg: TrainConfig) -> list[str]:
+        return [cfg.train_split, cfg.val_split]
+
+    def create_model(self) -> FerNet:
+        raise NotImplementedError
+
+    def model_spec(self) -> dict:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Build what the subclass needs before the datasets (called once, after the model)."""
+
+    def load_spec(self) -> PreprocessSpec:
+        """CPU preprocessing of training faces (a student with a larger teacher loads at the larger size)."""
+        return self.spec
+
+    def optimizer_params(self):
+        return self.model
+
+    def create_scheduler(self):
+        return None
+
+    def initialize(self) -> None:
+        """A new run (nothing to resume): e.g. load another run's weights."""
+
+    def on_fit_start(self) -> None:
+        """Once per new run, before the first epoch."""
+
+    def on_epoch_start(self) -> None:
+        """Before each epoch, also a resumed one."""
+
+    def on_train_mode(self) -> None:
+        """After `model.train()` at the start of each epoch."""
+
+    def before_step(self) -> dict[str, float]:
+        """Before each optimizer step: set its LR; return the schedule values to record."""
+        return {"lr": float(self.optimizer.param_groups[0]["lr"])}
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.forward_loss(self.augmented(batch), batch)
+
+    def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def train_record(self, means: dict[str, float]) -> dict:
+        return {"train_loss": means.get("loss", math.nan), **{f"train_{k}": v for k, v in means.items() if k != "loss"}}
+
+    def epoch_info(self) -> dict:
+        return {}
+
+    def on_evaluated(self, metrics: dict, weights: dict) -> list[str]:
+        """After an evaluation (metrics of the selected weights); returns what was saved, for the console."""
+        return []
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def restore_structure(self, ckpt: dict) -> None:
+        """Rebuild what the optimizer and scheduler states need before they are loaded."""
+
+    def restore_extra(self, ckpt: dict) -> None:
+        """Restore what `extra_state` saved."""
+
+    def on_fit_end(self) -> None:
+        """A finished run (all epochs): final files beyond best.pt and the history."""
+
+    def print_epoch(self, rec: dict, saved: list[str]) -> None:
+        val = (f" val acc {rec['val_accuracy']:.4f} macro-F1 {rec['val_macro_f1']:.4f} nll {rec['val_nll']:.4f} "
+               f"ECE {rec['val_ece']:.4f}->{rec['val_ece_scaled']:.4f} (T={rec['temperature']:.3f})"
+               if "val_accuracy" in rec else "")  # fmt: skip
+        sched = " ".join(f"{k} {v:.2e}" if k == "lr" else f"{k} {v:.3f}" for k, v in self.scalars.items())
+        console.print(f"epoch {rec['epoch']} step {rec['global_step']} loss {rec['train_loss']:.4f} {sched} "
+                      f"{rec['img_per_sec']:,.0f} img/s {rec['epoch_sec']:.1f}s{val}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+
+    # --- helpers for subclasses ----------------------------------------------------------
+    @staticmethod
+    def split_rows(rows: pd.DataFrame, split: str) -> pd.DataFrame:
+        return rows[rows["split"] == split].reset_index(drop=True)
+
+    def generator(self, batch: Batch) -> torch.Generator:
+        return step_generator(self.cfg.seed, batch.seed_step, self.device)
+
+    def augmented(self, batch: Batch, spec: PreprocessSpec | None = None) -> torch.Tensor:
+        """The batch's random crop/flip/jitter/erasing at `spec`'s size and normalization (default: own)."""
+        spec = spec or self.spec
+        return augment_batch(batch.images, batch.sizes, spec.img_size, self.augment, spec.mean, spec.std,
+                             self.generator(batch), self.cfg.channels_last, fused=self.fused)  # fmt: skip
+
+    def autocast(self):
+        return autocast_for(self.device, self.cfg.amp)
+
+    def weights_payload(self, module: torch.nn.Module, metrics: dict | None) -> dict:
+        """What best.pt and friends hold: weights and everything needed to serve them."""
+        return {"format": WEIGHTS_FORMAT, "kind": self.kind, "model": module.state_dict(),
+                "model_spec": self.model_spec(), "config": self.cfg.to_dict(), "class_names": list(CLASS_NAMES),
+                "preprocess": self.spec.to_dict(), "epoch": self.epoch + 1, "global_step": self.global_step,
+                "temperature": metrics["calibration"]["fit"]["temperature"] if metrics else 1.0,
+                "metrics": {k: metrics[k] for k in METRIC_KEYS} if metrics else {}, **self.epoch_info()}  # fmt: skip
+
+    def evaluate(self, dataset: ManifestFaces, module: torch.nn.Module | None = None) -> dict:
+        loader = face_loader(dataset, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
+                             device=self.device)  # fmt: skip
+        logits, labels, _ = collect_logits(module or self.model, loader, self.device, self.spec, amp=self.cfg.amp,
+                                           channels_last=self.cfg.channels_last)  # fmt: skip
+        return evaluate_logits(logits, labels)
+
+    # --- state ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "kind": self.kind, "model": self.model.state_dict(),
+            "model_spec": self.model_spec(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "rng": rng_state(), "config": self.cfg.to_dict(), "class_names": list(CLASS_NAMES),
+            "preprocess": self.spec.to_dict(), "best": self.best, "history": self.history,
+            "total_sec": self.total_sec, "running": self.meter.state_dict(), "saver": self.saver.state_dict(),
+            "overrides": self.overrides, "manifest_sha256": self.manifest.sha256, **self.extra_state(),
+        }  # fmt: skip
+
+    def restore(self, ckpt: dict, path: Path) -> None:
+        changes = check_resumable(type(self), ckpt, path, self.cfg)
+        self.model.load_state_dict(ckpt["model"])
+        self.restore_structure(ckpt)
+        if self.scheduler is not None and ckpt["scheduler"] is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])  # after the scheduler: restores the LRs it had
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.epoch, self.step_in_epoch, self.global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
+        self.best, self.history, self.total_sec = ckpt["best"], ckpt["history"], ckpt["total_sec"]
+        self.meter = LossMeter(ckpt["running"])
+        self.saver.load_state_dict(ckpt["saver"])
+        self.overrides = list(ckpt["overrides"])
+        self.restore_extra(ckpt)
+        set_rng_state(ckpt["rng"])
+        self.resumed_from_step = self.saved_step = self.global_step
+        self.resumed_from_epoch = self.epoch
+        if changes:
+            self.overrides.append({"at_step": self.global_step, "changes": changes})
+            self.new_override = changes
+            self.run.note("resume_overrides", self.overrides)
+            console.print(f"[yellow]--force:[/] resuming over a changed config: {changes}", soft_wrap=True)
+
+    def start(self, resume: tuple[dict, Path] | None = None) -> None:
+        """Resume from `resume` (a loaded checkpoint and its path), else from the run's own
+        checkpoint_last.pt; with neither, a new run."""
+        if resume is None:
+            source = resume_source(self.cfg, self.out)
+            resume = (load_checkpoint(source), source) if source is not None else None
+        if resume is None:
+            self.initialize()
+            return
+        self.restore(*resume)
+        console.print(f"resuming {resume[1]} at epoch {self.epoch}, step {self.global_step}", soft_wrap=True)
+
+    def save_last(self) -> None:
+        self.saver.save_last(self.state())
+        self.saved_step = self.global_step
+
+    # --- training --------------------------------------------------------------------------
+    def train_loader(self, epoch: int, skip_micro: int) -> DataLoader:
+        order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
+                            balanced_min_per_class=self.cfg.balanced_min_per_class)  # fmt: skip
+        order = order[: self.micro_per_epoch * self.cfg.batch_size][skip_micro * self.cfg.batch_size :]
+        return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
+                           device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
+
+    def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
+        """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
+        x, sizes, y, soft, idx = raw
+        dev, accum = self.device, self.cfg.grad_accum_steps
+        batch = Batch(x.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), sizes,
+                      y.to(dev, non_blocking=True), soft.to(dev, non_blocking=True), idx.to(dev, non_blocking=True),
+                      self.global_step * accum + micro % accum)  # fmt: skip
+        terms = self.training_step(batch)
+        self.scaler.scale(terms["loss"] / accum).backward()
+        return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
+
+    def optimizer_step(self) -> None:
+        if self.cfg.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                           self.cfg.clip_grad)  # fmt: skip
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step + 1)
+
+    def drain(self, rate: float) -> None:
+        """Read the queued loss terms; stop (nothing saved) if one is not finite."""
+        values = self.meter.drain()
+        if not values:
+            return
+        bad = sorted(k for k, vs in values.items() if not all(math.isfinite(v) for v in vs))
+        first = self.global_step - len(values["loss"]) + 1
+        if bad:
+            kept = (f"{CHECKPOINT_LAST} keeps step {self.saved_step}, the last state with finite losses"
+                    if self.saved_step is not None else "no checkpoint was written")  # fmt: skip
+            raise FertrainError(f"non-finite loss ({', '.join(bad)}) within steps {first}-{self.global_step}: training "
+                                f"stopped, {kept}. Lower --lr, set --clip-grad, or check the data")  # fmt: skip
+        if self.logger is not None:
+            self.logger.steps(first, values)
+            self.logger.scalars(self.global_step, {**self.scalars, "img_per_sec": rate})
+
+    def train_epoch(self) -> dict:
+        cfg, accum = self.cfg, self.cfg.grad_accum_steps
+        self.model.train()
+        self.on_train_mode()
+        started = tick = time.perf_counter()
+        seen = 0
+        loader = self.train_loader(self.epoch, self.step_in_epoch * accum)
+        title = f"stage {self.epoch_info().get('stage', 1)} epoch {self.epoch + 1}/{cfg.epochs}"
+        with epoch_progress(title, self.steps_per_epoch, self.step_in_epoch, self.show) as update:
+            for micro, raw in enumerate(loader):
+                if micro % accum == 0:
+                    self.scalars = self.before_step()
+                terms = self.micro_step(raw, micro)
+                seen += raw[0].shape[0]
+                self.meter.images += raw[0].shape[0]
+                if (micro + 1) % accum:
+                    continue
+                self.optimizer_step()
+                self.meter.pending.append(terms)
+                self.global_step += 1
+                self.step_in_epoch += 1
+                if self.global_step % SYNC_EVERY == 0:
+                    self.drain(seen / max(1e-9, time.perf_counter() - started))
+                update(images=raw[0].shape[0] * accum, loss=self.meter.last, **self.scalars)
+                if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
+                    self.drain(seen / max(1e-9, time.perf_counter() - started))
+                    now = time.perf_counter()
+                    self.total_sec, tick = self.total_sec + now - tick, now
+                    self.save_last()
+        elapsed = time.perf_counter() - started
+        self.drain(seen / max(1e-9, elapsed))
+        self.total_sec += time.perf_counter() - tick
+        rec = {**self.scalars, **self.train_record(self.meter.means()), "train_images": self.meter.images,
+               "epoch_sec": round(elapsed, 3), "img_per_sec": round(seen / max(elapsed, 1e-9), 1)}  # fmt: skip
+        self.meter = LossMeter()
+        return rec
+
+    # --- evaluation and selection ------------------------------------------------------------
+    def select(self, rec: dict, val: dict) -> tuple[dict, list[str]]:
+        """EMA weights evaluated beside the raw ones; the better by the selection metric is the
+        candidate for best.pt (and the kept history); returns its metrics and what was saved."""
+        key, candidates = self.cfg.select_metric, [("model", self.model, val)]
+        if self.ema is not None:
+            ema_val = self.evaluate(self.val_set, self.ema.module)  # type: ignore[arg-type]
+            rec.update({f"ema_{k}": v for k, v in val_fields(ema_val).items() if not isinstance(v, dict | list)})
+            candidates.append(("ema", self.ema.module, ema_val))
+        source, module, chosen = max(candidates, key=lambda c: c[2][key])  # a tie keeps the raw weights
+        rec["selected_weights"] = source
+        weights, value, saved = self.weights_payload(module, chosen), float(chosen[key]), []
+        if value > self.best["metric"]:
+            self.best = {"metric": value, "select_metric": key, "epoch": self.epoch + 1, "weights": source,
+                         **{k: chosen[k] for k in METRIC_KEYS}, **self.epoch_info()}  # fmt: skip
+            self.saver.save_best(weights)
+            saved.append(f"best.pt ({key} {value:.4f}{', EMA weights' if source == 'ema' else ''})")
+        kept = self.saver.offer(weights, value, self.epoch + 1)
+        if kept:
+            saved.append(kept)
+        calibration = self.out / "calibration.json"
+        if not (calibration.is_file() and '"posthoc": true' in calibration.read_text(encoding="utf-8")):
+            atomic_write_json(calibration, {"epoch": self.epoch + 1, "split": self.cfg.val_split, "weights": source,
+                                            **chosen["calibration"]})  # fmt: skip
+        return chosen, saved + self.on_evaluated(chosen, weights)
+
+    def record(self, train: dict) -> tuple[dict, dict | None, list[str]]:
+        rec = {"epoch": self.epoch + 1, "global_step": self.global_step, **self.epoch_info(), **train,
+               "total_sec": round(self.total_sec, 3)}  # fmt: skip
+        if self.new_override is not None:
+            rec["resume_overrides"], self.new_override = self.new_override, None
+        last_epoch = self.epoch + 1 == self.cfg.epochs
+        if self.val_set is None or ((self.epoch + 1) % self.cfg.eval_every and not last_epoch):
+            return rec, None, []
+        val = self.evaluate(self.val_set)
+        rec.update(val_fields(val))
+        chosen, saved = self.select(rec, val)
+        return rec, chosen, saved
+
+    def fit(self, until_epoch: int | None = None, resume: tuple[dict, Path] | None = None) -> TrainResult:
+        """Train to the configured epochs (or stop after `until_epoch`, resumable later)."""
+        self.start(resume)
+        if self.resumed_from_step is None:
+            self.on_fit_start()
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
+        stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
+        try:
+            while self.epoch < stop:
+                self.on_epoch_start()
+                rec, chosen, saved = self.record(self.train_epoch())
+                self.history.append(rec)
+                write_history(self.out, self.history)
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self.save_last()
+                self.print_epoch(rec, saved)
+                if self.logger is not None:
+                    self.logger.epoch(rec, chosen)
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+        complete = self.epoch >= self.cfg.epochs
+        if complete:
+            if not (self.out / BEST).is_file():  # nothing evaluated: the last weights are the result
+                self.saver.save_best(self.weights_payload(self.model, None) | {"epoch": self.epoch})
+            self.on_fit_end()
+            write_curves(self.out, self.history, title=f"{self.out.name}")
+        return TrainResult(self.out, self.history, self.best, self.global_step, complete, self.resumed_from_step,
+                           self.resumed_from_epoch, self.test_metrics, self.params)  # fmt: skip
+
+
+def resume_source(cfg: TrainConfig, output_dir: Path) -> Path | None:
+    """--resume PATH, else the run's own checkpoint_last.pt when there is one."""
+    last = output_dir / CHECKPOINT_LAST
+    return Path(cfg.resume) if cfg.resume else (last if last.is_file() else None)
+
+
+def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: TrainConfig) -> dict[str, list]:
+    """Refuse a checkpoint of another kind, or a config changed outside the resume allowlist
+    (unless --force); returns the forced changes."""
+    if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("kind") != trainer_cls.kind:
+        raise FertrainError(f"{path}: not a resumable fertrain {trainer_cls.kind} checkpoint (format "
+                            f"{ckpt.get('format')!r}, kind {ckpt.get('kind')!r})")  # fmt: skip
+    return check_resume(ckpt["config"], cfg.to_dict(), path, cfg.force, trainer_cls.resumable)
+
+
+def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path, *, show_progress: bool = True,
+                 command: str | None = None, until_epoch: int | None = None) -> TrainResult:  # fmt: skip
+    """Train (or resume) one run under its lock, with alignment and environment reports.
+
+    A resume is checked before the run directory is touched: a refused one changes nothing."""
+    if not cfg.manifest:
+        raise ConfigError("--manifest is required")
+    source = resume_source(cfg, output_dir)
+    resume = None
+    if source is not None:
+        resume = (load_checkpoint(source), source)
+        check_resumable(trainer_cls, *resume, cfg)
+    policy = SourceFilter(include_sources=list(cfg.include_sources), exclude_sources=list(cfg.exclude_sources or []),
+                          splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
+    with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
+                  recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force,
+                  command=command) as run:  # fmt: skip
+        return trainer_cls(cfg, run, show_progress=show_progress).fit(until_epoch, resume)

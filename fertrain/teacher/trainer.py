@@ -1,0 +1,85 @@
+"""Teacher training, Stage A/B: manifest-driven, ArcFace warmup + margin ramp, step-based
+warmup/cosine LR, evaluated and calibrated every epoch (the loop itself is the engine's).
+
+    from fertrain.teacher import resolve_teacher_config, train_teacher
+    result = train_teacher(resolve_teacher_config({"manifest": "m.parquet", "epochs": 10}))
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fertrain.console import console
+from fertrain.engine import Batch, Trainer, TrainResult, run_training
+from fertrain.engine.schedules import build_lr_scheduler, set_lr_for_step
+from fertrain.errors import FertrainError
+from fertrain.labels import NUM_CLASSES
+from fertrain.models import FerNet, build_model, model_spec
+from fertrain.runs.checkpoints import CHECKPOINT_LAST, load_checkpoint, run_checkpoint
+from fertrain.teacher.config import TeacherConfig, output_dir_of
+from fertrain.teacher.losses import class_weights, teacher_loss
+from fertrain.teacher.margin import margin_at_step
+
+
+class TeacherTrainer(Trainer):
+    kind = "teacher"
+    cfg: TeacherConfig
+
+    def create_model(self) -> FerNet:
+        c = self.cfg
+        return build_model(c.backbone, head=c.head, head_kwargs=self.head_kwargs(), pretrained=c.pretrained,
+                           initial_checkpoint=c.initial_checkpoint)  # fmt: skip
+
+    def head_kwargs(self) -> dict:
+        return {"s": self.cfg.arcface_s} if self.cfg.head == "arcface" else {}
+
+    def model_spec(self) -> dict:
+        return model_spec(self.cfg.backbone, self.cfg.head, self.head_kwargs())
+
+    def setup(self) -> None:
+        w = class_weights(self.train_rows["label"].to_numpy(), NUM_CLASSES, self.cfg.class_weights)
+        self.class_w = w.to(self.device) if w is not None else None
+        self.margin = 0.0
+
+    def create_scheduler(self):
+        return build_lr_scheduler(self.optimizer, total_steps=self.total_steps, min_lr=self.cfg.min_lr,
+                                  warmup_steps=round(self.cfg.lr_warmup_epochs * self.steps_per_epoch))  # fmt: skip
+
+    def initialize(self) -> None:
+        """--init-from: a new run (new optimizer and schedule) from another run's weights."""
+        if not self.cfg.init_from:
+            return
+        path = run_checkpoint(self.cfg.init_from, "--init-from")
+        missing, unexpected = self.model.load_state_dict(load_checkpoint(path)["model"], strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise FertrainError(f"--init-from {path}: weights do not fit {self.cfg.backbone} "
+                                f"(missing {missing[:5]}, unexpected {unexpected[:5]})")  # fmt: skip
+        console.print(f"initialized from {path} (new optimizer and schedule)", soft_wrap=True)
+
+    def before_step(self) -> dict[str, float]:
+        c = self.cfg
+        if c.head == "arcface":
+            self.margin = margin_at_step(self.global_step, self.steps_per_epoch, margin=c.arcface_m,
+                                         plain_warmup_epochs=c.plain_logits_warmup_epochs,
+                                         ramp_start_epoch=c.margin_ramp_start, ramp_end_epoch=c.margin_ramp_end)
+        return {"lr": set_lr_for_step(self.scheduler, self.global_step), "margin": self.margin}  # fmt: skip
+
+    def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            logits = self.model.head(self.backbone_fn(x), batch.labels, self.margin)
+        loss = teacher_loss(logits, batch.labels, batch.soft, smoothing=self.cfg.smoothing, weights=self.class_w)
+        return {"loss": loss}
+
+    def epoch_info(self) -> dict:
+        return {"stage": self.cfg.stage}
+
+
+def train_teacher(cfg: TeacherConfig, *, show_progress: bool = True, command: str | None = None,
+                  until_epoch: int | None = None) -> TrainResult:  # fmt: skip
+    """Train (or resume) one teacher run under its lock (`until_epoch`: stop early, resumable)."""
+    out = output_dir_of(cfg)
+    if cfg.init_from and (out / CHECKPOINT_LAST).is_file():
+        console.print(f"[yellow]note:[/] {out} already has {CHECKPOINT_LAST}; resuming it, --init-from is ignored",
+                      soft_wrap=True)  # fmt: skip
+    return run_training(TeacherTrainer, cfg, out, show_progress=show_progress, command=command,
+                        until_epoch=until_epoch)  # fmt: skip

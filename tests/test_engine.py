@@ -1,0 +1,196 @@
+"""The training engine on real (tiny) runs: the resume allowlist, --force records, model EMA,
+non-finite losses, TensorBoard logging, top-k checkpoints and CPU threads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fertrain.engine import TrainConfig, configure_cpu_threads, run_training
+from fertrain.engine.config import check_value
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.runs.checkpoints import load_checkpoint
+from fertrain.student import resolve_student_config, train_student
+from fertrain.teacher import TeacherTrainer, resolve_teacher_config, train_teacher
+
+TINY = {"backbone": "resnet10t", "head": "linear", "img_size": 32, "batch_size": 32, "workers": 0, "device": "cpu",
+        "lr": 2e-3, "lr_warmup_epochs": 0.2, "skip_onnx": True, "augment": {"scale": [0.85, 1.0], "erasing": 0.0}}
+
+
+def tiny_teacher(manifest: Path, out: Path, **over) -> dict:
+    return {**TINY, "manifest": str(manifest), "output_dir": str(out), "epochs": 1, **over}
+
+
+def test_resume_refuses_each_changed_data_loss_or_augmentation_key_and_names_it(lowres_manifest, tmp_path):
+    out = tmp_path / "run"
+    first = train_teacher(resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2)), show_progress=False,
+                          until_epoch=1)  # fmt: skip
+    assert not first.complete
+    frozen = {name: (out / name).read_bytes() for name in ("alignmentreport.json", "history.json",
+                                                            "checkpoint_last.pt")}  # fmt: skip
+    changes = {"exclude_sources": ["demo_hires"], "clahe": True, "smoothing": 0.1, "class_weights": "inverse",
+               "augment": {"scale": [0.5, 1.0], "erasing": 0.0}, "balanced_min_per_class": 200, "lr": 1e-3,
+               "model_ema": True, "arcface_m": 0.2, "seed": 7}  # fmt: skip
+    for key, value in changes.items():
+        cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, **{key: value}))
+        with pytest.raises(FertrainError, match=f"--{key.replace('_', '-')}: .* -> ") as err:
+            train_teacher(cfg, show_progress=False)
+        assert "--force" in str(err.value), key
+        # a refused resume changes nothing in the run
+        assert {n: (out / n).read_bytes() for n in frozen} == frozen, key
+    # where and how often may change: eval/checkpoint cadence, workers, logging
+    allowed = {"eval_every": 2, "checkpoint_every_steps": 5, "workers": 1, "log": "csv"}
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, **allowed))
+    with pytest.raises(FertrainError, match="--smoothing: 0.0 -> 0.2"):
+        train_teacher(resolve_teacher_config({**cfg.to_dict(), "smoothing": 0.2}), show_progress=False)
+    # --force resumes and records the override in run_status.json and in the next history record
+    done = train_teacher(resolve_teacher_config({**cfg.to_dict(), "smoothing": 0.2, "force": True}),
+                         show_progress=False)  # fmt: skip
+    assert done.complete and done.resumed_from_epoch == 1
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "finished"
+    assert status["resume_overrides"][0]["changes"]["smoothing"] == [0.0, 0.2]
+    history = json.loads((out / "history.json").read_text())
+    assert "resume_overrides" not in history[0] and history[1]["resume_overrides"]["smoothing"] == [0.0, 0.2]
+
+
+def test_student_resume_refuses_changed_loss_options_and_sources(demo_pipeline, tmp_path):
+    base = {"manifest": str(demo_pipeline / "manifests" / "demo.parquet"), "backbone": "resnet10t", "img_size": 32,
+            "softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "epochs": 2, "batch_size": 64,
+            "workers": 0, "device": "cpu", "skip_onnx": True, "output_dir": str(tmp_path / "s")}  # fmt: skip
+    train_student(resolve_student_config(base, loss_opts={"beta": 8}), show_progress=False, until_epoch=1)
+    for over, opts, flag in ((base, {"beta": 4}, "--loss"), (base, {"warmup": 5}, "--loss"),
+                             ({**base, "loss": "kd"}, {}, "--loss"),
+                             ({**base, "include_sources": ["demo_lowres"]}, {"beta": 8}, "--include-sources"),
+                             ({**base, "select_metric": "auc"}, {"beta": 8}, "--select-metric")):  # fmt: skip
+        with pytest.raises(FertrainError, match=f"{flag}: "):
+            train_student(resolve_student_config(over, loss_opts=opts), show_progress=False)
+    resumed = train_student(resolve_student_config(base, loss_opts={"beta": 8}), show_progress=False)
+    assert resumed.complete and resumed.resumed_from_epoch == 1
+
+
+def test_model_ema_is_evaluated_beside_the_raw_weights_and_the_better_is_best(lowres_manifest, tmp_path):
+    out = tmp_path / "ema"
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=3, model_ema=True, model_ema_decay=0.9,
+                                              checkpoint_hist=2))  # fmt: skip
+    result = train_teacher(cfg, show_progress=False)
+    history = json.loads((out / "history.json").read_text())
+    for rec in history:
+        assert 0 <= rec["ema_val_accuracy"] <= 1 and rec["selected_weights"] in ("model", "ema")
+        better = "ema" if rec["ema_val_macro_f1"] > rec["val_macro_f1"] else "model"
+        assert rec["selected_weights"] == better
+    chosen = [max(r["val_macro_f1"], r["ema_val_macro_f1"]) for r in history]
+    best = load_checkpoint(out / "best.pt")
+    assert best["metrics"]["macro_f1"] == pytest.approx(max(chosen))
+    assert result.best["weights"] == history[chosen.index(max(chosen))]["selected_weights"]
+    # the EMA weights differ from the raw ones and travel in the resume state
+    last = load_checkpoint(out / "checkpoint_last.pt")
+    assert any(not torch.equal(last["ema"][f"module.{k}"], v) for k, v in last["model"].items()
+               if v.dtype.is_floating_point)  # fmt: skip
+    # --checkpoint-hist 2: the two best evaluations are kept, no more
+    kept = sorted(p.name for p in out.glob("checkpoint-epoch*.pt"))
+    assert len(kept) == 2
+    ranked = sorted(range(3), key=lambda i: -chosen[i])[:2]
+    assert kept == sorted(f"checkpoint-epoch{i + 1}.pt" for i in ranked)
+
+
+class PoisonedTeacher(TeacherTrainer):
+    """A teacher whose loss turns NaN at optimizer step 7 (as an exploding run's would)."""
+
+    def forward_loss(self, x, batch):
+        terms = super().forward_loss(x, batch)
+        if self.global_step >= 6:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+def test_non_finite_loss_stops_before_saving_and_keeps_the_last_good_checkpoint(lowres_manifest, tmp_path):
+    out = tmp_path / "nan"
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, checkpoint_every_steps=5))
+    with pytest.raises(FertrainError, match=r"non-finite loss \(loss\) within steps .*checkpoint_last.pt keeps step 5"):
+        run_training(PoisonedTeacher, cfg, out, show_progress=False)
+    assert load_checkpoint(out / "checkpoint_last.pt")["global_step"] == 5
+    assert json.loads((out / "run_status.json").read_text())["status"] == "failed"
+    assert not (out / "best.pt").exists()
+
+
+def test_tensorboard_event_files_hold_step_and_epoch_tags(lowres_manifest, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, head="arcface", log="tensorboard"))
+    result = train_teacher(cfg, show_progress=False)
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in ("train/loss", "train/lr", "train/margin", "train/img_per_sec", "val/accuracy", "val/macro_f1",
+                "val/ece", "val/ece_scaled", "val/nll"):  # fmt: skip
+        assert tag in tags["scalars"], tag
+    assert {"val/confusion_matrix", "val/reliability"} <= set(tags["images"])
+    losses = acc.Scalars("train/loss")
+    assert [e.step for e in losses] == list(range(1, result.global_step + 1))  # one value per optimizer step
+    assert losses[-1].value == pytest.approx(json.loads((out / "history.json").read_text())[0]["train_loss"],
+                                             rel=0.5)  # fmt: skip
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("lr", -1.0, "--lr must be > 0"), ("lr", 0.0, "--lr must be > 0"), ("lr", float("nan"), "finite"),
+    ("lr", "fast", "expected a number"), ("epochs", 1.7, "whole number"), ("epochs", "two", "whole number"),
+    ("seed", "abc", "whole number"), ("smoothing", 2.5, "--smoothing must be >= 0 and < 1"),
+    ("checkpoint_every_steps", -2, ">= 0"), ("workers", -1, "--workers must be >= 0"),
+    ("momentum", 1.0, "< 1"), ("model_ema_decay", 1.0, "< 1"), ("select_metric", "loss", "expected one of"),
+])  # fmt: skip
+def test_every_value_is_checked_where_it_came_from(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_teacher_config({"manifest": "m.parquet", name: value})
+
+
+def test_yaml_values_are_checked_with_the_file_and_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    for text, message in (("epochs: two\n", "c.yaml: epochs: expected a whole number"),
+                          ("lr: fast\n", "c.yaml: lr: expected a number"),
+                          ("augment: {bogus: 1}\n", "augment: unknown key"),
+                          ("augment: {scale: big}\n", "augment.scale: expected"),
+                          ("epochs: [1\n", r"c.yaml:\d+: not valid YAML"),
+                          ("device: tpu\n", "--device 'tpu'")):  # fmt: skip
+        cfg.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            resolve_teacher_config({"manifest": "m.parquet"}, cfg)
+    cfg.write_text("lr: 1e-3\nepochs: 3\n")  # YAML reads 1e-3 as text; a float field takes it
+    assert resolve_teacher_config({"manifest": "m.parquet"}, cfg).lr == pytest.approx(1e-3)
+    assert check_value(TrainConfig, "clip_grad", None, "--clip-grad") is None
+
+
+def test_loss_options_are_checked_against_the_loss_they_configure():
+    base = {"manifest": "m.parquet", "softlabels": "sl.parquet"}
+    assert resolve_student_config(base, loss_opts={"beta": 4}).loss == {"name": "dkd", "beta": 4.0}
+    for opts, message in (({"bogus": 1}, "not an option of loss dkd"), ({"temperature": 0}, "temperature must be > 0"),
+                          ({"beta": "big"}, "expected a number")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            resolve_student_config(base, loss_opts=opts)
+    with pytest.raises(ConfigError, match="--loss 'dkdd'"):
+        resolve_student_config({**base, "loss": "dkdd"})
+
+
+def test_cpu_threads_are_set_deliberately(monkeypatch):
+    import fertrain.engine.device as device
+
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    before = torch.get_num_threads()
+    try:  # spinning OpenMP threads: only the cores the workers leave
+        assert configure_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        assert configure_cpu_threads(0) == 2 and torch.get_num_threads() == 2
+        assert configure_cpu_threads(8) == 1
+        monkeypatch.setenv("OMP_WAIT_POLICY", "passive")  # sleeping threads: one per core
+        assert configure_cpu_threads(1) == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's own setting stands
+        torch.set_num_threads(1)
+        assert configure_cpu_threads(0) == 1
+    finally:
+        torch.set_num_threads(before)
