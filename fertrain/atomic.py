@@ -7,12 +7,18 @@ old file or the complete new one is there. Every writer in fertrain goes through
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from fertrain.errors import DiskFullError
+
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is taken for a full disk
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -45,7 +51,12 @@ def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path, shutil.disk_usage(path.parent).free) from None
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -55,11 +66,16 @@ def atomic_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        free = shutil.disk_usage(path.parent).free
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or free < FULL_BELOW:
+            raise DiskFullError(path, free) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+    if durable:  # the new file is in place; this makes the rename itself survive a power cut
+        _fsync_dir(path.parent)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], *, durable: bool = True) -> Path:

@@ -27,3 +27,12 @@ class ConfigError(FertrainError):
 
 class StampMismatchError(FertrainError):
     """A manifest's content no longer matches its recorded sha256 stamp."""
+
+
+class DiskFullError(FertrainError):
+    """A write ran out of disk space; the file it would have replaced is unchanged."""
+
+    def __init__(self, path: str | Path, free: int):
+        self.path = Path(path)
+        super().__init__(f"{path}: the disk is full ({free:,} bytes free on its file system); {self.path.name} was "
+                         "not changed. Free some space and re-run (a training run resumes from its last checkpoint)")

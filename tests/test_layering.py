@@ -15,8 +15,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "fertrain"
 
 LAYERS: list[set[str]] = [
-    {"errors", "labels", "console", "configs", "atomic", "__init__"},
-    {"serialization", "plots"},
+    {"errors", "labels", "console", "configs", "__init__"},
+    {"atomic", "serialization"},
+    {"plots"},
     {"calibration", "manifests"},
     {"data", "runs"},
     {"models"},

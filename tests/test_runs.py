@@ -174,7 +174,8 @@ def test_open_run_writes_reports_and_status(tmp_path, small_manifest):
 
 def test_failed_run_is_recorded_and_changed_manifest_is_refused(tmp_path, small_manifest):
     out = tmp_path / "runs" / "b"
-    with pytest.raises(ZeroDivisionError), open_run(out, manifest=small_manifest):
+    with pytest.raises(ZeroDivisionError), open_run(out, manifest=small_manifest) as run:
+        run.mark_started()
         _ = 1 / 0
     status = json.loads((out / "run_status.json").read_text())
     assert status["status"] == "failed" and "ZeroDivisionError" in status["error"]
@@ -193,7 +194,8 @@ def test_runs_list_and_clean(tmp_path, capsys):
     root = tmp_path / "outputs"
     with open_run(root / "teachers" / "done"):
         pass
-    with pytest.raises(RuntimeError), open_run(root / "teachers" / "broken"):
+    with pytest.raises(RuntimeError), open_run(root / "teachers" / "broken") as run:
+        run.mark_started()
         raise RuntimeError("nan loss")
     stale_holder, _ = start_holder(root / "teachers" / "crashed", tmp_path)
     stale_holder.kill()

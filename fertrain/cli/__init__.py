@@ -20,6 +20,7 @@ from fertrain.cli import (
 )
 from fertrain.console import console
 from fertrain.errors import FertrainError
+from fertrain.runs.signals import RunInterrupted
 
 app = typer.Typer(
     name="fertrain",
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see engine.device.configure_cpu_threads)
     try:
         app(args=argv, prog_name="fertrain")
+    except RunInterrupted as exc:
+        console.print(f"[bold yellow]stopped:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.print("[bold yellow]stopped:[/] interrupted (Ctrl-C)", markup=True, highlight=False)
+        raise SystemExit(130) from None
     except FertrainError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         raise SystemExit(2) from None

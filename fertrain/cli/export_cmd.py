@@ -16,6 +16,8 @@ def onnx(
     run: Path = typer.Argument(..., help="Run directory (best.pt) or a checkpoint file."),
     out: Path | None = typer.Option(None, help="Output .onnx \\[RUN/model.onnx]."),
     tolerance: float = typer.Option(1e-3, help="Max abs logit difference allowed vs PyTorch."),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Export to ONNX (dynamic batch) with a preprocessing sidecar; check parity with onnxruntime.
 
@@ -23,6 +25,6 @@ def onnx(
     """
     from fertrain.export.onnx import export_onnx
 
-    res = export_onnx(run, out, tolerance=tolerance)
+    res = export_onnx(run, out, tolerance=tolerance, recover_stale=recover_stale_lock)
     console.print(f"[green]wrote[/] {res['path']} (+ .json); max |torch - onnxruntime| = {res['max_abs_diff']:.2e}",
                   soft_wrap=True)  # fmt: skip

@@ -23,6 +23,7 @@ from fertrain.manifests import (
     verify_manifest,
 )
 from fertrain.manifests.adapters import ADAPTERS
+from fertrain.manifests.imageprobe import sha256_file
 
 app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.", no_args_is_help=True)
 
@@ -48,6 +49,20 @@ def print_summary(summary: dict, counts: dict | None = None) -> None:
     for table in (drops_table(summary.get("drops", {})), dedup_table(summary.get("dedup", {}))):
         if table is not None:
             console.print(table)
+
+
+def build_warnings(summary: dict) -> list[str]:
+    """What a build accepted but a person should know: empty class folders, very large images."""
+    out = []
+    for source, info in summary.get("sources", {}).items():
+        notes = info.get("notes", {})
+        for folder in notes.get("empty_folders", []):
+            out.append(f"{source}: class folder {folder} has no images")
+        large = notes.get("large_images", [])
+        if large:
+            out.append(f"{source}: {len(large)} image(s) over 4096 px on a side (first: {large[0]}); faces are "
+                       "decoded whole before cropping, so loading them is slow")  # fmt: skip
+    return out
 
 
 @app.command("build", help=BUILD_HELP)
@@ -80,6 +95,8 @@ def build(
     result = build_manifest(r, out, skip_bad=skip_bad, overwrite=overwrite, workers=workers, show_progress=not quiet)
     if not quiet:
         print_summary(result.summary)
+    for line in build_warnings(result.summary):
+        console.print(f"[yellow]warning:[/] {line}", soft_wrap=True, highlight=False)
     console.print(f"[green]wrote[/] {result.path} ({len(result.df):,} rows, sha256 {result.sha256[:16]}…) "
                   f"{result.summary['totals']}", soft_wrap=True)  # fmt: skip
 
@@ -93,15 +110,24 @@ def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .p
     m = load_manifest(manifest, verify_stamp=False)
     sp = summary_path(manifest)
     summary = json.loads(sp.read_text(encoding="utf-8")) if sp.is_file() else {}
+    digest, problems = sha256_file(manifest), []
+    try:
+        check_stamp(manifest)
+    except StampMismatchError as exc:
+        problems.append(f"[bold red]stamp: FAILED[/] {exc}")
+    if summary and summary.get("sha256") != digest:  # a build stopped between writing the manifest and its summary
+        problems.append(f"[bold red]summary: STALE[/] {sp.name} describes sha256 {str(summary.get('sha256'))[:12]}…, "
+                        f"not this manifest ({digest[:12]}…); its drops and duplicates are not shown. Rebuild the "
+                        "manifest to refresh it")  # fmt: skip
+        summary = {}
     print_summary(summary, counts=count_table(m.df))
     console.print(f"{len(m.df):,} rows; splits {m.df['split'].value_counts().sort_index().to_dict()}; "
                   f"soft labels: {'yes' if m.has_soft_labels else 'no'}", soft_wrap=True)  # fmt: skip
-    try:
-        digest = check_stamp(manifest)
-    except StampMismatchError as exc:
-        console.print(f"[bold red]stamp: FAILED[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    console.print(f"[green]stamp: OK[/] sha256 {digest}")
+    for line in problems:
+        console.print(line, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]stamp: OK[/] sha256 {digest}" + (", summary matches" if summary else ""))
 
 
 @app.command("verify")
@@ -119,8 +145,10 @@ def verify(
     console.print(f"stamp: {'[green]OK' if report.stamp_ok else '[red]FAILED'}[/] {report.stamp_error or ''}",
                   soft_wrap=True)  # fmt: skip
     console.print(f"images: {report.rows - len(report.missing):,}/{report.rows:,} present"
-                  + (f", {len(report.hash_mismatch):,} hash mismatches" if hash_images else ""))  # fmt: skip
-    for label, items in (("missing", report.missing), ("changed", report.hash_mismatch)):
+                  + (f", {len(report.hash_mismatch):,} hash mismatches" if hash_images else "")
+                  + (f", {len(report.outside_root):,} outside their root" if report.outside_root else ""))  # fmt: skip
+    for label, items in (("missing", report.missing), ("changed", report.hash_mismatch),
+                         ("outside the root", report.outside_root)):  # fmt: skip
         for row_id, path in items[:20]:
             console.print(f"  [red]{label}[/] {row_id} ({path})", soft_wrap=True, highlight=False)
         if len(items) > 20:

@@ -21,6 +21,8 @@ def calibrate(
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j"),
     batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Post-hoc temperature scaling: fit T on held-out logits, report ECE/MCE/Brier/NLL before and after,
     write calibration.json and a reliability-diagram PNG.
@@ -30,7 +32,8 @@ def calibrate(
     from fertrain.posthoc import calibrate_teacher
 
     r = calibrate_teacher(target, manifest, split, per_class=per_class, device=device, workers=workers,
-                          batch_size=batch_size, exclude_overlap=exclude_overlap)  # fmt: skip
+                          batch_size=batch_size, exclude_overlap=exclude_overlap,
+                          recover_stale=recover_stale_lock)  # fmt: skip
     if r["excluded_training_overlap"]:
         console.print(f"[yellow]excluded[/] {r['excluded_training_overlap']:,} faces identical to training faces")
     t = Table(title=f"calibration of {target} on {split} (n={r['n']:,})")
@@ -78,6 +81,8 @@ def evaluate(
     tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j"),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split.
 
@@ -85,7 +90,8 @@ def evaluate(
     """
     from fertrain.posthoc import evaluate_teacher
 
-    r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta_flip=tta == "flip")
+    r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta_flip=tta == "flip",
+                         recover_stale=recover_stale_lock)  # fmt: skip
     console.print(json.dumps({k: r[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
 
 
@@ -101,6 +107,8 @@ def export_softlabels(
     workers: int = typer.Option(4, "--workers", "-j"),
     batch_size: int = typer.Option(256, "--batch-size", "-b"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the partial export."),
 ) -> None:
     """Calibrated teacher probabilities per manifest row, as stamped Parquet (resumable).
 
@@ -111,4 +119,4 @@ def export_softlabels(
 
     run_export(teacher, manifest, out, splits=split, tta_flip=tta == "flip", include_logits=include_logits,
                chunk_size=chunk_size, device=device, workers=workers, batch_size=batch_size,
-               show_progress=not quiet)  # fmt: skip
+               show_progress=not quiet, recover_stale=recover_stale_lock)  # fmt: skip

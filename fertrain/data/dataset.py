@@ -9,7 +9,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fertrain.data.preprocess import PreprocessSpec, load_prepared
+from fertrain.errors import InputError
 from fertrain.labels import SOFT_COLUMNS
+from fertrain.manifests.imageprobe import MAX_IMAGE_PIXELS
 from fertrain.manifests.io import Manifest
 
 
@@ -21,6 +23,12 @@ class ManifestFaces(Dataset):
         # inside a forked worker can deadlock on the thread pool the parent already started; left at its
         # default, every worker starts a pool as large as the machine and they fight the trainer for cores.)
         cv2.setNumThreads(1)
+        too_big = (rows["width"] * rows["height"] > MAX_IMAGE_PIXELS).to_numpy()
+        if too_big.any():
+            i = int(too_big.nonzero()[0][0])
+            raise InputError(manifest.path, f"row id {rows['row_id'].iloc[i]}: a {rows['width'].iloc[i]}x"
+                                            f"{rows['height'].iloc[i]} image is over the {MAX_IMAGE_PIXELS:,} pixels "
+                                            "fertrain decodes", kind="image")  # fmt: skip
         self.paths = [str(p) for p in manifest.image_paths(rows)]
         boxes = rows[["box_x", "box_y", "box_w", "box_h"]]
         has_box = boxes.notna().all(axis=1).to_numpy()

@@ -14,6 +14,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -118,6 +119,8 @@ class TrainConfig:
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS}
+    # fields whose structure is checked by the code that uses them: check(value, where)
+    STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +137,6 @@ class TrainConfig:
             raise ConfigError(f"--opt {self.opt!r}: not a timm optimizer (e.g. adamw, sgd, nesterov, lamb, lion)")
         if not DEVICE_PATTERN.match(self.device):
             raise ConfigError(f"--device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps")
-        augment_config(self.augment, "augment")
 
 
 def flag(name: str) -> str:
@@ -200,6 +202,8 @@ def check_value(cls: type[TrainConfig], name: str, value: Any, where: str) -> An
     choices = cls.CHOICES.get(name)
     if choices is not None and value not in choices:
         raise ConfigError(f"{where} {value!r}; expected one of {', '.join(choices)}")
+    if name in cls.STRUCTURED:
+        cls.STRUCTURED[name](value, where)
     return value
 
 

@@ -53,6 +53,7 @@ from fertrain.manifests import SourceFilter
 from fertrain.models import FerNet, normalization_of
 from fertrain.runs import Run, open_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint
+from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
 WEIGHTS_FORMAT = "fertrain-weights-v2"  # best.pt and friends: weights + what is needed to serve them
@@ -348,6 +349,12 @@ class Trainer:
         self.saver.save_last(self.state())
         self.saved_step = self.global_step
 
+    def stop_if_requested(self) -> None:
+        """After a checkpoint: stop if a signal asked for it (the checkpoint is the resume point)."""
+        signame = stop_requested()
+        if signame is not None:
+            raise RunInterrupted(signame, f"stopped after step {self.global_step}, {CHECKPOINT_LAST} saved")
+
     # --- training --------------------------------------------------------------------------
     def train_loader(self, epoch: int, skip_micro: int) -> DataLoader:
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
@@ -402,27 +409,40 @@ class Trainer:
         seen = 0
         loader = self.train_loader(self.epoch, self.step_in_epoch * accum)
         title = f"stage {self.epoch_info().get('stage', 1)} epoch {self.epoch + 1}/{cfg.epochs}"
+        at_step_boundary = True  # no micro-batch of an unfinished optimizer step yet: a consistent state
         with epoch_progress(title, self.steps_per_epoch, self.step_in_epoch, self.show) as update:
-            for micro, raw in enumerate(loader):
-                if micro % accum == 0:
-                    self.scalars = self.before_step()
-                terms = self.micro_step(raw, micro)
-                seen += raw[0].shape[0]
-                self.meter.images += raw[0].shape[0]
-                if (micro + 1) % accum:
-                    continue
-                self.optimizer_step()
-                self.meter.pending.append(terms)
-                self.global_step += 1
-                self.step_in_epoch += 1
-                if self.global_step % SYNC_EVERY == 0:
-                    self.drain(seen / max(1e-9, time.perf_counter() - started))
-                update(images=raw[0].shape[0] * accum, loss=self.meter.last, **self.scalars)
-                if cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0:
-                    self.drain(seen / max(1e-9, time.perf_counter() - started))
-                    now = time.perf_counter()
-                    self.total_sec, tick = self.total_sec + now - tick, now
+            try:
+                for micro, raw in enumerate(loader):
+                    if micro % accum == 0:
+                        self.scalars = self.before_step()
+                    at_step_boundary = False
+                    terms = self.micro_step(raw, micro)
+                    seen += raw[0].shape[0]
+                    self.meter.images += raw[0].shape[0]
+                    if (micro + 1) % accum:
+                        continue
+                    self.optimizer_step()
+                    at_step_boundary = True
+                    self.meter.pending.append(terms)
+                    self.global_step += 1
+                    self.step_in_epoch += 1
+                    if self.global_step % SYNC_EVERY == 0:
+                        self.drain(seen / max(1e-9, time.perf_counter() - started))
+                    update(images=raw[0].shape[0] * accum, loss=self.meter.last, **self.scalars)
+                    periodic = cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0
+                    if periodic or stop_requested():
+                        self.drain(seen / max(1e-9, time.perf_counter() - started))
+                        now = time.perf_counter()
+                        self.total_sec, tick = self.total_sec + now - tick, now
+                        self.save_last()
+                        self.stop_if_requested()
+            except Exception:
+                # loader workers killed by the same signal as this process: stop as asked, if the state is whole
+                if stop_requested() and at_step_boundary:
+                    self.total_sec += time.perf_counter() - tick
                     self.save_last()
+                    self.stop_if_requested()
+                raise
         elapsed = time.perf_counter() - started
         self.drain(seen / max(1e-9, elapsed))
         self.total_sec += time.perf_counter() - tick
@@ -470,15 +490,10 @@ class Trainer:
         chosen, saved = self.select(rec, val)
         return rec, chosen, saved
 
-    def fit(self, until_epoch: int | None = None, resume: tuple[dict, Path] | None = None) -> TrainResult:
-        """Train to the configured epochs (or stop after `until_epoch`, resumable later)."""
-        self.start(resume)
-        if self.resumed_from_step is None:
-            self.on_fit_start()
-        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
-        stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
-        try:
+    def run_epochs(self, stop: int) -> None:
+        """Epochs up to `stop`, each recorded, checkpointed and printed; a stop signal ends the
+        loop at the next step or epoch boundary, after a checkpoint."""
+        with cooperative_stop():
             while self.epoch < stop:
                 self.on_epoch_start()
                 rec, chosen, saved = self.record(self.train_epoch())
@@ -490,6 +505,19 @@ class Trainer:
                 self.print_epoch(rec, saved)
                 if self.logger is not None:
                     self.logger.epoch(rec, chosen)
+                self.stop_if_requested()
+
+    def fit(self, until_epoch: int | None = None, resume: tuple[dict, Path] | None = None) -> TrainResult:
+        """Train to the configured epochs (or stop after `until_epoch`, resumable later)."""
+        self.start(resume)
+        self.run.mark_started()
+        if self.resumed_from_step is None:
+            self.on_fit_start()
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
+        stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
+        try:
+            self.run_epochs(stop)
         finally:
             if self.logger is not None:
                 self.logger.close()

@@ -25,7 +25,8 @@ from fertrain.ensemble.predictor import CALIBRATION, RunPredictor
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
-from fertrain.runs import run_lock
+from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
+from fertrain.runs.lock import stale_reason
 
 ENSEMBLE_FORMAT = "fertrain-ensemble-v1"
 
@@ -59,6 +60,18 @@ class Teacher:
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
         return self.path.with_name(f"{self.path.stem}.{name}") if self.is_ensemble else self.path / name
+
+    def check_writable(self, recover_stale: bool = False) -> None:
+        """Before the work: refuse at once a run directory another process holds, or one with a
+        crashed run's lock (unless `recover_stale`), instead of after a long evaluation."""
+        if self.is_ensemble:
+            return
+        state = lock_state(self.path)
+        if state == "running":
+            raise RunLockedError(self.path, read_lock(self.path))
+        if state == "stale" and not recover_stale:
+            holder = read_lock(self.path)
+            raise StaleLockError(self.path, holder, stale_reason(holder))
 
     def writing(self, recover_stale: bool = False) -> contextlib.AbstractContextManager:
         """Guard for writing reports: a run directory is locked (a training run may be active there)."""

@@ -21,9 +21,10 @@ from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests.adapters import AdapterContext, get_adapter
+from fertrain.manifests.containment import RootGuard, climbs_out
 from fertrain.manifests.dedup import find_duplicates, summarize_pairs
 from fertrain.manifests.filters import filter_rows
-from fertrain.manifests.imageprobe import ImageFacts, parallel_map, probe_image, sha256_file
+from fertrain.manifests.imageprobe import LARGE_SIDE, ImageFacts, parallel_map, probe_image, sha256_file
 from fertrain.manifests.io import (
     dedup_report_path,
     manifest_format,
@@ -46,14 +47,19 @@ class BuildResult:
     df: pd.DataFrame
 
 
-def check_relative_path(ctx: AdapterContext, cand: Candidate) -> bool:
-    """A row's path must stay inside its root: no absolute paths, no `..` escapes."""
-    norm = posixpath.normpath(cand.path)
-    if posixpath.isabs(cand.path) or os.path.isabs(cand.path) or norm == ".." or norm.startswith("../"):
+def check_relative_path(ctx: AdapterContext, cand: Candidate, guard: RootGuard) -> bool:
+    """A row's path must stay inside its root: no absolute paths, no `..` escapes, and no
+    symbolic link (file or folder) that resolves outside the root."""
+    if climbs_out(cand.path):
         ctx.bad(cand.origin[0], f"image path {cand.path!r} escapes the source root {cand.root}",
                 cand.origin[1], "path")  # fmt: skip
         return False
-    cand.path = norm
+    cand.path = posixpath.normpath(cand.path)
+    real = guard.escape(cand.root / cand.path)
+    if real is not None:
+        ctx.bad(cand.root / cand.path, f"resolves to {real}, outside the source root {cand.root} (a symbolic "
+                "link?); fertrain reads images only inside their root", cand.origin[1], "path")  # fmt: skip
+        return False
     return True
 
 
@@ -75,7 +81,8 @@ def _drop_duplicate_names(ctx: AdapterContext, cands: list[Candidate]) -> list[C
 
 def _source_rows(spec: SourceSpec, ctx: AdapterContext, seed: int, workers: int | None, show: bool) -> list[dict]:
     cands = get_adapter(spec.adapter).fn(ctx)
-    cands = [c for c in cands if check_relative_path(ctx, c)]
+    guards = {root: RootGuard(root) for root in {c.root for c in cands}}
+    cands = [c for c in cands if check_relative_path(ctx, c, guards[c.root])]
     cands = _drop_duplicate_names(ctx, cands)
     facts = parallel_map(probe_image, [(c.root / c.path, c.box, c.clip_box) for c in cands], workers=workers,
                          description=f"{spec.name}: hashing", show=show)  # fmt: skip
@@ -94,6 +101,8 @@ def _source_rows(spec: SourceSpec, ctx: AdapterContext, seed: int, workers: int 
         if fact.clipped:
             ctx.notes["boxes_clipped"] = ctx.notes.get("boxes_clipped", 0) + 1
             cand.box = fact.box
+        if max(fact.width, fact.height) > LARGE_SIDE:
+            ctx.notes.setdefault("large_images", []).append(f"{image} ({fact.width}x{fact.height})")
         kept.append((cand, fact))
     if spec.split is not None:
         for c, _ in kept:

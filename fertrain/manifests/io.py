@@ -15,7 +15,8 @@ import pandas as pd
 
 from fertrain.atomic import atomic_path, atomic_write_text
 from fertrain.errors import ConfigError, InputError, StampMismatchError
-from fertrain.labels import SOFT_COLUMNS
+from fertrain.labels import NUM_CLASSES, SOFT_COLUMNS
+from fertrain.manifests.containment import RootGuard, climbing_rows
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.manifests.schema import BOX_COLUMNS, COLUMNS
 
@@ -88,20 +89,25 @@ def read_stamp(path: str | Path) -> str | None:
     return text[0].lower() if text else None
 
 
-def check_stamp(path: str | Path) -> str:
-    """Return the manifest's sha256 if it matches its stamp; raise naming both otherwise."""
+REMAKE = {"manifest": "rebuild it with `fertrain manifest build`",
+          "soft-label file": "export it again with `fertrain export-softlabels`"}  # fmt: skip
+
+
+def check_stamp(path: str | Path, what: str = "manifest") -> str:
+    """Return the file's sha256 if it matches its stamp; raise naming both otherwise. `what`
+    names the kind of file in messages ("manifest" or "soft-label file")."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "manifest not found", kind="missing")
+        raise InputError(path, f"{what} not found", kind="missing")
     recorded = read_stamp(path)
     if recorded is None:
-        raise StampMismatchError(f"{path}: no stamp {stamp_path(path).name}; rebuild the manifest with "
-                                 "`fertrain manifest build` so its content is recorded")  # fmt: skip
+        raise StampMismatchError(f"{path}: no stamp {stamp_path(path).name}, so the {what}'s content cannot be "
+                                 f"checked; {REMAKE[what]}")  # fmt: skip
     actual = sha256_file(path)
     if actual != recorded:
         raise StampMismatchError(
             f"{path}: content sha256 {actual[:12]}… does not match its stamp {recorded[:12]}… "
-            f"({stamp_path(path).name}); the manifest was modified after it was built — rebuild it"
+            f"({stamp_path(path).name}); the {what} was modified after it was written — {REMAKE[what]}"
         )
     return actual
 
@@ -119,11 +125,33 @@ class Manifest:
         base = self.path.parent
         return {r: (Path(r) if os.path.isabs(r) else (base / r)).resolve() for r in self.df["root"].unique()}
 
-    def image_paths(self, rows: pd.DataFrame | None = None) -> list[Path]:
-        """Absolute image paths of `rows` (default: every row of the manifest)."""
+    def image_paths(self, rows: pd.DataFrame | None = None, *, check: bool = True) -> list[Path]:
+        """Absolute image paths of `rows` (default: every row of the manifest). With `check`, a
+        path that resolves outside its root (a symbolic link pointing elsewhere) is an error."""
         rows = self.df if rows is None else rows
         roots = self.root_dirs()
-        return [roots[r] / p for r, p in zip(rows["root"], rows["path"], strict=True)]
+        paths = [roots[r] / p for r, p in zip(rows["root"], rows["path"], strict=True)]
+        if check:
+            outside = self.outside_root(rows, paths, first_only=True)
+            if outside:
+                row_id, path, real = outside[0]
+                raise InputError(self.path, f"row id {row_id}: image {path} resolves to {real}, outside its root "
+                                            "(a symbolic link?); fertrain reads images only inside their recorded "
+                                            "root", kind="path")  # fmt: skip
+        return paths
+
+    def outside_root(self, rows: pd.DataFrame, paths: list[Path], *,
+                     first_only: bool = False) -> list[tuple[str, Path, str]]:  # fmt: skip
+        """(row id, path, real path) of the rows whose image resolves outside its root."""
+        guards = {r: RootGuard(p) for r, p in self.root_dirs().items()}
+        found = []
+        for row_id, root, path in zip(rows["row_id"], rows["root"], paths, strict=True):
+            real = guards[root].escape(path)
+            if real is not None:
+                found.append((str(row_id), path, real))
+                if first_only:
+                    break
+        return found
 
     @property
     def has_soft_labels(self) -> bool:
@@ -145,4 +173,19 @@ def load_manifest(path: str | Path, *, verify_stamp: bool = True) -> Manifest:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(path, f"not a fertrain manifest: missing columns {', '.join(missing)}", kind="header")
+    check_rows(path, df)
     return Manifest(normalize_dtypes(df), path, digest)
+
+
+def check_rows(path: Path, df: pd.DataFrame) -> None:
+    """Values every consumer relies on: labels are class indices, image paths stay inside their root."""
+    labels = pd.to_numeric(df["label"], errors="coerce")
+    for what, bad in (
+        (f"label is not a class index 0..{NUM_CLASSES - 1}", ~labels.between(0, NUM_CLASSES - 1)),
+        ("image path leaves its root (absolute, or `..`)", climbing_rows(df["path"])),
+    ):
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            value = df["label"].iloc[i] if what.startswith("label") else df["path"].iloc[i]
+            raise InputError(path, f"row {i + 1} (row id {df['row_id'].iloc[i]}): {what}: {value!r}; "
+                                   f"{int(bad.sum())} such row(s)", kind="value")  # fmt: skip

@@ -18,11 +18,12 @@ class VerifyReport:
     stamp_error: str | None = None
     missing: list[tuple[str, str]] = field(default_factory=list)  # (row_id, path)
     hash_mismatch: list[tuple[str, str]] = field(default_factory=list)
+    outside_root: list[tuple[str, str]] = field(default_factory=list)  # (row_id, real path)
     hashed: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.stamp_ok and not self.missing and not self.hash_mismatch
+        return self.stamp_ok and not self.missing and not self.hash_mismatch and not self.outside_root
 
 
 def _check_one(path: Path, expected: str, hash_images: bool) -> str:
@@ -46,7 +47,11 @@ def verify_manifest(
     df = manifest.df
     report.rows = len(df)
     report.hashed = hash_images
-    items = [(p, sha, hash_images) for p, sha in zip(manifest.image_paths(), df["sha256"], strict=True)]
+    paths = manifest.image_paths(check=False)
+    report.outside_root = [(row_id, real) for row_id, _, real in manifest.outside_root(df, paths)]
+    outside = {row_id for row_id, _ in report.outside_root}
+    items = [(p, sha, hash_images and row_id not in outside)  # never read what lies outside the root
+             for p, sha, row_id in zip(paths, df["sha256"], df["row_id"], strict=True)]  # fmt: skip
     what = "hashing" if hash_images else "checking"
     results = parallel_map(_check_one, items, workers=workers, description=f"{what} images", show=show_progress)
     for row_id, p, status in zip(df["row_id"], df["path"], results, strict=True):

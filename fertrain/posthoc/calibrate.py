@@ -23,8 +23,10 @@ from fertrain.plots import plot_reliability
 
 def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = "val", *,
                       per_class: bool = False, device: str = "auto", batch_size: int = 256, workers: int = 4,
-                      n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False) -> dict:  # fmt: skip
+                      n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False,
+                      recover_stale: bool = False) -> dict:  # fmt: skip
     teacher = load_teacher(target)
+    teacher.check_writable(recover_stale)
     manifest = manifest or default_manifest(teacher)
     m = load_manifest(manifest)
     rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
@@ -65,7 +67,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
         atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature))
     json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
-    with teacher.writing():
+    with teacher.writing(recover_stale):
         atomic_write_json(json_out, result)
         title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
         plot_reliability(before, after, png_out, title=title)

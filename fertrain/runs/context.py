@@ -5,12 +5,16 @@
         ...
 
 Holds the run lock, writes environment.json and (given a manifest) alignmentreport.json,
-and records in run_status.json whether the block finished or failed.
+and records in run_status.json whether the block finished, failed or was interrupted (a
+signal: a plain re-run resumes). A start that fails before the work began (a missing
+manifest, an unknown backbone, no GPU: before `run.mark_started()`) removes the directory it
+created, so no half-made run is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 from fertrain.manifests.filters import SourceFilter
 from fertrain.runs.lock import default_command, run_lock
 from fertrain.runs.reports import AlignedData, write_alignment_report, write_environment
+from fertrain.runs.signals import RunInterrupted
 from fertrain.runs.status import write_status
 
 
@@ -28,11 +33,26 @@ class Run:
     data: AlignedData | None
     command: str = ""
     notes: dict = field(default_factory=dict)
+    started: bool = False
+
+    def mark_started(self) -> None:
+        """The work began: from now on a failure is recorded in the run, not cleaned away."""
+        self.started = True
 
     def note(self, key: str, value) -> None:
         """Record `key` in run_status.json now and in the final status."""
         self.notes[key] = value
         write_status(self.output_dir, "running", command=self.command, started=self.lock["started"], notes=self.notes)
+
+
+def ended_status(exc: BaseException) -> str:
+    return "interrupted" if isinstance(exc, RunInterrupted | KeyboardInterrupt) else "failed"
+
+
+def produced_results(output_dir: Path) -> bool:
+    """Whether a run directory holds anything worth keeping (a checkpoint or weights, at any depth:
+    a pipeline's directory holds its stages' runs)."""
+    return any(output_dir.rglob("*.pt"))
 
 
 @contextlib.contextmanager
@@ -48,17 +68,24 @@ def open_run(
 ) -> Iterator[Run]:
     output_dir = Path(output_dir)
     command = command or default_command()
-    with run_lock(output_dir, recover_stale=recover_stale, command=command) as lock:
-        write_status(output_dir, "running", command=command, started=lock["started"])
-        run = Run(output_dir, lock, None, command)
-        try:
-            write_environment(output_dir, seed=seed, command=command)
-            if manifest is not None:
-                run.data = write_alignment_report(output_dir, manifest, source_filter,
-                                                  allow_manifest_change=allow_manifest_change)  # fmt: skip
-            yield run
-        except BaseException as exc:
-            write_status(output_dir, "failed", command=command, started=lock["started"],
-                         error=f"{type(exc).__name__}: {exc}", notes=run.notes)  # fmt: skip
-            raise
-        write_status(output_dir, "finished", command=command, started=lock["started"], notes=run.notes)
+    created = not output_dir.exists()
+    run = Run(output_dir, {}, None, command)
+    try:
+        with run_lock(output_dir, recover_stale=recover_stale, command=command) as lock:
+            write_status(output_dir, "running", command=command, started=lock["started"])
+            run.lock = lock
+            try:
+                write_environment(output_dir, seed=seed, command=command)
+                if manifest is not None:
+                    run.data = write_alignment_report(output_dir, manifest, source_filter,
+                                                      allow_manifest_change=allow_manifest_change)  # fmt: skip
+                yield run
+            except BaseException as exc:
+                write_status(output_dir, ended_status(exc), command=command, started=lock["started"],
+                             error=f"{type(exc).__name__}: {exc}", notes=run.notes)  # fmt: skip
+                raise
+            write_status(output_dir, "finished", command=command, started=lock["started"], notes=run.notes)
+    except BaseException:
+        if created and not run.started and output_dir.is_dir() and not produced_results(output_dir):
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise

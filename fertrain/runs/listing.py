@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fertrain.errors import FertrainError
-from fertrain.runs.lock import LOCK_NAME, describe_holder, lock_state, read_lock
+from fertrain.runs.lock import GUARD_NAME, LOCK_NAME, describe_holder, guard_held, lock_state, read_lock
 from fertrain.runs.status import STATUS_NAME
 
 RUN_MARKERS = (LOCK_NAME, STATUS_NAME, "environment.json")
@@ -63,11 +63,29 @@ def _inside(path: Path, root: Path) -> bool:
     return path != root and root in path.parents
 
 
+def is_recognisable_run(path: Path) -> bool:
+    """A directory fertrain made for a run: it has a run_status.json or a config.yaml."""
+    return (path / STATUS_NAME).is_file() or (path / "config.yaml").is_file()
+
+
+def locks_inside(path: Path) -> list[str]:
+    """Every lock under `path` (any depth): a payload (running or stale) or a guard some process holds."""
+    found = []
+    for dp, _, files in os.walk(path):
+        here = Path(dp)
+        if LOCK_NAME in files:
+            found.append(f"{here} is locked ({lock_state(here)}): {describe_holder(read_lock(here))}")
+        elif GUARD_NAME in files and guard_held(here):
+            found.append(f"{here} is locked: a process holds its {GUARD_NAME}")
+    return found
+
+
 def clean_runs(dirs: list[str | Path], root: str | Path, *, dry_run: bool = False) -> list[Path]:
     """Delete run directories under `root`. Every target is checked before anything is removed.
 
-    Refused: a path outside `root` (after resolving links) or `root` itself, a missing
-    path, and any directory holding a run lock (running or stale) at any depth.
+    Refused: a path outside `root` (after resolving links) or `root` itself, a missing path, a
+    directory that is not recognisably a run (no run_status.json or config.yaml), and any
+    directory holding a run lock (a payload, or a held OS lock) at any depth.
     """
     root_r = Path(root).resolve()
     problems, targets = [], []
@@ -80,9 +98,11 @@ def clean_runs(dirs: list[str | Path], root: str | Path, *, dry_run: bool = Fals
         if not _inside(resolved, root_r):
             problems.append(f"{p}: outside the root {root_r} (refusing to delete)")
             continue
-        locked = [Path(dp) for dp, _, files in os.walk(resolved) if LOCK_NAME in files]
-        for lp in locked:
-            problems.append(f"{p}: {lp} is locked ({lock_state(lp)}): {describe_holder(read_lock(lp))}")
+        if not is_recognisable_run(resolved):
+            problems.append(f"{p}: not a run directory (no {STATUS_NAME} or config.yaml); refusing to delete it")
+            continue
+        locked = locks_inside(resolved)
+        problems += [f"{p}: {what}" for what in locked]
         if not locked:
             targets.append(resolved)
     if problems:

@@ -49,7 +49,8 @@ def _chunk_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | Non
 def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: str | Path, *,
                       splits: list[str] | None = None, tta_flip: bool = False, include_logits: bool = False,
                       chunk_size: int = 8192, device: str = "auto", batch_size: int = 256, workers: int = 4,
-                      show_progress: bool = True, max_chunks: int | None = None) -> dict:  # fmt: skip
+                      show_progress: bool = True, max_chunks: int | None = None,
+                      recover_stale: bool = False) -> dict:  # fmt: skip
     """Export; returns a summary. `max_chunks` stops early (used to test resuming)."""
     out = Path(out)
     if out.suffix.lower() != ".parquet":
@@ -69,7 +70,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
     }  # fmt: skip
     dev = resolve_device(device)
     n_chunks = (len(rows) + chunk_size - 1) // chunk_size
-    with run_lock(parts, command=f"export-softlabels {teacher_path} -> {out}"):
+    with run_lock(parts, recover_stale=recover_stale, command=f"export-softlabels {teacher_path} -> {out}"):
         plan = parts / "plan.json"
         if plan.is_file():
             previous = json.loads(plan.read_text(encoding="utf-8"))

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from fertrain.errors import FertrainError
+from fertrain.errors import FertrainError, InputError
 from fertrain.labels import CLASS_NAMES
-from fertrain.manifests.io import Manifest, check_stamp
+from fertrain.manifests.io import Manifest, check_stamp, load_manifest
 
 METADATA_KEY = b"fertrain"
 PROB_COLUMNS = tuple(f"prob_{c.lower()}" for c in CLASS_NAMES)
@@ -41,12 +41,40 @@ def read_metadata(path: str | Path) -> dict:
     return json.loads(meta[METADATA_KEY])
 
 
-def load_softlabels(path: str | Path, manifest: Manifest | None = None) -> SoftLabels:
-    """Load (stamp checked); with `manifest`, refuse a different manifest or mismatched row keys."""
+PROB_TOLERANCE = 1e-3  # |sum of a row's probabilities - 1| allowed (float32 storage)
+
+
+def check_probabilities(path: Path, table: pd.DataFrame) -> None:
+    """Every row: finite, non-negative probabilities summing to 1; row ids unique. Errors name the row."""
+    missing = [c for c in ("row_id", *PROB_COLUMNS) if c not in table]
+    if missing:
+        raise InputError(path, f"not a soft-label table: missing columns {', '.join(missing)}", kind="header")
+    dup = table["row_id"].duplicated(keep=False)
+    if dup.any():
+        raise InputError(path, f"row id {table.loc[dup, 'row_id'].iloc[0]!r} appears {int(dup.sum())} times; each "
+                               "manifest row may have one soft label", kind="duplicate")  # fmt: skip
+    probs = table[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)
+    checks = (("is not a finite number", ~np.isfinite(probs).all(1)), ("is negative", (probs < 0).any(1)),
+              ("probabilities do not sum to 1", np.abs(np.nan_to_num(probs).sum(1) - 1) > PROB_TOLERANCE))  # fmt: skip
+    for what, bad in checks:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            row = ", ".join(f"{c.removeprefix('prob_')} {v:.4g}" for c, v in zip(PROB_COLUMNS, probs[i], strict=True))
+            subject = "a probability " + what if what != "probabilities do not sum to 1" else what
+            raise InputError(path, f"row {i + 1} (row id {table['row_id'].iloc[i]!r}): {subject} ({row}); "
+                                   f"{int(bad.sum())} such row(s)", kind="value")  # fmt: skip
+
+
+def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = None) -> SoftLabels:
+    """Load (stamp and probabilities checked); with `manifest` (a Manifest or its path), refuse
+    soft labels made for another manifest or with mismatched row keys."""
     path = Path(path)
-    check_stamp(path)
+    check_stamp(path, what="soft-label file")
     meta = read_metadata(path)
     table = pd.read_parquet(path)
+    check_probabilities(path, table)
+    if manifest is not None and not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest)
     if manifest is not None:
         if meta.get("manifest_sha256") != manifest.sha256:
             made_for = str(meta.get("manifest_sha256"))[:12]

@@ -17,6 +17,7 @@ Run directory (the same run layer as teachers: lock, alignment report, environme
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -84,7 +85,7 @@ class StudentTrainer(Trainer):
     def load_spec(self) -> PreprocessSpec:
         """CPU-side shrinking keeps the largest size any model needs; each resizes on the device."""
         size = max([self.spec.img_size, *[s.img_size for s in getattr(self.signal, "specs", [])]])
-        return PreprocessSpec(size, self.cfg.clahe, self.spec.mean, self.spec.std)
+        return dataclasses.replace(self.spec, img_size=size)
 
     def optimizer_params(self):
         return self.policy.param_groups()

@@ -134,6 +134,8 @@ def fer2013_folder_candidates(ctx: AdapterContext) -> list[Candidate]:
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             label = FOLDER_LABELS.get(class_dir.name.lower())
             images = iter_images(class_dir)
+            if not images:
+                ctx.notes.setdefault("empty_folders", []).append(str(class_dir))
             if label is None:
                 known = ", ".join(FOLDER_LABELS)
                 if not ctx.skip_bad:

@@ -50,6 +50,8 @@ def folder(ctx: AdapterContext) -> list[Candidate]:
     for split, tree in trees:
         for class_dir in sorted(p for p in tree.iterdir() if p.is_dir()):
             images = iter_images(class_dir)
+            if not images:
+                ctx.notes.setdefault("empty_folders", []).append(str(class_dir))
             if class_dir.name not in label_map:
                 if not ctx.skip_bad:
                     raise InputError(class_dir, f"folder is not in label_map (known: {', '.join(label_map)})",
