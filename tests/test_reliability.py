@@ -28,8 +28,10 @@ from fertrain.manifests.io import write_stamp
 from fertrain.runs import RunLockedError, clean_runs, run_lock
 from fertrain.runs.checkpoints import load_checkpoint
 from fertrain.runs.lock import GUARD_NAME, LOCK_NAME
+from fertrain.runs.signals import RunInterrupted
 from fertrain.softlabels import export_softlabels, load_softlabels
 from fertrain.softlabels.io import METADATA_KEY, PROB_COLUMNS
+from fertrain.teacher import TeacherTrainer
 
 from .clitools import run_cli
 from .conftest import write_image
@@ -503,3 +505,28 @@ def test_empty_class_folders_are_warned_and_huge_images_refused(tmp_path, capsys
     cv2.imwrite(str(root / "train" / "happy" / "Training_4242.png"), huge)
     with pytest.raises(InputError, match="6000x7000 .*over the 40 MP"):
         build(root, tmp_path / "m2.parquet")
+
+
+class KilledInFirstEvaluation(TeacherTrainer):
+    """As if the process died while evaluating epoch 1, right after a step checkpoint at the epoch's end."""
+
+    def evaluate(self, dataset, module=None):
+        raise RunInterrupted("SIGKILL")
+
+
+def test_a_run_stopped_during_evaluation_after_an_end_of_epoch_checkpoint_records_that_epochs_lr(
+        lowres_manifest, tmp_path):  # fmt: skip
+    from fertrain.engine import run_training
+    from fertrain.teacher import resolve_teacher_config, train_teacher
+
+    base = {"manifest": str(lowres_manifest), "backbone": "resnet10t", "head": "linear", "img_size": 32,
+            "batch_size": 16, "workers": 0, "device": "cpu", "lr": 2e-3, "epochs": 2, "skip_onnx": True}  # fmt: skip
+    ref = train_teacher(resolve_teacher_config({**base, "output_dir": str(tmp_path / "ref")}), show_progress=False)
+    spe = ref.history[0]["global_step"]
+    cfg = resolve_teacher_config({**base, "output_dir": str(tmp_path / "run"), "checkpoint_every_steps": spe})
+    with pytest.raises(RunInterrupted):
+        run_training(KilledInFirstEvaluation, cfg, tmp_path / "run", show_progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["step_in_epoch"] == spe
+    done = train_teacher(cfg, show_progress=False)
+    assert [r["lr"] for r in done.history] == pytest.approx([r["lr"] for r in ref.history], rel=1e-9)
+    assert [r["val_accuracy"] for r in done.history] == pytest.approx([r["val_accuracy"] for r in ref.history])

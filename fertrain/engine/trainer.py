@@ -305,7 +305,8 @@ class Trainer:
             "rng": rng_state(), "config": self.cfg.to_dict(), "class_names": list(CLASS_NAMES),
             "preprocess": self.spec.to_dict(), "best": self.best, "history": self.history,
             "total_sec": self.total_sec, "running": self.meter.state_dict(), "saver": self.saver.state_dict(),
-            "overrides": self.overrides, "manifest_sha256": self.manifest.sha256, **self.extra_state(),
+            "overrides": self.overrides, "scalars": self.scalars, "manifest_sha256": self.manifest.sha256,
+            **self.extra_state(),
         }  # fmt: skip
 
     def restore(self, ckpt: dict, path: Path) -> None:
@@ -323,6 +324,7 @@ class Trainer:
         self.meter = LossMeter(ckpt["running"])
         self.saver.load_state_dict(ckpt["saver"])
         self.overrides = list(ckpt["overrides"])
+        self.scalars = dict(ckpt["scalars"])  # the last step's LR etc.: an epoch resumed at its end records them
         self.restore_extra(ckpt)
         set_rng_state(ckpt["rng"])
         self.resumed_from_step = self.saved_step = self.global_step
