@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "fertrain"
 
 LAYERS: list[set[str]] = [
-    {"errors", "labels", "console", "configs", "__init__"},
+    {"errors", "labels", "console", "configs", "lazy", "__init__"},
     {"atomic", "serialization"},
     {"plots"},
     {"calibration", "manifests"},

@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from fertrain import __version__
 from fertrain.cli import (
@@ -22,21 +23,21 @@ from fertrain.console import console
 from fertrain.errors import FertrainError
 from fertrain.runs.signals import RunInterrupted
 
-app = typer.Typer(
-    name="fertrain",
-    help="From raw facial-expression datasets to a small, calibrated, deployable model.\n\n"
-    "Examples:\n\n"
-    "  fertrain manifest build --source fer2013=data/fer2013 --out outputs/manifests/fer2013.parquet\n\n"
-    "  fertrain manifest inspect outputs/manifests/fer2013.parquet\n\n"
-    "  fertrain teacher --stage A --manifest outputs/manifests/fer2013.parquet --backbone resnet18\n\n"
-    "  fertrain student --manifest M.parquet --softlabels softlabels.parquet --loss dkd\n\n"
-    "  fertrain runs list outputs/teachers\n\n"
-    "  fertrain demo run --out outputs/demo",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+HELP = """From raw facial-expression datasets to a small, calibrated, deployable model.
+
+\b
+Examples:
+  fertrain demo run --out outputs/demo
+  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out M.parquet
+  fertrain manifest inspect M.parquet
+  fertrain teacher --manifest M.parquet --backbone resnet18 --img-size 112
+  fertrain export-softlabels --teacher RUN --manifest M.parquet --out SL.parquet
+  fertrain student --manifest M.parquet --softlabels SL.parquet --loss dkd
+  fertrain runs list outputs
+"""
+# Plain click help (rich_markup_mode=None): option names never cut, wrapped at the terminal width.
+app = typer.Typer(name="fertrain", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
 app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(demo_cmd.app, name="demo")
@@ -65,11 +66,20 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: user errors become one red line and exit code 2 (no traceback)."""
+    """Console-script entry: user errors (bad flags and values included) become one red line and
+    exit code 2, never a traceback; a stopped run says how to resume."""
     if "torch" not in sys.modules:  # OpenMP reads it when torch loads: idle threads sleep instead of spinning
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see engine.device.configure_cpu_threads)
     try:
-        app(args=argv, prog_name="fertrain")
+        code = app(args=argv, prog_name="fertrain", standalone_mode=False)
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
+    except TyperException as exc:  # a flag or value the parser refused: one line, the command's help named
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "fertrain"
+        console.print(f"[bold red]error:[/] {exc.format_message()} (see `{command} --help`)", soft_wrap=True,
+                      markup=True, highlight=False)  # fmt: skip
+        raise SystemExit(2) from None
     except RunInterrupted as exc:
         console.print(f"[bold yellow]stopped:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         raise SystemExit(exc.exit_code) from None

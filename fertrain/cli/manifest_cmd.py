@@ -8,47 +8,27 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fertrain.cli.tables import counts_tables, dedup_table, drops_table
+from fertrain.cli.options import at_least
 from fertrain.console import console
 from fertrain.errors import ConfigError, StampMismatchError
-from fertrain.manifests import (
-    DedupPolicy,
-    build_manifest,
-    check_stamp,
-    count_table,
-    load_manifest,
-    load_recipe,
-    recipe_from_cli,
-    summary_path,
-    verify_manifest,
-)
-from fertrain.manifests.adapters import ADAPTERS
-from fertrain.manifests.imageprobe import sha256_file
 
-app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.", no_args_is_help=True)
+app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.\n\n\b\nExamples:\n"
+                  "  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out M.parquet\n"
+                  "  fertrain manifest inspect M.parquet\n  fertrain manifest verify M.parquet --hash-images\n"
+                  "  fertrain manifest adapters", no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
 BUILD_HELP = """Build a manifest from a YAML recipe or from --source flags.
 
-Writes FILE, FILE.sha256 (sha256 of FILE), FILE.summary.json (counts by source x split x class, \
-drops by reason, dedup results) and FILE.dedup.csv (every duplicate pair).
+Writes FILE, FILE.sha256 (sha256 of FILE), FILE.summary.json (counts by source x split x class, drops by \
+reason, dedup results) and FILE.dedup.csv (every duplicate pair).
 
+\b
 Examples:
-
-  fertrain manifest build manifests/classification_manifest.yaml
-
-  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out m.parquet
-
-  fertrain manifest build --source ferplus=data/ferplus -o ferplus.fer2013_csv=../fer2013_csv/fer2013.csv \
--o ferplus.mode=probability --out ferplus.csv
+  fertrain manifest build manifests/demo.yaml
+  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out M.parquet
+  fertrain manifest build --source ferplus=../shared/datasets/ferplus
+      -o ferplus.fer2013_csv=../shared/datasets/fer2013_csv/fer2013.csv -o ferplus.mode=probability --out M.csv
 """
-
-
-def print_summary(summary: dict, counts: dict | None = None) -> None:
-    for table in counts_tables(counts if counts is not None else summary.get("counts", {})):
-        console.print(table)
-    for table in (drops_table(summary.get("drops", {})), dedup_table(summary.get("dedup", {}))):
-        if table is not None:
-            console.print(table)
 
 
 def build_warnings(summary: dict) -> list[str]:
@@ -73,13 +53,18 @@ def build(
     out: Path | None = typer.Option(None, "--out", help="Output manifest (.csv or .parquet); overrides the recipe."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest with different content."),
-    dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop \\[recipe, else report]."),
-    dedup_near: str | None = typer.Option(None, help="Near duplicates: off|report|drop \\[recipe, else report]."),
-    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits \\[2]."),
-    seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`)."),
-    workers: int | None = typer.Option(None, help="Processes for hashing images \\[cores - 1]."),
+    dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop [recipe, else report]."),
+    dedup_near: str | None = typer.Option(None, help="Near duplicates: off|report|drop [recipe, else report]."),
+    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits [2].",
+                                              callback=at_least(0, high=64)),
+    seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`).",
+                             callback=at_least(0)),
+    workers: int | None = typer.Option(None, help="Processes for hashing images [cores - 1].", callback=at_least(1)),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
 ) -> None:
+    from fertrain.manifests import DedupPolicy, build_manifest, load_recipe, recipe_from_cli
+    from fertrain.manifests.tables import print_summary
+
     if recipe is not None and source:
         raise ConfigError("give either a RECIPE or --source flags, not both")
     if recipe is None and not source:
@@ -105,8 +90,14 @@ def build(
 def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .parquet).")) -> None:
     """Print counts by source x split x class, drops and duplicates, and verify the stamp.
 
-    Example: fertrain manifest inspect outputs/manifests/fer2013.parquet
+    \b
+    Example:
+      fertrain manifest inspect outputs/manifests/fer2013.parquet
     """
+    from fertrain.manifests import check_stamp, count_table, load_manifest, summary_path
+    from fertrain.manifests.imageprobe import sha256_file
+    from fertrain.manifests.tables import print_summary
+
     m = load_manifest(manifest, verify_stamp=False)
     sp = summary_path(manifest)
     summary = json.loads(sp.read_text(encoding="utf-8")) if sp.is_file() else {}
@@ -134,13 +125,17 @@ def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .p
 def verify(
     manifest: Path = typer.Argument(..., help="Manifest file."),
     hash_images: bool = typer.Option(False, "--hash-images", help="Also re-hash every image and compare sha256."),
-    workers: int | None = typer.Option(None, help="Processes \\[cores - 1]."),
+    workers: int | None = typer.Option(None, help="Processes [cores - 1].", callback=at_least(1)),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Check the stamp and that every image exists (and, with --hash-images, is unchanged).
 
-    Example: fertrain manifest verify outputs/manifests/fer2013.parquet --hash-images
+    \b
+    Example:
+      fertrain manifest verify outputs/manifests/fer2013.parquet --hash-images
     """
+    from fertrain.manifests import verify_manifest
+
     report = verify_manifest(manifest, hash_images=hash_images, workers=workers, show_progress=not quiet)
     console.print(f"stamp: {'[green]OK' if report.stamp_ok else '[red]FAILED'}[/] {report.stamp_error or ''}",
                   soft_wrap=True)  # fmt: skip
@@ -160,7 +155,14 @@ def verify(
 
 @app.command("adapters")
 def adapters() -> None:
-    """List the dataset adapters and their options (with defaults)."""
+    """List the dataset adapters and their options (with defaults).
+
+    \b
+    Example:
+      fertrain manifest adapters
+    """
+    from fertrain.manifests.adapters import ADAPTERS
+
     t = Table(title="adapters")
     for col in ("adapter", "layout", "options (default)"):
         t.add_column(col)

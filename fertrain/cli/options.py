@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
+import typer
+
 
 def split_list(values: list[str] | None) -> list[str] | None:
     """Repeatable options that also take comma lists: `--x a --x b,c` -> [a, b, c]; None when not given."""
     if values is None:
         return None
     return [s for v in values for s in v.split(",") if s]
+
+
+def at_least(low: float, *, strict: bool = False, high: float | None = None) -> Callable:
+    """A Typer callback refusing values below `low` (or equal, with `strict`), above `high`, and
+    NaN/infinity, with a message naming the flag (the CLI prints it as one line)."""
+
+    def check(value):
+        if value is None:
+            return value
+        too_low = value < low or (strict and value == low)
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            bound = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            raise typer.BadParameter(f"must be {bound}, got {value!r}")  # Typer prefixes the flag
+        return value
+
+    return check

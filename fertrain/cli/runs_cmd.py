@@ -8,9 +8,10 @@ import typer
 from rich.table import Table
 
 from fertrain.console import console
-from fertrain.runs import clean_runs, find_runs
 
-app = typer.Typer(help="List and clean run directories (lock-aware).", no_args_is_help=True)
+app = typer.Typer(help="List and clean run directories (lock-aware).\n\n\b\nExamples:\n  fertrain runs list outputs\n"
+                  "  fertrain runs clean --root outputs outputs/teachers/RUN --dry-run", no_args_is_help=True,
+                  rich_markup_mode=None)  # fmt: skip
 STATE_STYLE = {"running": "green", "stale": "yellow", "failed": "red", "finished": "cyan", "unknown": "dim"}
 
 
@@ -18,17 +19,24 @@ STATE_STYLE = {"running": "green", "stale": "yellow", "failed": "red", "finished
 def list_runs(root: Path = typer.Argument(..., help="Folder to search, e.g. outputs/teachers.")) -> None:
     """Show every run under ROOT as running / finished / stale / failed.
 
-    Example: fertrain runs list outputs/teachers
+    \b
+    Example:
+      fertrain runs list outputs/teachers
     """
+    from fertrain.runs import find_runs
+
     runs = find_runs(root)
-    t = Table(title=f"runs under {root}")
-    for col in ("run", "state", "started", "ended", "command / detail"):
-        t.add_column(col)
+    t = Table(title=f"runs under {root}", title_justify="left")
+    # paths and commands fold instead of being cut, so two long run names stay readable at 80 columns
+    t.add_column("run", overflow="fold", ratio=3)
+    t.add_column("state", no_wrap=True)
+    t.add_column("started", overflow="fold")
+    t.add_column("command / detail", overflow="fold", ratio=3)
     for r in runs:
         style = STATE_STYLE.get(r.state, "")
         rel = r.path.relative_to(root) if r.path != root else Path(".")
         detail = r.detail if r.state in ("stale", "failed") else (r.command or "")
-        t.add_row(str(rel), f"[{style}]{r.state}[/]", r.started or "", r.ended or "", detail)
+        t.add_row(str(rel), f"[{style}]{r.state}[/]", (r.started or "").replace("T", " ")[:16], detail)
     console.print(t)
     console.print(f"{len(runs)} run(s)")
 
@@ -41,8 +49,12 @@ def clean(
 ) -> None:
     """Delete run directories; refuses locked ones and anything outside --root.
 
-    Example: fertrain runs clean --root outputs/teachers outputs/teachers/RN18_resnet18_seed1337_stageA_img224
+    \b
+    Example:
+      fertrain runs clean --root outputs/teachers outputs/teachers/RN18_resnet18_seed1337_stageA_img224
     """
+    from fertrain.runs import clean_runs
+
     removed = clean_runs(dirs, root, dry_run=dry_run)
     for p in removed:
         console.print(f"{'would delete' if dry_run else 'deleted'} {p}", soft_wrap=True)

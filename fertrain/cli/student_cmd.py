@@ -2,45 +2,40 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from fertrain.cli.options import split_list
 from fertrain.cli.train_options import COMMON, QUIET, opt, with_options
 from fertrain.console import console
 
-HELP = """Distill a student: any timm backbone, loss ce|kd|dkd|combined|crd|rkd|mmd, progressive
-unfreezing none|two-stage|two-phase|conservative|balanced|aggressive|layerwise|custom.
+HELP = """Distill a student: any timm backbone, loss ce|kd|dkd|combined|crd|rkd|mmd, progressive unfreezing \
+none|two-stage|two-phase|conservative|balanced|aggressive|layerwise|custom.
 
-Offline from exported soft labels (logit losses), or online from a frozen teacher run or
-ENSEMBLE.json (also feature losses). Loss options go with --loss-opt KEY=VALUE (or YAML
-`loss: {name: dkd, beta: 8}`). Re-running the same command resumes from checkpoint_last.pt.
+Offline from exported soft labels (logit losses), or online from a frozen teacher run or ENSEMBLE.json (also \
+feature losses). Loss options go with --loss-opt KEY=VALUE (or YAML `loss: {name: dkd, beta: 8}`). Re-running \
+the same command resumes from checkpoint_last.pt.
 
+\b
 Examples:
-
-  fertrain student --manifest M.parquet --softlabels outputs/softlabels/train.parquet --loss dkd --loss-opt beta=8
-
-  fertrain student --manifest M.parquet --teacher outputs/teachers/RN18_... --loss crd --loss-opt negatives=4096
-
-  fertrain student --manifest M.parquet --softlabels SL.parquet --strategy two-stage --initial-checkpoint w.pth \\
-      --epochs-s1 5 --epochs-s2 20 --lr-s1 1e-3 --lr-s2 1e-4 --freeze-bn
-
-  fertrain student --config fertrain/configs/demo_student.yaml --manifest M.parquet --loss ce --output-dir out/ce
+  fertrain student --manifest M.parquet --softlabels SL.parquet --loss dkd --loss-opt beta=8
+  fertrain student --manifest M.parquet --teacher RUN --loss crd --loss-opt negatives=4096
+  fertrain student --manifest M.parquet --softlabels SL.parquet --strategy two-stage
+      --initial-checkpoint W.pth --epochs-s1 5 --epochs-s2 20 --lr-s1 1e-3 --lr-s2 1e-4 --freeze-bn
+  fertrain student --config fertrain/configs/demo_student.yaml --manifest M.parquet --loss ce
 """
 
 STUDENT: dict = {
     "softlabels": opt(str, "--softlabels", help="Offline: soft-label Parquet from export-softlabels."),
     "teacher": opt(str, "--teacher", help="Online: a teacher run directory or ENSEMBLE.json (frozen)."),
-    "head": opt(str, "--head", help="linear|arcface \\[linear]."),
-    "loss": opt(str, "--loss", help="ce|kd|dkd|combined|crd|rkd|mmd \\[dkd]."),
+    "head": opt(str, "--head", help="linear|arcface [linear]."),
+    "loss": opt(str, "--loss", help="ce|kd|dkd|combined|crd|rkd|mmd [dkd]."),
     "loss_opt": opt(list[str], "--loss-opt", help="KEY=VALUE option of the loss (repeatable), e.g. beta=8."),
     "temperature": opt(float, "--temperature", "-T", help="Shorthand for --loss-opt temperature=T."),
-    "test_split": opt(str, "--test-split", help="Split evaluated with best.pt at the end \\[test]."),
-    "strategy": opt(str, "--strategy", help="Unfreezing strategy \\[none]."),
-    "epochs_s1": opt(int, "--epochs-s1", help="two-stage/two-phase: epochs of the head-only phase \\[5]."),
-    "epochs_s2": opt(int, "--epochs-s2", help="two-stage: fine-tuning epochs \\[20]."),
-    "lr_s1": opt(float, "--lr-s1", help="two-stage: stage 1 LR (ReduceLROnPlateau on val AUC) \\[1e-3]."),
-    "lr_s2": opt(float, "--lr-s2", help="two-stage: stage 2 LR (cosine) \\[1e-4]."),
-    "layer_decay": opt(float, "--layer-decay", help="layerwise: LR factor per group below the head \\[0.5]."),
+    "test_split": opt(str, "--test-split", help="Split evaluated with best.pt at the end [test]."),
+    "strategy": opt(str, "--strategy", help="Unfreezing strategy [none]."),
+    "epochs_s1": opt(int, "--epochs-s1", help="two-stage/two-phase: epochs of the head-only phase [5]."),
+    "epochs_s2": opt(int, "--epochs-s2", help="two-stage: fine-tuning epochs [20]."),
+    "lr_s1": opt(float, "--lr-s1", help="two-stage: stage 1 LR (ReduceLROnPlateau on val AUC) [1e-3]."),
+    "lr_s2": opt(float, "--lr-s2", help="two-stage: stage 2 LR (cosine) [1e-4]."),
+    "layer_decay": opt(float, "--layer-decay", help="layerwise: LR factor per group below the head [0.5]."),
     "unfreeze_schedule": opt(str, "--unfreeze-schedule", help="custom: YAML list of {epoch, unfreeze, lr_mult}."),
     "freeze_bn": opt(bool, "--freeze-bn/--no-freeze-bn", help="Frozen blocks keep their BatchNorm statistics."),
 }  # fmt: skip
@@ -48,6 +43,7 @@ STUDENT: dict = {
 
 @with_options(COMMON, STUDENT, QUIET)
 def student(**values) -> None:
+    from fertrain.engine.summary import summary_table
     from fertrain.export.onnx import export_onnx
     from fertrain.student import resolve_student_config, train_student
     from fertrain.student.config import parse_loss_opts
@@ -63,30 +59,7 @@ def student(**values) -> None:
     result = train_student(cfg, show_progress=not quiet)
     if result.complete and not cfg.skip_onnx:
         result.onnx = export_onnx(result.output_dir)
-    console.print(summary_table(result))
-
-
-def summary_table(result) -> Table:
-    t = Table(title=f"student run {result.output_dir}", show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
-    b = result.best
-    if "epoch" in b:
-        t.add_row(f"best val {b['select_metric']}", f"{b['metric']:.4f} (epoch {b['epoch']}, stage {b['stage']}, "
-                  f"acc {b['accuracy']:.4f}, AUC {b['auc']:.4f})")  # fmt: skip
-    if result.test:
-        t.add_row("test acc / macro-F1 / AUC", f"{result.test['accuracy']:.4f} / {result.test['macro_f1']:.4f} / "
-                  f"{result.test['auc']:.4f} (n={result.test['n']:,})")  # fmt: skip
-    if result.params:
-        t.add_row("parameters", f"{result.params['student']:,}")
-    if result.history:
-        h = result.history[-1]
-        t.add_row("training time", f"{h['total_sec'] / 60:.1f} min, last epoch {h['img_per_sec']:,.0f} img/s")
-    if result.resumed_from_epoch is not None:
-        t.add_row("resumed from epoch", str(result.resumed_from_epoch))
-    t.add_row("ONNX", f"{result.onnx['path']} (parity {result.onnx['max_abs_diff']:.1e})" if result.onnx else "skipped")
-    t.add_row("checkpoints", "best.pt, student_stage{k}_best.pt, student_final.pt, checkpoint_last.pt")
-    return t
+    console.print(summary_table(result, "student run"))
 
 
 student.__doc__ = HELP

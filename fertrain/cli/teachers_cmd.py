@@ -8,26 +8,29 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from fertrain.cli.options import at_least
 from fertrain.console import console
 
 
 def calibrate(
     target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
-    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows \\[the run's manifest]."),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows [the run's manifest]."),
     split: str = typer.Option("val", help="Split to fit on (never the training split)."),
     per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
     exclude_overlap: bool = typer.Option(False, "--exclude-overlap",
                                          help="Drop faces identical to training faces instead of refusing."),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(4, "--workers", "-j"),
-    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
                                             "command left on the run."),
 ) -> None:
     """Post-hoc temperature scaling: fit T on held-out logits, report ECE/MCE/Brier/NLL before and after,
     write calibration.json and a reliability-diagram PNG.
 
-    Example: fertrain calibrate outputs/teachers/RN18_resnet18_seed1337_stageA_img224 --per-class
+    \b
+    Example:
+      fertrain calibrate outputs/teachers/RN18_resnet18_seed1337_stageA_img224 --per-class
     """
     from fertrain.posthoc import calibrate_teacher
 
@@ -52,18 +55,21 @@ def calibrate(
 def ensemble(
     member: list[str] = typer.Option(..., "--member", help="RUN_DIR or RUN_DIR:WEIGHT (repeatable)."),
     out: Path = typer.Option(..., "--out", help="ENSEMBLE.json to write."),
-    fusion_t: float = typer.Option(1.0, help="Fusion temperature applied to the fused probabilities."),
+    fusion_t: float = typer.Option(1.0, help="Fusion temperature applied to the fused probabilities.",
+                                   callback=at_least(0, strict=True)),
     search_weights: bool = typer.Option(False, "--search-weights", help="Search the weight simplex on --split."),
     objective: str = typer.Option("macro_f1", help="macro_f1|nll for --search-weights."),
-    step: float = typer.Option(0.05, help="Grid step of the weight search."),
+    step: float = typer.Option(0.05, help="Grid step of the weight search.", callback=at_least(0, strict=True, high=1)),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Rows for --search-weights."),
     split: str = typer.Option("val"),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(4, "--workers", "-j"),
+    workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
 ) -> None:
     """Weighted probability fusion of teachers (each member's calibrated T first).
 
-    Example: fertrain ensemble --member runs/RN18:0.7 --member runs/B3:0.3 --out outputs/ensembles/rn18_b3.json
+    \b
+    Example:
+      fertrain ensemble --member runs/RN18:0.7 --member runs/B3:0.3 --out outputs/ensembles/rn18_b3.json
     """
     from fertrain.ensemble.search import build_ensemble
 
@@ -80,13 +86,15 @@ def evaluate(
     split: str = typer.Option("test"),
     tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(4, "--workers", "-j"),
+    workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
                                             "command left on the run."),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split.
 
-    Example: fertrain evaluate outputs/ensembles/rn18_b3.json --manifest outputs/manifests/eval_only.parquet
+    \b
+    Example:
+      fertrain evaluate outputs/ensembles/rn18_b3.json --manifest outputs/manifests/eval_only.parquet
     """
     from fertrain.posthoc import evaluate_teacher
 
@@ -102,21 +110,26 @@ def export_softlabels(
     out: Path = typer.Option(..., "--out", help="softlabels.parquet"),
     tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
     include_logits: bool = typer.Option(False, "--include-logits", help="Also store raw logits."),
-    chunk_size: int = typer.Option(8192, help="Rows per resumable chunk."),
+    allow_other_manifest: bool = typer.Option(False, "--allow-other-manifest", help="Label the rows of a manifest "
+                                              "the teacher was not trained on (recorded in the file)."),
+    chunk_size: int = typer.Option(8192, help="Rows per resumable chunk.", callback=at_least(1)),
     device: str = typer.Option("auto"),
-    workers: int = typer.Option(4, "--workers", "-j"),
-    batch_size: int = typer.Option(256, "--batch-size", "-b"),
+    workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
                                             "command left on the partial export."),
 ) -> None:
     """Calibrated teacher probabilities per manifest row, as stamped Parquet (resumable).
 
-    Example: fertrain export-softlabels --teacher outputs/ensembles/rn18_b3.json --manifest M.parquet --split train
-    --out outputs/softlabels/train.parquet
+    \b
+    Example:
+      fertrain export-softlabels --teacher outputs/ensembles/rn18_b3.json --manifest M.parquet --split train
+      --out outputs/softlabels/train.parquet
     """
     from fertrain.softlabels import export_softlabels as run_export
 
     run_export(teacher, manifest, out, splits=split, tta_flip=tta == "flip", include_logits=include_logits,
                chunk_size=chunk_size, device=device, workers=workers, batch_size=batch_size,
-               show_progress=not quiet, recover_stale=recover_stale_lock)  # fmt: skip
+               show_progress=not quiet, recover_stale=recover_stale_lock,
+               allow_other_manifest=allow_other_manifest)  # fmt: skip

@@ -9,6 +9,7 @@ Every option defaults to None, meaning "not given": YAML and the config's defaul
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ Spec = tuple[type, typer.models.OptionInfo]
 
 
 def opt(kind: type, *decls: str, help: str) -> Spec:
-    return kind, typer.Option(None, *decls, help=help)
+    return kind, typer.Option(None, *decls, help=help, metavar="<name>" if typing.get_origin(kind) is list else None)
 
 
 COMMON: dict[str, Spec] = {
@@ -27,35 +28,35 @@ COMMON: dict[str, Spec] = {
     "backbone": opt(str, "--backbone", "--model", help="Any timm model name."),
     "img_size": opt(int, "--img-size", help="Input size in pixels."),
     "epochs": opt(int, "--epochs", help="Training epochs."),
-    "batch_size": opt(int, "--batch-size", "-b", help="\\[64]"),
-    "grad_accum_steps": opt(int, "--grad-accum-steps", help="Micro-batches per optimizer step \\[1]."),
-    "workers": opt(int, "--workers", "-j", help="Data-loading processes \\[4]."),
-    "device": opt(str, "--device", help="auto|cpu|cuda|cuda:N \\[auto]."),
-    "opt": opt(str, "--opt", help="timm optimizer: adamw, sgd, nesterov, lamb, ... \\[adamw]."),
-    "lr": opt(float, "--lr", help="Learning rate."),
-    "min_lr": opt(float, "--min-lr", help="LR floor of the cosine \\[1e-6]."),
-    "weight_decay": opt(float, "--weight-decay", help="\\[0.05]"),
-    "momentum": opt(float, "--momentum", help="SGD-family momentum \\[0.9]."),
-    "clip_grad": opt(float, "--clip-grad", help="Clip the gradient norm \\[off]."),
+    "batch_size": opt(int, "--batch-size", "-b", help="[64]"),
+    "grad_accum_steps": opt(int, "--grad-accum-steps", help="Micro-batches per optimizer step [1]."),
+    "workers": opt(int, "--workers", "-j", help="Data-loading processes [4]."),
+    "device": opt(str, "--device", help="auto|cpu|cuda|cuda:N [auto]."),
+    "opt": opt(str, "--opt", help="timm optimizer: adamw, sgd, nesterov, lamb, ... [adamw]."),
+    "lr": opt(float, "--lr", "--learning-rate", help="Learning rate."),
+    "min_lr": opt(float, "--min-lr", help="LR floor of the cosine [1e-6]."),
+    "weight_decay": opt(float, "--weight-decay", help="[0.05]"),
+    "momentum": opt(float, "--momentum", help="SGD-family momentum [0.9]."),
+    "clip_grad": opt(float, "--clip-grad", help="Clip the gradient norm [off]."),
     "amp": opt(bool, "--amp/--no-amp", help="bf16 autocast (fp16 + scaler on older GPUs)."),
     "channels_last": opt(bool, "--channels-last/--no-channels-last", help="NHWC memory layout (faster on GPUs)."),
     "compile": opt(bool, "--compile/--no-compile", help="torch.compile the backbone."),
-    "fused_augment": opt(bool, "--fused-augment/--no-fused-augment", help="Compile the augmentation on CUDA \\[on]."),
-    "seed": opt(int, "--seed", help="\\[1337]"),
+    "fused_augment": opt(bool, "--fused-augment/--no-fused-augment", help="Compile the augmentation on CUDA [on]."),
+    "seed": opt(int, "--seed", help="[1337]"),
     "model_ema": opt(bool, "--model-ema/--no-model-ema", help="Keep an EMA of the weights; best.pt takes the "
                      "better of EMA and raw weights on validation."),
-    "model_ema_decay": opt(float, "--model-ema-decay", help="EMA decay (with warmup) \\[0.9998]."),
-    "balanced_min_per_class": opt(int, "--balanced-min-per-class", help="Oversample each class to N per epoch \\[0]."),
+    "model_ema_decay": opt(float, "--model-ema-decay", help="EMA decay (with warmup) [0.9998]."),
+    "balanced_min_per_class": opt(int, "--balanced-min-per-class", help="Oversample each class to N per epoch [0]."),
     "include_sources": opt(list[str], "--include-sources", help="Only these sources (repeatable or a,b)."),
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),
     "clahe": opt(bool, "--clahe/--no-clahe", help="CLAHE clip 2.0 tile 8x8 (saved with the run)."),
-    "select_metric": opt(str, "--select-metric", help="best.pt by val macro_f1|accuracy|auc \\[macro_f1]."),
+    "select_metric": opt(str, "--select-metric", help="best.pt by val macro_f1|accuracy|auc [macro_f1]."),
     "output_root": opt(str, "--output-root", help="Folder of run directories (named from the config)."),
     "output_dir": opt(str, "--output-dir", "--output", help="Exact run directory (overrides the naming)."),
-    "eval_every": opt(int, "--eval-every", help="Evaluate every N epochs (and the last) \\[1]."),
-    "checkpoint_every_steps": opt(int, "--checkpoint-every-steps", help="Also checkpoint every N steps \\[0: epochs]."),
-    "checkpoint_hist": opt(int, "--checkpoint-hist", help="Keep the weights of the N best evaluations \\[0]."),
-    "log": opt(str, "--log", help="csv|tensorboard (tensorboard extra) \\[csv]."),
+    "eval_every": opt(int, "--eval-every", help="Evaluate every N epochs (and the last) [1]."),
+    "checkpoint_every_steps": opt(int, "--checkpoint-every-steps", help="Also checkpoint every N steps [0: epochs]."),
+    "checkpoint_hist": opt(int, "--checkpoint-hist", help="Keep the weights of the N best evaluations [0]."),
+    "log": opt(str, "--log", help="csv|tensorboard (tensorboard extra) [csv]."),
     "resume": opt(str, "--resume", help="Resume from this checkpoint."),
     "force": opt(bool, "--force", help="Resume even though the config changed (recorded in the run)."),
     "recover_stale_lock": opt(bool, "--recover-stale-lock", help="Take over the lock a crashed run left."),

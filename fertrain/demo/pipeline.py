@@ -3,8 +3,10 @@ calibration -> ensemble -> evaluation -> soft labels -> DKD student -> ONNX."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fertrain.configs import config_path
 from fertrain.demo.dataset import write_demo_dataset
@@ -48,33 +50,43 @@ class DemoResult:
     student: TrainResult | None = None
 
 
+Report = Callable[[str, Any], None]
+
+
 def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, teachers: bool = True,
-             show_progress: bool = True) -> DemoResult:  # fmt: skip
-    """Render the data, build the manifest, then train Stage A and Stage B (init from A).
+             show_progress: bool = True, report: Report | None = None) -> DemoResult:  # fmt: skip
+    """Render the data, build the manifest, then train Stage A and Stage B (init from A), calibrate,
+    fuse, evaluate, export soft labels and distill the student. `report(stage, result)` is called
+    as each stage ends (the CLI prints it then).
 
     Re-running resumes or skips whatever is already done (each stage is its own run).
     """
     out = Path(out)
+    report = report or (lambda stage, value: None)
     with open_run(out, seed=seed, recover_stale=recover_stale):
         write_demo_dataset(out / "data", seed=seed)
         recipe = recipe_from_dict(demo_recipe(out / "data", seed), "demo")
         built = build_manifest(recipe, out / "manifests" / "demo.parquet", overwrite=True, show_progress=False)
         result = DemoResult(out, built)
+        report("manifest", built)
         if teachers:
             common = {"manifest": str(built.path), "seed": seed, "output_root": str(out / "teachers"),
                       "recover_stale_lock": recover_stale}  # fmt: skip
             stage_a = resolve_teacher_config(common, config_path("demo_teacher_stageA.yaml"))
             result.teachers["A"] = trained_and_exported(train_teacher(stage_a, show_progress=show_progress))
+            report("teacher A", result.teachers["A"])
             stage_b = resolve_teacher_config({**common, "init_from": str(result.teachers["A"].output_dir)},
                                              config_path("demo_teacher_stageB.yaml"))  # fmt: skip
             result.teachers["B"] = trained_and_exported(train_teacher(stage_b, show_progress=show_progress))
-            run_teacher_tools(result, workers=1)
+            report("teacher B", result.teachers["B"])
+            run_teacher_tools(result, workers=1, report=report)
             student = resolve_student_config({"manifest": str(built.path), "seed": seed,
                                               "softlabels": str(result.out / "softlabels" / "train.parquet"),
                                               "output_dir": str(out / "students" / "demo_dkd"),
                                               "recover_stale_lock": recover_stale},
                                              config_path("demo_student.yaml"))  # fmt: skip
             result.student = trained_and_exported(train_student(student, show_progress=show_progress))
+            report("student", result.student)
     return result
 
 
@@ -85,13 +97,16 @@ def trained_and_exported(result: TrainResult) -> TrainResult:
     return result
 
 
-def run_teacher_tools(result: DemoResult, *, workers: int) -> None:
+def run_teacher_tools(result: DemoResult, *, workers: int, report: Report) -> None:
     """Calibrate both teachers, fuse them 0.7 : 0.3, evaluate, export soft labels."""
     manifest = result.manifest.path
     for stage, t in result.teachers.items():
         result.calibration[stage] = calibrate_teacher(t.output_dir, manifest, "val", per_class=True, workers=workers)
+        report(f"calibration {stage}", result.calibration[stage])
     result.ensemble = result.out / "ensembles" / "demo_AB.json"
     write_ensemble(result.ensemble, [result.teachers["A"].output_dir, result.teachers["B"].output_dir], [0.7, 0.3])
     result.evaluation = evaluate_teacher(result.ensemble, manifest, "test", workers=workers)
+    report("ensemble", result.evaluation)
     result.softlabels = export_softlabels(result.ensemble, manifest, result.out / "softlabels" / "train.parquet",
                                           splits=["train"], workers=workers, show_progress=False)  # fmt: skip
+    report("soft labels", result.softlabels)

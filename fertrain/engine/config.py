@@ -24,6 +24,7 @@ import yaml
 from fertrain.data.augment import augment_config
 from fertrain.engine.device import DEVICE_PATTERN
 from fertrain.errors import ConfigError
+from fertrain.manifests.schema import SPLITS
 
 SELECT_METRICS = ("macro_f1", "accuracy", "auc")
 BACKBONE_ABBREV = {"resnet18": "RN18", "resnet34": "RN34", "resnet50": "RN50", "efficientnet_b0": "B0",
@@ -118,7 +119,8 @@ class TrainConfig:
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
     }  # fmt: skip
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
+                                                     "train_split": SPLITS, "val_split": SPLITS}  # fmt: skip
     # fields whose structure is checked by the code that uses them: check(value, where)
     STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
 

@@ -410,7 +410,7 @@ class Trainer:
         started = tick = time.perf_counter()
         seen = 0
         loader = self.train_loader(self.epoch, self.step_in_epoch * accum)
-        title = f"stage {self.epoch_info().get('stage', 1)} epoch {self.epoch + 1}/{cfg.epochs}"
+        title = f"epoch {self.epoch + 1}/{cfg.epochs}"
         at_step_boundary = True  # no micro-batch of an unfinished optimizer step yet: a consistent state
         with epoch_progress(title, self.steps_per_epoch, self.step_in_epoch, self.show) as update:
             try:

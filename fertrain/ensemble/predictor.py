@@ -8,6 +8,7 @@ validation logits for best.pt during training.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,11 +53,11 @@ class RunPredictor:
 
     def logits(
         self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
-        workers: int = 4, tta_flip: bool = False, amp: bool = False,
+        workers: int = 4, tta_flip: bool = False, amp: bool = False, on_batch: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, labels) for `rows`, in row order."""
         loader = face_loader(ManifestFaces(manifest, rows.reset_index(drop=True), self.spec), batch_size=batch_size,
                              workers=workers, device=device)  # fmt: skip
         logits, labels, _ = collect_logits(self.model.to(device), loader, device, self.spec, amp=amp,
-                                           tta_flip=tta_flip)  # fmt: skip
+                                           tta_flip=tta_flip, on_batch=on_batch)  # fmt: skip
         return logits, labels

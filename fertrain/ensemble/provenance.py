@@ -41,3 +41,15 @@ def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
 def default_manifest(teacher: Teacher) -> str:
     report = json.loads((teacher.members[0].run_dir / ALIGNMENT_REPORT).read_text(encoding="utf-8"))
     return report["manifest_resolved"]
+
+
+def trained_manifests(teacher: Teacher) -> dict[str, tuple[str, str]]:
+    """Per member run: (manifest path, manifest sha256) it was trained on, from its alignment report."""
+    found = {}
+    for m in teacher.members:
+        report_path = m.run_dir / ALIGNMENT_REPORT
+        if not report_path.is_file():
+            raise FertrainError(f"{m.run_dir}: no {ALIGNMENT_REPORT}; cannot tell which manifest it was trained on")
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        found[str(m.run_dir)] = (report["manifest_resolved"], report["manifest_sha256"])
+    return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +48,12 @@ class Teacher:
         return self.path.suffix.lower() == ".json"
 
     def logits(self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
-               workers: int = 4, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Uncalibrated logits: a run's raw logits, or an ensemble's fused log-probabilities."""
-        outs = [m.logits(manifest, rows, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip)
-                for m in self.members]  # fmt: skip
+               workers: int = 4, tta_flip: bool = False,
+               on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Uncalibrated logits: a run's raw logits, or an ensemble's fused log-probabilities.
+        `on_batch(n)` reports progress per batch and member (len(rows) x members in all)."""
+        outs = [m.logits(manifest, rows, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip,
+                         on_batch=on_batch) for m in self.members]  # fmt: skip
         labels = outs[0][1]
         if not self.is_ensemble:
             return outs[0][0], labels

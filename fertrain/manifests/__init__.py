@@ -6,17 +6,17 @@ Python API::
     result = build_manifest(load_recipe("manifests/fer2013.yaml"))
     m = load_manifest(result.path)            # refuses a manifest whose stamp does not match
     train = filter_rows(m.df, SourceFilter(exclude_sources=["ferplus"], splits=["train"]))
+
+Names are imported from their submodules on first use (see `fertrain.lazy`).
 """
 
-from fertrain.manifests.build import BuildResult, build_manifest, count_table
-from fertrain.manifests.dedup import DedupPolicy
-from fertrain.manifests.filters import SourceFilter, filter_rows
-from fertrain.manifests.io import Manifest, check_stamp, load_manifest, stamp_path, summary_path
-from fertrain.manifests.recipe import Recipe, load_recipe, recipe_from_cli
-from fertrain.manifests.verify import VerifyReport, verify_manifest
+from fertrain.lazy import lazy_exports
 
-__all__ = [
-    "BuildResult", "DedupPolicy", "Manifest", "Recipe", "SourceFilter", "VerifyReport", "build_manifest",
-    "check_stamp", "count_table", "filter_rows", "load_manifest", "load_recipe", "recipe_from_cli",
-    "stamp_path", "summary_path", "verify_manifest",
-]  # fmt: skip
+_EXPORTS = {
+    "BuildResult": "build", "build_manifest": "build", "count_table": "build", "DedupPolicy": "dedup",
+    "SourceFilter": "filters", "filter_rows": "filters", "Manifest": "io", "check_stamp": "io",
+    "load_manifest": "io", "stamp_path": "io", "summary_path": "io", "Recipe": "recipe", "load_recipe": "recipe",
+    "recipe_from_cli": "recipe", "VerifyReport": "verify", "verify_manifest": "verify",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

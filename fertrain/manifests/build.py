@@ -18,7 +18,7 @@ import pandas as pd
 
 from fertrain import __version__
 from fertrain.atomic import atomic_path, atomic_write_json
-from fertrain.errors import ConfigError
+from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests.adapters import AdapterContext, get_adapter
 from fertrain.manifests.containment import RootGuard, climbs_out
@@ -80,7 +80,11 @@ def _drop_duplicate_names(ctx: AdapterContext, cands: list[Candidate]) -> list[C
 
 
 def _source_rows(spec: SourceSpec, ctx: AdapterContext, seed: int, workers: int | None, show: bool) -> list[dict]:
-    cands = get_adapter(spec.adapter).fn(ctx)
+    adapter = get_adapter(spec.adapter)
+    cands = adapter.fn(ctx)
+    if not cands and not ctx.drops:
+        raise InputError(spec.path, f"source {spec.name!r}: no images found there; the {adapter.name} adapter reads "
+                                    f"{adapter.doc}", kind="missing")  # fmt: skip
     guards = {root: RootGuard(root) for root in {c.root for c in cands}}
     cands = [c for c in cands if check_relative_path(ctx, c, guards[c.root])]
     cands = _drop_duplicate_names(ctx, cands)
@@ -180,7 +184,7 @@ def build_manifest(
     df = df[list(COLUMNS) + soft_present]
     df["root"] = df["root"].map({r: _store_root(r, out.parent) for r in df["root"].unique()})
     before = len(df)
-    df = filter_rows(df, recipe.filters).reset_index(drop=True)
+    df = filter_rows(df, recipe.filters, split_flag=f"{recipe.origin}: filters.splits").reset_index(drop=True)
     filtered_out = before - len(df)
     priority = {s.name: s.priority for s in recipe.sources}
     pairs, drop_mask = find_duplicates(df, priority, recipe.dedup)

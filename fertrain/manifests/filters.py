@@ -24,8 +24,9 @@ class SourceFilter:
         return asdict(self)
 
 
-def filter_rows(df: pd.DataFrame, policy: SourceFilter) -> pd.DataFrame:
-    """Rows kept by `policy`; an unknown source or split name is an error listing the known ones."""
+def filter_rows(df: pd.DataFrame, policy: SourceFilter, *, split_flag: str = "--split") -> pd.DataFrame:
+    """Rows kept by `policy`; an unknown source or split name is an error listing the known ones
+    (`split_flag` names where the splits came from: the flag the user typed, or a recipe key)."""
     known = sorted(df["source"].dropna().unique().tolist())
     for flag, names in (("include_sources", policy.include_sources), ("exclude_sources", policy.exclude_sources)):
         unknown = sorted(set(names) - set(known))
@@ -34,7 +35,7 @@ def filter_rows(df: pd.DataFrame, policy: SourceFilter) -> pd.DataFrame:
                               f"sources in this manifest: {', '.join(known) or '(none)'}")  # fmt: skip
     bad_splits = sorted(set(policy.splits) - set(SPLITS))
     if bad_splits:
-        raise ConfigError(f"--splits: unknown split(s) {', '.join(bad_splits)}; expected {', '.join(SPLITS)}")
+        raise ConfigError(f"{split_flag}: unknown split(s) {', '.join(bad_splits)}; expected {', '.join(SPLITS)}")
     keep = pd.Series(True, index=df.index)
     if policy.include_sources:
         keep &= df["source"].isin(policy.include_sources)

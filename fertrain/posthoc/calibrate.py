@@ -34,6 +34,12 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         raise ConfigError(f"{manifest}: no rows in split {split!r}")
     trained = set().union(*trained_faces(teacher).values())
     seen = face_keys(rows).isin(trained).to_numpy()
+    own_split = split in {m.config.get("train_split", "train") for m in teacher.members}
+    if seen.any() and not exclude_overlap and own_split:
+        raise ConfigError(f"--split {split}: a model cannot be calibrated on the split it was trained on "
+                          f"({int(seen.sum()):,} of these faces are its training faces, where its probabilities "
+                          "are over-confident by construction); use a held-out split such as val, or "
+                          "--exclude-overlap to keep only the faces of this split it did not train on")  # fmt: skip
     if seen.any() and not exclude_overlap:
         raise FertrainError(
             f"refusing to calibrate on {manifest} split {split!r}: {int(seen.sum())} of its faces are identical to "

@@ -1,12 +1,14 @@
-"""Run layer: lock, reports and status for every command that writes a run directory."""
+"""Run layer: lock, reports and status for every command that writes a run directory.
 
-from fertrain.runs.context import Run, open_run
-from fertrain.runs.listing import RunInfo, clean_runs, find_runs
-from fertrain.runs.lock import LOCK_NAME, RunLockedError, StaleLockError, lock_state, read_lock, run_lock
-from fertrain.runs.reports import AlignedData, environment_info, write_alignment_report, write_environment
+Names are imported from their submodules on first use (see `fertrain.lazy`)."""
 
-__all__ = [
-    "LOCK_NAME", "AlignedData", "Run", "RunInfo", "RunLockedError", "StaleLockError", "clean_runs",
-    "environment_info", "find_runs", "lock_state", "open_run", "read_lock", "run_lock",
-    "write_alignment_report", "write_environment",
-]  # fmt: skip
+from fertrain.lazy import lazy_exports
+
+_EXPORTS = {
+    "Run": "context", "open_run": "context", "RunInfo": "listing", "clean_runs": "listing", "find_runs": "listing",
+    "LOCK_NAME": "lock", "RunLockedError": "lock", "StaleLockError": "lock", "lock_state": "lock",
+    "read_lock": "lock", "run_lock": "lock", "AlignedData": "reports", "environment_info": "reports",
+    "write_alignment_report": "reports", "write_environment": "reports",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,6 +21,7 @@ from fertrain.atomic import atomic_path, atomic_write_text
 from fertrain.console import console, progress_bar
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble import load_teacher
+from fertrain.ensemble.provenance import trained_manifests
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.io import write_stamp
@@ -49,14 +50,25 @@ def _chunk_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | Non
 def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: str | Path, *,
                       splits: list[str] | None = None, tta_flip: bool = False, include_logits: bool = False,
                       chunk_size: int = 8192, device: str = "auto", batch_size: int = 256, workers: int = 4,
-                      show_progress: bool = True, max_chunks: int | None = None,
-                      recover_stale: bool = False) -> dict:  # fmt: skip
-    """Export; returns a summary. `max_chunks` stops early (used to test resuming)."""
+                      show_progress: bool = True, max_chunks: int | None = None, recover_stale: bool = False,
+                      allow_other_manifest: bool = False) -> dict:  # fmt: skip
+    """Export; returns a summary. `max_chunks` stops early (used to test resuming).
+
+    The rows are those of `manifest_path`, which must be the manifest the teacher was trained
+    on (a student of that manifest looks its soft labels up by row), unless
+    `allow_other_manifest` (e.g. labelling a new dataset); that choice is recorded."""
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")
     teacher = load_teacher(teacher_path)
     manifest = load_manifest(manifest_path)
+    others = {run: made for run, made in trained_manifests(teacher).items() if made[1] != manifest.sha256}
+    if others and not allow_other_manifest:
+        run, (path, sha) = next(iter(others.items()))
+        raise ConfigError(f"--manifest {manifest_path} (sha256 {str(manifest.sha256)[:12]}…) is not the manifest "
+                          f"{run} was trained on ({path}, sha256 {sha[:12]}…): its soft labels would not match a "
+                          "student trained on that manifest. Pass --allow-other-manifest to label these rows "
+                          "anyway (recorded in the file)")  # fmt: skip
     rows = filter_rows(manifest.df, SourceFilter(splits=list(splits or ["train"]))).reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{manifest_path}: no rows in split(s) {splits}")
@@ -65,6 +77,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
         "format": FORMAT, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
         "splits": list(splits or ["train"]), "rows": len(rows), "tta": "flip" if tta_flip else None,
         "chunk_size": chunk_size, "class_names": [c.split("_", 1)[1] for c in PROB_COLUMNS],
+        "other_manifest": bool(others),
         "probabilities": "calibrated: each member's T, weighted fusion, then the teacher's T",
         **teacher.describe(),
     }  # fmt: skip
@@ -82,22 +95,22 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
         else:
             atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
         done = 0
-        with progress_bar("soft labels", total=len(rows), unit="img", show=show_progress) as advance:
+        members = len(teacher.members)
+        with progress_bar("soft labels", total=len(rows) * members, unit="img", show=show_progress) as advance:
             for c in range(n_chunks):
                 part = parts / f"part-{c:05d}.parquet"
                 chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
                 if part.is_file():  # done by an earlier, interrupted export
-                    advance(len(chunk))
+                    advance(len(chunk) * members)
                     continue
                 if max_chunks is not None and done >= max_chunks:
                     return {"complete": False, "chunks_done": c, "chunks": n_chunks}
                 logits, _ = teacher.logits(manifest, chunk, device=dev, batch_size=batch_size, workers=workers,
-                                           tta_flip=tta_flip)  # fmt: skip
+                                           tta_flip=tta_flip, on_batch=advance)  # fmt: skip
                 frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
                 with atomic_path(part) as tmp:
                     frame.to_parquet(tmp, index=False)
                 done += 1
-                advance(len(chunk))
         table = pa.concat_tables([pq.read_table(parts / f"part-{c:05d}.parquet") for c in range(n_chunks)])
         if table.num_rows != len(rows) or table.column("row_id").to_pylist() != rows["row_id"].astype(str).tolist():
             raise FertrainError(f"{parts}: the parts do not add up to the {len(rows)} manifest rows in order")

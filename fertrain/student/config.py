@@ -23,6 +23,7 @@ from fertrain.engine.config import (
     resolve_config,
 )
 from fertrain.errors import ConfigError
+from fertrain.manifests.schema import SPLITS
 from fertrain.models.heads import HEADS
 from fertrain.student.freezing import STRATEGIES
 from fertrain.student.losses import FEATURE_LOSSES, TEACHER_FREE, check_loss_spec
@@ -59,7 +60,7 @@ class StudentConfig(TrainConfig):
         "plateau_factor": Range(0, 1, closed_low=False, closed_high=False),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {**TrainConfig.CHOICES, "strategy": STRATEGIES,
-                                                     "head": tuple(HEADS)}  # fmt: skip
+                                                     "head": tuple(HEADS), "test_split": SPLITS}  # fmt: skip
 
     def validate(self) -> None:
         super().validate()

@@ -8,17 +8,17 @@ groups train at this LR under this scheduler. Phases only ever add groups; each 
 unfrozen group joins the optimizer as its own named param group (the layout is saved in
 checkpoints and replayed on resume, so a resume works across a phase change).
 
-Strategies (seeds 000, 001, 003; epochs absolute):
+Strategies (epochs absolute):
   none          everything trains from epoch 0 (cosine over the run)
-  two-stage     seed 000: classifier only at --lr-s1 with ReduceLROnPlateau on val AUC for
+  two-stage     classifier only at --lr-s1 with ReduceLROnPlateau on val AUC for
                 --epochs-s1, then the last block + classifier at --lr-s2 with a cosine over
                 --epochs-s2
-  two-phase     seed 001: head only at --lr for --epochs-s1, then the last stage + head at
+  two-phase     head only at --lr for --epochs-s1, then the last stage + head at
                 --lr / 10 (constant LRs)
-  conservative  seed 003: head; +1 top group at 10; +2 at 20; all at 30
-  balanced      seed 003: head; +1 at 5; +2 at 10; +3 at 15; all at 20
+  conservative  head; +1 top group at 10; +2 at 20; all at 30
+  balanced      head; +1 at 5; +2 at 10; +3 at 15; all at 20
   aggressive    head; +1 at 2; all at 4
-  layerwise     seed 003 "medical-optimized": head; +1 at 8; +2 at 15; +3 at 25; all at 35;
+  layerwise     head; +1 at 8; +2 at 15; +3 at 25; all at 35;
                 each group's LR scaled by --layer-decay per depth below the head
   custom        a YAML list of {epoch, unfreeze: group names | N top groups | all, lr_mult}
 """
@@ -39,7 +39,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from fertrain.errors import ConfigError
 
 STRATEGIES = ("none", "two-stage", "two-phase", "conservative", "balanced", "aggressive", "layerwise", "custom")
-# seed 003's schedules: (epoch, number of top backbone groups trainable; None = all)
+# progressive schedules: (epoch, number of top backbone groups trainable; None = all)
 PROGRESSIVE: dict[str, list[tuple[int, int | None]]] = {
     "conservative": [(0, 0), (10, 1), (20, 2), (30, None)],
     "balanced": [(0, 0), (5, 1), (10, 2), (15, 3), (20, None)],

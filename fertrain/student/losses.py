@@ -160,7 +160,7 @@ def _projection(student_dim: int, teacher_dim: int) -> nn.Module:
 
 class CombinedLoss(nn.Module):
     """Task + KD + feature matching: MSE between the L2-normalized projected student features and
-    the L2-normalized teacher features (seed 004's `combined`)."""
+    the L2-normalized teacher features (the `combined` loss)."""
 
     def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 4.0, ce_weight: float = 0.5,
                  kd_weight: float = 0.5, feature_weight: float = 1.0):  # fmt: skip

@@ -29,7 +29,8 @@ _REGISTRY = (
             defaults={"label_file": "label/label.lst", "image_dir": "image/origin", "min_confidence": None,
                       "clip_boxes": True}),
     Adapter("ckplus", ckplus, doc="CK+48 class folders, subject id from filename", defaults={}),
-    Adapter("jaffe", jaffe, doc="JAFFE, label from filename", defaults={}),
+    Adapter("jaffe", jaffe, doc="JAFFE images named SUBJECT.CODEn.ID.tiff at any depth, label from filename",
+            defaults={}),
     Adapter("folder", folder, doc="generic class-subfolder tree with a label_map",
             defaults={"label_map": None, "split_dirs": None, "group_regex": None}),
 )  # fmt: skip

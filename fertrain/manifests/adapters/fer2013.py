@@ -124,7 +124,10 @@ def fer2013_csv_candidates(ctx: AdapterContext, csv_path: Path) -> list[Candidat
 
 def fer2013_folder_candidates(ctx: AdapterContext) -> list[Candidate]:
     split_dirs: dict[str, str] = ctx.options["split_dirs"] or DEFAULT_SPLIT_DIRS
-    ctx.require_dir(ctx.root / split_dirs.get("train", "train"), "train/<class>/ image folders")
+    if not any((ctx.root / d).is_dir() for d in split_dirs.values()):  # any subset will do (an eval-only copy)
+        expected = ", ".join(f"{d}/<class>/" for d in split_dirs.values())
+        raise InputError(ctx.root, f"missing folder: expected at least one of {expected} image folders",
+                         kind="missing")  # fmt: skip
     prefixes = {usage: split for usage, split in USAGE_TO_SPLIT.items()}
     out: list[Candidate] = []
     for folder_split, dirname in split_dirs.items():
@@ -168,6 +171,6 @@ def fer2013(ctx: AdapterContext) -> list[Candidate]:
     if layout == "csv":
         return fer2013_csv_candidates(ctx, csv_path)
     if layout == "folder":
-        ctx.require_dir(ctx.root, "FER2013 image-folder root with train/ and validation/")
+        ctx.require_dir(ctx.root, "FER2013 image-folder root with train/, validation/ and/or test/")
         return fer2013_folder_candidates(ctx)
     raise InputError(ctx.root, f"layout {layout!r} unknown; expected auto, csv or folder", kind="config")

@@ -1,17 +1,22 @@
-"""JAFFE: the label is in the filename, `KA.AN1.39.tiff` = subject KA, expression AN."""
+"""JAFFE: the label is in the filename, `KA.AN1.39.tiff` = subject KA, expression AN.
+
+Read wherever the files sit under the root: flat as distributed, or in the class subfolders
+of common redistributions (`1 - Happy/KA.HA1.29.tiff`); the filename, not the folder, decides.
+"""
 
 from __future__ import annotations
 
-from fertrain.manifests.adapters.base import AdapterContext, iter_images
+from fertrain.manifests.adapters.base import IMAGE_EXTENSIONS, AdapterContext
 from fertrain.manifests.schema import Candidate
 
 CODES = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5, "NE": 6}
 
 
 def jaffe(ctx: AdapterContext) -> list[Candidate]:
-    ctx.require_dir(ctx.root, "JAFFE folder of images named SUBJECT.CODEn.ID.tiff")
+    ctx.require_dir(ctx.root, "JAFFE folder of images named SUBJECT.CODEn.ID.tiff (any depth)")
     out: list[Candidate] = []
-    for img in iter_images(ctx.root):
+    images = sorted(p for p in ctx.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    for img in images:
         parts = img.name.split(".")
         code = parts[1][:2].upper() if len(parts) >= 3 else ""
         if code not in CODES:

@@ -1,9 +1,10 @@
-"""Rich renderings of manifest summaries, shared by `manifest build` and `manifest inspect`."""
+"""Rich renderings of manifest summaries, shared by `manifest build`, `manifest inspect` and the demo."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
+from fertrain.console import console
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.schema import SPLITS
 
@@ -44,11 +45,20 @@ def dedup_table(dedup: dict) -> Table | None:
         return None
     policy = dedup.get("policy", {})
     t = Table(title=f"duplicates (report: {dedup.get('report', '-')})", title_justify="left")
-    for col in ("kind", "policy", "pairs", "dropped", "cross-source", "cross-split", "label conflicts"):
-        t.add_column(col, justify="left" if col in ("kind", "policy") else "right")
+    for col in ("kind", "policy", "pairs", "dropped", "x-source", "x-split", "conflicts"):  # fits 80 columns
+        t.add_column(col, justify="left" if col in ("kind", "policy") else "right", overflow="fold")
     for kind in ("exact", "near"):
         d = dedup.get(kind, {})
         mode = policy.get(kind, "?") + (f" (≤{policy.get('near_threshold')} bits)" if kind == "near" else "")
         t.add_row(kind, mode, *(f"{d.get(k, 0):,}" for k in
                                 ("pairs", "dropped", "cross_source", "cross_split", "label_conflicts")))  # fmt: skip
     return t
+
+
+def print_summary(summary: dict, counts: dict | None = None) -> None:
+    """Counts by source x split x class, drops and duplicates of a build summary."""
+    for table in counts_tables(counts if counts is not None else summary.get("counts", {})):
+        console.print(table)
+    for table in (drops_table(summary.get("drops", {})), dedup_table(summary.get("dedup", {}))):
+        if table is not None:
+            console.print(table)
