@@ -320,3 +320,34 @@ def test_config_type_errors_for_list_and_dict_fields():
         check_value(TrainConfig, "include_sources", [1, 2], "x.yaml: include_sources")
     hints = typing.get_type_hints(TrainConfig)
     assert hints["augment"] is not None and json.dumps(TrainConfig().to_dict())
+
+
+def test_plots_say_what_they_show():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from fertrain.calibration import calibration_report
+    from fertrain.labels import CLASS_NAMES
+    from fertrain.plots import confusion_figure, reliability_figure
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(300, 7)) * 3, rng.integers(0, 7, 300)
+    before = calibration_report(logits, labels, 1.0)
+    after = calibration_report(logits, labels, [1.2, 0.9, 1.1, 1.0, 1.3, 0.8, 1.05])
+    fig = reliability_figure(before, after, "t")
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    counts = [str(int(n)) for n in before["reliability"]["count"] if n > 0]
+    assert set(counts) <= texts  # samples per bin are written on the bars
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "T=1.000" in titles and "per-class T 1.20/0.90/1.10" in titles
+    cm = confusion_figure(np.eye(7, dtype=int) * 5, CLASS_NAMES, "c")
+    assert any("fraction of the true class" in ax.get_ylabel() for ax in cm.axes)
+
+
+def test_student_runs_write_a_test_confusion_matrix_and_training_curves(demo_pipeline):
+    run = demo_pipeline / "students" / "demo_dkd"
+    for name in ("confusion_test.png", "training_curves.png"):
+        data = (run / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
