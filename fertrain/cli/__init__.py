@@ -14,6 +14,7 @@ from fertrain.cli import (
     demo_cmd,
     export_cmd,
     manifest_cmd,
+    predict_cmd,
     runs_cmd,
     student_cmd,
     teacher_cmd,
@@ -33,6 +34,7 @@ Examples:
   fertrain teacher --manifest M.parquet --backbone resnet18 --img-size 112
   fertrain export-softlabels --teacher RUN --manifest M.parquet --out SL.parquet
   fertrain student --manifest M.parquet --softlabels SL.parquet --loss dkd
+  fertrain predict RUN photos/ --out faces.csv
   fertrain runs list outputs
 """
 # Plain click help (rich_markup_mode=None): option names never cut, wrapped at the terminal width.
@@ -49,6 +51,7 @@ app.command("ensemble")(teachers_cmd.ensemble)
 app.command("evaluate")(teachers_cmd.evaluate)
 app.command("export-softlabels")(teachers_cmd.export_softlabels)
 app.command("student", help=student_cmd.HELP)(student_cmd.student)
+app.command("predict", help=predict_cmd.HELP)(predict_cmd.predict)
 app.command("demo-data")(demo_cmd.demo_data)
 
 

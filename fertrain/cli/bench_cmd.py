@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -11,7 +12,8 @@ from fertrain.console import console
 
 app = typer.Typer(help="Throughput benchmarks: end-to-end img/s against the model-only ceiling.\n\n\b\nExamples:\n"
                   "  fertrain bench train --manifest M.parquet --backbone resnet18 --img-size 224\n"
-                  "  fertrain bench export --manifest M.parquet --backbone resnet18 --img-size 112",
+                  "  fertrain bench export --manifest M.parquet --backbone resnet18 --img-size 112\n"
+                  "  fertrain bench latency outputs/students/RUN --image photo.jpg",
                   no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
 
@@ -71,3 +73,39 @@ def export(
                        split=split)  # fmt: skip
     console.print(json.dumps(res.to_dict(), indent=2))
     console.print(res.summary())
+
+
+@app.command("latency")
+def latency(
+    model: Path = typer.Argument(..., help="Run directory (its model.onnx and model.int8.onnx) or a .onnx file."),
+    image: Path | None = typer.Option(None, "--image", help="A photo for the whole predict path (decode, detect, "
+                                      "align, model)."),
+    runs: int = typer.Option(200, "--runs", help="Timed calls per setting.", callback=at_least(10)),
+    detector: str = typer.Option("haar", "--detector", help="haar | yunet:PATH.onnx | none."),
+    detect_size: int = typer.Option(320, "--detect-size", help="haar: long side of the searched copy.",
+                                    callback=at_least(64)),
+    detect_scale: float = typer.Option(1.1, "--detect-scale", help="haar: step between searched face sizes.",
+                                       callback=at_least(1, strict=True)),
+) -> None:
+    """CPU latency per face at batch 1: model alone and the whole predict path, 1 thread and all, fp32 vs int8.
+
+    \b
+    Example:
+      fertrain bench latency outputs/students/RUN --image photo.jpg
+    """
+    from rich.table import Table
+
+    from fertrain.bench.latency import bench_latency
+
+    rows = bench_latency(model, image, runs=runs, detector=detector, detect_size=detect_size,
+                         detect_scale=detect_scale)  # fmt: skip
+    t = Table(title=f"latency per face, batch 1 ({model})", title_justify="left")
+    for col in ("model", "threads", "model p50 ms", "model p95 ms", "predict p50 ms", "predict p95 ms", "faces"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r.model, str(r.threads), f"{r.model_p50_ms:.3f}", f"{r.model_p95_ms:.3f}",
+                  "-" if r.predict_p50_ms is None else f"{r.predict_p50_ms:.2f}",
+                  "-" if r.predict_p95_ms is None else f"{r.predict_p95_ms:.2f}",
+                  "-" if r.faces is None else str(r.faces))  # fmt: skip
+    console.print(t)
+    console.print(json.dumps([r.to_dict() for r in rows]))

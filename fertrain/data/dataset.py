@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fertrain.data.preprocess import PreprocessSpec, load_prepared
+from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
 from fertrain.errors import InputError
 from fertrain.labels import SOFT_COLUMNS
 from fertrain.manifests.imageprobe import MAX_IMAGE_PIXELS
@@ -47,6 +47,21 @@ class ManifestFaces(Dataset):
     def __getitem__(self, i: int):
         face = load_prepared(self.paths[i], self.boxes[i], self.spec)
         return face, int(self.labels[i]), self.soft[i], i
+
+
+class FaceArrays(Dataset):
+    """Faces already in memory (uint8 HxWx{1,3} RGB crops) -> the same items as ManifestFaces, each
+    prepared by the same `prepare_face` (deployment: detected and aligned faces)."""
+
+    def __init__(self, faces: list[np.ndarray], spec: PreprocessSpec):
+        self.faces, self.spec = faces, spec
+        self.nan = np.full(len(SOFT_COLUMNS), np.nan, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int):
+        return prepare_face(self.faces[i], None, self.spec), -1, self.nan, i
 
 
 def collate_faces(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,8 +1,11 @@
 """The preprocessing contract shared by training, evaluation, soft-label export, ONNX and predict.
 
-CPU side (workers), all uint8: decode -> crop the face box -> grey replicated to 3 channels
-(RGB order) -> optional CLAHE (clip 2.0, tile 8x8, on the L channel) -> if the face is larger
-than img_size, shrink it to img_size x img_size (OpenCV INTER_AREA); smaller faces stay native.
+CPU side (workers), all uint8: decode -> crop the face box -> colour mode: `grey` models (trained
+on grey data such as FER2013) see every face as grey, a colour photo included; grey is
+replicated to 3 channels (RGB order) -> optional CLAHE (clip 2.0, tile 8x8, on the L channel) ->
+if the face is larger than img_size, shrink it to img_size x img_size (OpenCV INTER_AREA);
+smaller faces stay native. `face_margin` is the margin of the square crop around a detected
+face at deployment (the detector's box grown by it on each side).
 Device side: bilinear resample to img_size x img_size (grid_sample, half-pixel centres; in
 training this one resample also does the random crop and flip), /255, normalize.
 Enlarging on the device keeps the host -> device bytes at the faces' native size (a 48x48
@@ -28,6 +31,8 @@ class PreprocessSpec:
     clahe: bool = False
     clahe_clip: float = 2.0
     clahe_tile: int = 8
+    color: str = "rgb"  # rgb | grey
+    face_margin: float = 0.3
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     channel_order: str = "RGB"
@@ -53,6 +58,8 @@ def apply_clahe(rgb: np.ndarray, clip: float, tile: int) -> np.ndarray:
 def prepare_face(img: np.ndarray, box: tuple[int, int, int, int] | None, spec: PreprocessSpec) -> np.ndarray:
     """uint8 HxWx{1,3} (RGB or grey) -> uint8 hxwx3 RGB with h, w <= img_size, per the spec."""
     face = crop_box(img, box)
+    if face.ndim == 3 and face.shape[2] == 3 and spec.color == "grey":
+        face = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
     if face.ndim == 2 or face.shape[2] == 1:
         face = cv2.cvtColor(face.reshape(face.shape[0], face.shape[1]), cv2.COLOR_GRAY2RGB)
     if spec.clahe:
@@ -69,3 +76,20 @@ def load_prepared(path: str | Path, box: tuple[int, int, int, int] | None, spec:
     if img is None:
         raise InputError(path, "unreadable image", kind="image")
     return prepare_face(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), box, spec)
+
+
+COLOR_MODES = ("rgb", "grey")
+
+
+def color_mode_of(paths: list, sample: int = 256) -> str:
+    """`grey` when every sampled image is single-channel (or has three equal channels), else `rgb`.
+
+    Samples are spread over the list, so a colour source next to a grey one is seen."""
+    step = max(1, len(paths) // sample)
+    for path in paths[::step][:sample]:
+        img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None or img.ndim == 2 or img.shape[2] < 3:
+            continue
+        if not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])):
+            return "rgb"
+    return "grey"

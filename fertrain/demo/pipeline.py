@@ -10,10 +10,12 @@ from typing import Any
 
 from fertrain.configs import config_path
 from fertrain.demo.dataset import write_demo_dataset
+from fertrain.deploy.predict import PredictReport, predict_paths
+from fertrain.deploy.recognizer import Recognizer
 from fertrain.engine import TrainResult
 from fertrain.ensemble import write_ensemble
 from fertrain.export.onnx import export_onnx
-from fertrain.manifests import BuildResult, build_manifest
+from fertrain.manifests import BuildResult, build_manifest, load_manifest
 from fertrain.manifests.recipe import recipe_from_dict
 from fertrain.posthoc import calibrate_teacher, evaluate_teacher
 from fertrain.runs import open_run
@@ -48,6 +50,7 @@ class DemoResult:
     evaluation: dict | None = None
     softlabels: dict | None = None
     student: TrainResult | None = None
+    predictions: PredictReport | None = None
 
 
 Report = Callable[[str, Any], None]
@@ -87,7 +90,18 @@ def run_demo(out: str | Path, *, seed: int = 1337, recover_stale: bool = False, 
                                              config_path("demo_student.yaml"))  # fmt: skip
             result.student = trained_and_exported(train_student(student, show_progress=show_progress))
             report("student", result.student)
+            result.predictions = predict_demo_faces(built, result.student.output_dir / "model.onnx")
+            report("predict", result.predictions)
     return result
+
+
+def predict_demo_faces(built: BuildResult, model: Path, per_class: int = 1) -> PredictReport:
+    """The deployed student (ONNX) on a few test faces of the high-resolution source, one per class:
+    what `fertrain predict MODEL FILES --detector none` prints."""
+    test = built.df[(built.df["split"] == "test") & (built.df["source"] == "demo_hires")]
+    picked = test.groupby("label", sort=True).head(per_class)
+    manifest = load_manifest(built.path)
+    return predict_paths(Recognizer(model, detector="none"), manifest.image_paths(picked), show_progress=False)
 
 
 def trained_and_exported(result: TrainResult) -> TrainResult:

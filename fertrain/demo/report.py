@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fertrain.console import console
+from fertrain.deploy.predict import result_table
 from fertrain.engine.summary import summary_table
+from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.tables import print_summary
 
 
@@ -24,6 +26,9 @@ def print_stage(stage: str, value: Any) -> None:
     elif stage == "ensemble":
         console.print(f"ensemble 0.7 A : 0.3 B on test: acc {value['accuracy']:.3f}, macro-F1 {value['macro_f1']:.3f} "
                       f"({value['written'][0]})", soft_wrap=True)  # fmt: skip
+    elif stage == "predict":
+        console.print(result_table(value.rows, list(CLASS_NAMES), title="student (ONNX) on demo test faces, one per "
+                                   "class: fertrain predict MODEL FILES --detector none"))  # fmt: skip
     elif stage == "soft labels":
         console.print(f"soft labels {value['path']} ({value['rows']:,} rows, agreement with the labels "
                       f"{value['agreement']:.3f})", soft_wrap=True)  # fmt: skip

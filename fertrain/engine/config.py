@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import yaml
 
 from fertrain.data.augment import augment_config
+from fertrain.data.preprocess import COLOR_MODES
 from fertrain.engine.device import DEVICE_PATTERN
 from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
@@ -96,6 +97,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     clahe: bool = False
+    color: str = "auto"  # rgb | grey | auto: grey when the training images are grey (FER2013)
     augment: dict[str, Any] = field(default_factory=dict)  # overrides of AugmentConfig fields
     # runs
     select_metric: str = "macro_f1"
@@ -120,7 +122,8 @@ class TrainConfig:
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
-                                                     "train_split": SPLITS, "val_split": SPLITS}  # fmt: skip
+                                                     "train_split": SPLITS, "val_split": SPLITS,
+                                                     "color": ("auto", *COLOR_MODES)}  # fmt: skip
     # fields whose structure is checked by the code that uses them: check(value, where)
     STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
 

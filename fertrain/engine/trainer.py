@@ -37,7 +37,15 @@ from torch.utils.data import DataLoader
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.console import console
-from fertrain.data import ManifestFaces, PreprocessSpec, augment_batch, augment_config, face_loader, step_generator
+from fertrain.data import (
+    ManifestFaces,
+    PreprocessSpec,
+    augment_batch,
+    augment_config,
+    color_mode_of,
+    face_loader,
+    step_generator,
+)
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
@@ -150,7 +158,8 @@ class Trainer:
         # compiled for training steps only; evaluation and checkpoints use the plain module
         self.backbone_fn = torch.compile(self.model.backbone) if cfg.compile else self.model.backbone
         mean, std = normalization_of(self.model)
-        self.spec = PreprocessSpec(img_size=int(cfg.img_size or 0), clahe=cfg.clahe, mean=mean, std=std)
+        color = cfg.color if cfg.color != "auto" else color_mode_of(self.manifest.image_paths(self.train_rows))
+        self.spec = PreprocessSpec(img_size=int(cfg.img_size or 0), clahe=cfg.clahe, color=color, mean=mean, std=std)
         self.augment = augment_config(cfg.augment)
         self.fused = self.device.type == "cuda" and cfg.fused_augment
         self.setup()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble.fusion import member_probs, search_weights
-from fertrain.ensemble.predictor import RunPredictor
+from fertrain.ensemble.predictor import RunPredictor, manifest_faces
 from fertrain.ensemble.provenance import default_manifest, training_overlap
 from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
 from fertrain.errors import ConfigError, FertrainError
@@ -34,7 +34,7 @@ def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0
     if any(overlap.values()):
         raise FertrainError(f"--search-weights on {manifest} [{split}] would use training rows of {overlap}")
     dev = resolve_device(device)
-    outs = [p.logits(m, rows, device=dev, workers=workers) for p in predictors]
+    outs = [p.logits(manifest_faces(m, rows), device=dev, workers=workers) for p in predictors]
     labels = outs[0][1]
     probs = [member_probs(lg, p.temperature) for (lg, _), p in zip(outs, predictors, strict=True)]
     weights, table = search_weights(probs, labels, objective=objective, step=step, fusion_t=fusion_t)

@@ -22,10 +22,11 @@ import torch
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.temperature import scale_logits
 from fertrain.ensemble.fusion import fuse, member_probs
-from fertrain.ensemble.predictor import CALIBRATION, RunPredictor
+from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, manifest_faces
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
+from fertrain.models.loading import CALIBRATION
 from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
 from fertrain.runs.lock import stale_reason
 
@@ -50,9 +51,21 @@ class Teacher:
     def logits(self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
                workers: int = 4, tta_flip: bool = False,
                on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Uncalibrated logits: a run's raw logits, or an ensemble's fused log-probabilities.
-        `on_batch(n)` reports progress per batch and member (len(rows) x members in all)."""
-        outs = [m.logits(manifest, rows, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip,
+        """Uncalibrated logits of manifest `rows`: a run's raw logits, or an ensemble's fused
+        log-probabilities. `on_batch(n)` reports progress per batch and member."""
+        return self.logits_of(manifest_faces(manifest, rows), device=device, batch_size=batch_size, workers=workers,
+                              tta_flip=tta_flip, on_batch=on_batch)  # fmt: skip
+
+    def face_probs(self, faces: list[np.ndarray], *, device: torch.device, batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities of in-memory face crops (uint8 RGB or grey), each member
+        preparing them with its own spec, exactly as it prepares manifest rows."""
+        logits, _ = self.logits_of(image_faces(faces), device=device, batch_size=batch_size, workers=0)
+        return self.calibrated_probs(logits)
+
+    def logits_of(self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
+                  tta_flip: bool = False,
+                  on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        outs = [m.logits(faces, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip,
                          on_batch=on_batch) for m in self.members]  # fmt: skip
         labels = outs[0][1]
         if not self.is_ensemble:

@@ -20,6 +20,7 @@ from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.data.preprocess import PreprocessSpec
 from fertrain.errors import FertrainError
 from fertrain.models import load_run_model
+from fertrain.models.loading import serving_temperature
 from fertrain.runs import run_lock
 from fertrain.runs.lock import LOCK_NAME
 
@@ -30,6 +31,7 @@ OPSET = 17
 def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, tolerance: float = 1e-3,
                 batch: int = 4, seed: int = 0, recover_stale: bool = False) -> dict:  # fmt: skip
     model, ckpt, ckpt_path = load_run_model(run_or_ckpt)
+    temperature, temperature_source = serving_temperature(ckpt_path.parent, ckpt, ckpt_path.name)
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     out = Path(out) if out else ckpt_path.parent / ONNX_NAME
     size = spec.img_size
@@ -49,7 +51,7 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
         sidecar = {
             "model": out.name, "checkpoint": str(ckpt_path), "backbone": spec_info["backbone"],
             "head": spec_info["head"], "model_spec": spec_info, "class_names": ckpt["class_names"],
-            "temperature": ckpt.get("temperature", 1.0),
+            "temperature": temperature, "temperature_source": temperature_source,
             "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
             "output": {"name": "logits", "meaning": "s*cos(theta) (ArcFace, no margin)" if spec_info["head"] ==
                        "arcface" else "linear logits", "probabilities": "softmax(logits / temperature)"},
@@ -60,6 +62,18 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
         raise FertrainError(f"{out}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.2e} "
                             f"(> {tolerance:g}); the export is not faithful")  # fmt: skip
     return {"path": str(out), **parity}
+
+
+class OrtModule(torch.nn.Module):
+    """An onnxruntime session behind a module's call, so `collect_logits` runs it unchanged."""
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+        self.input = session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input: x.float().numpy()})[0])
 
 
 def check_parity(model: torch.nn.Module, onnx_path: Path, size: int, *, seed: int = 1, batch: int = 5) -> dict:

@@ -6,6 +6,7 @@ loading needs nothing from the trainer's configuration (teacher or student alike
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -21,6 +22,21 @@ def model_spec(backbone: str, head: str, head_kwargs: dict | None = None) -> dic
 
 def build_from_spec(spec: dict) -> FerNet:
     return build_model(spec["backbone"], head=spec["head"], head_kwargs=spec.get("head_kwargs"))
+
+
+CALIBRATION = "calibration.json"
+
+
+def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt") -> tuple[float | list[float], str]:
+    """The temperature a run serves with, and where it comes from: the post-hoc one `fertrain
+    calibrate` wrote (calibration.json with "posthoc": true; a scalar or one per class), else the
+    one fitted on validation logits during training (stored in the checkpoint)."""
+    cal = Path(run_dir) / CALIBRATION
+    if cal.is_file():
+        data = json.loads(cal.read_text(encoding="utf-8"))
+        if data.get("posthoc"):
+            return data["temperature"], f"{CALIBRATION} (fertrain calibrate)"
+    return float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)"
 
 
 def load_run_model(run_or_ckpt: str | Path) -> tuple[torch.nn.Module, dict, Path]:

@@ -6,6 +6,7 @@ Held-out logits only: a calibration manifest/split that overlaps the rows a run 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -77,8 +78,20 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         atomic_write_json(json_out, result)
         title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
         plot_reliability(before, after, png_out, title=title)
-    result["written"] = [str(json_out), str(png_out)]
+        sidecars = [] if teacher.is_ensemble else refresh_onnx_temperature(teacher.path, temperature)
+    result["written"] = [str(json_out), str(png_out), *sidecars]
     return result
+
+
+def refresh_onnx_temperature(run_dir: Path, temperature) -> list[str]:
+    """ONNX models exported before calibration serve with the new temperature too (their sidecars)."""
+    written = []
+    for sidecar in sorted(run_dir.glob("*.onnx.json")):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        meta.update(temperature=temperature, temperature_source="calibration.json (fertrain calibrate)")
+        atomic_write_json(sidecar, meta)
+        written.append(str(sidecar))
+    return written
 
 
 __all__ = ["calibrate_teacher"]

@@ -76,10 +76,15 @@ class StudentTrainer(Trainer):
             return None
         signal = OnlineTeacherSignal(cfg.teacher, self.device, need_features=cfg.loss["name"] in FEATURE_LOSSES,
                                      amp=cfg.amp, channels_last=cfg.channels_last, fused=self.fused)  # fmt: skip
-        clahe = {s.clahe for s in signal.specs}
-        if clahe != {cfg.clahe}:
-            raise ConfigError(f"--teacher {cfg.teacher} was trained with clahe={sorted(clahe)}; the student has "
-                              f"clahe={cfg.clahe}: both must see the same CPU preprocessing (set --clahe to match)")
+        teacher_colors = {s.color for s in signal.specs}
+        if cfg.color == "auto" and len(teacher_colors) == 1:  # distilling online: see faces as the teacher does
+            self.spec = dataclasses.replace(self.spec, color=teacher_colors.pop())
+        for name, student_value in (("clahe", cfg.clahe), ("color", self.spec.color)):
+            used = {getattr(s, name) for s in signal.specs}
+            if used != {student_value}:
+                raise ConfigError(f"--teacher {cfg.teacher} was trained with {name}={sorted(used)}; the student has "
+                                  f"{name}={student_value}: both must see the same CPU preprocessing (set --{name} to "
+                                  "match)")  # fmt: skip
         return signal
 
     def load_spec(self) -> PreprocessSpec:

@@ -1,0 +1,195 @@
+"""Deployment on real inputs: FER2013 faces (parity with evaluate), ExpW photos (detection against
+the labelled boxes), a video, colour photos on a grey model, bad files, int8 export, the Python API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fertrain import Recognizer
+from fertrain.deploy.detect import HaarDetector
+from fertrain.ensemble import load_teacher
+from fertrain.labels import CLASS_NAMES
+from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+
+from .clitools import run_cli
+from .conftest import real_data
+
+
+def teacher_a(demo: Path) -> Path:
+    return next((demo / "teachers").glob("*stageA*"))
+
+
+def test_predict_on_fer2013_faces_gives_the_probabilities_evaluate_computes(demo_pipeline, fer2013_manifest,
+                                                                            tmp_path, capsys):  # fmt: skip
+    m = load_manifest(fer2013_manifest)
+    rows = filter_rows(m.df, SourceFilter(splits=["val"])).reset_index(drop=True).iloc[::60].reset_index(drop=True)
+    run = teacher_a(demo_pipeline)
+    teacher = load_teacher(run)
+    expected = teacher.calibrated_probs(teacher.logits(m, rows, device=torch.device("cpu"), workers=0)[0])
+    files = [str(p) for p in m.image_paths(rows)]
+    out = tmp_path / "faces.json"
+    code, text = run_cli(["predict", run, *files, "--detector", "none", "--out", out, "-q"], capsys)
+    assert code == 0, text
+    faces = json.loads(out.read_text())["faces"]
+    assert [f["file"] for f in faces] == files and all(f["frame"] is None and f["face"] == 0 for f in faces)
+    got = np.array([[f[f"prob_{c.lower()}"] for c in CLASS_NAMES] for f in faces])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # the exported ONNX model gives the same through onnxruntime, and the Python API the same again
+    onnx = Recognizer(run / "model.onnx", detector="none").predict_many(files)
+    np.testing.assert_allclose([[f[0].probabilities[c] for c in CLASS_NAMES] for f in onnx], expected, atol=1e-4)
+    crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in files[:3]]
+    api = Recognizer(run, detector="none").predict_faces(crops)
+    np.testing.assert_allclose([[f.probabilities[c] for c in CLASS_NAMES] for f in api], expected[:3], atol=1e-4)
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def test_haar_finds_the_labelled_faces_of_expw_photos(demo_pipeline):
+    root = real_data("expw_mini")
+    boxes: dict[str, list] = {}
+    for line in (root / "label" / "label.lst").read_text().splitlines():
+        name, _id, top, left, right, bottom, _conf, _label = line.split()
+        boxes.setdefault(name, []).append((int(left), int(top), int(right) - int(left), int(bottom) - int(top)))
+    recognizer = Recognizer(teacher_a(demo_pipeline), detector="haar")
+    found, overlaps = 0, []
+    for name, truth in boxes.items():
+        faces = recognizer.predict(root / "image" / "origin" / name)
+        assert all(abs(sum(f.probabilities.values()) - 1) < 1e-5 for f in faces)
+        for t in truth:
+            best = max((iou(f.box, t) for f in faces), default=0.0)
+            if best >= 0.4:
+                found += 1
+                overlaps.append(best)
+    recall = found / sum(len(b) for b in boxes.values())
+    assert recall >= 0.4 and np.mean(overlaps) >= 0.6, (recall, np.mean(overlaps))  # measured: 0.47, IoU 0.71
+
+
+def test_alignment_levels_the_eyes(demo_pipeline):
+    from fertrain.deploy.align import aligned_crop, eye_angle
+    from fertrain.deploy.detect import Detection
+
+    img = np.zeros((200, 200, 3), np.uint8)
+    cv2.circle(img, (70, 80), 8, (255, 255, 255), -1)  # "eyes" on a line tilted by 20 degrees
+    right = (70 + 60 * np.cos(np.radians(20)), 80 + 60 * np.sin(np.radians(20)))
+    cv2.circle(img, (round(right[0]), round(right[1])), 8, (255, 255, 255), -1)
+    det = Detection((40, 40, 120, 120), 1.0, ((70.0, 80.0), right))
+    assert eye_angle(det.eyes) == pytest.approx(20.0, abs=1e-6)
+    crop = aligned_crop(img, det, margin=0.0)
+    ys = [np.argwhere(crop[:, : crop.shape[1] // 2, 0] > 128)[:, 0].mean(),
+          np.argwhere(crop[:, crop.shape[1] // 2 :, 0] > 128)[:, 0].mean()]  # fmt: skip
+    assert abs(ys[0] - ys[1]) < 2 and crop.shape[:2] == (120, 120)
+    assert aligned_crop(img, det, margin=0.3).shape[:2] == (192, 192)
+
+
+def test_video_frames_every_n_and_an_annotated_video(demo_pipeline, tmp_path, capsys):
+    faces = sorted((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))[:12]
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (112, 112))
+    for f in faces:
+        writer.write(cv2.resize(cv2.imread(str(f)), (112, 112)))
+    writer.release()
+    out = tmp_path / "faces.csv"
+    code, text = run_cli(["predict", teacher_a(demo_pipeline), video, "--detector", "none", "--every", "3", "--out",
+                          out, "--annotate", tmp_path / "annotated", "-q"], capsys)  # fmt: skip
+    assert code == 0, text
+    import pandas as pd
+
+    rows = pd.read_csv(out)
+    assert rows["frame"].tolist() == [0, 3, 6, 9] and set(rows["file"]) == {str(video)}
+    cap = cv2.VideoCapture(str(tmp_path / "annotated" / "clip.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_a_grey_model_sees_a_colour_photo_as_grey(lowres_manifest, tmp_path, capsys):
+    code, text = run_cli(["teacher", "--manifest", lowres_manifest, "--backbone", "resnet10t", "--head", "linear",
+                          "--img-size", "32", "--epochs", "1", "-b", "32", "-j", "0", "--device", "cpu", "--output-dir",
+                          tmp_path / "grey", "-q"], capsys)  # fmt: skip
+    assert code == 0, text
+    assert json.loads((tmp_path / "grey" / "preprocess.json").read_text())["color"] == "grey"  # auto: FER-like data
+    rng = np.random.default_rng(3)
+    colour = cv2.GaussianBlur(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), (5, 5), 0)
+    grey = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    recognizer = Recognizer(tmp_path / "grey", detector="none")
+    a, b = recognizer.predict_faces([colour, grey])
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+    rgb_model = Recognizer(tmp_path / "grey", detector="none")
+    rgb_model.model.teacher.members[0].spec = rgb_model.model.spec.__class__(
+        **{**rgb_model.model.spec.to_dict(), "color": "rgb", "mean": rgb_model.model.spec.mean,
+           "std": rgb_model.model.spec.std})  # fmt: skip
+    c, d = rgb_model.predict_faces([colour, grey])
+    assert c.probabilities != pytest.approx(d.probabilities, abs=1e-6)  # without the contract they would differ
+
+
+def test_no_face_is_an_empty_result_and_bad_inputs_are_named_not_fatal(demo_pipeline, tmp_path, capsys):
+    blank = tmp_path / "in" / "blank.png"
+    blank.parent.mkdir()
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    assert Recognizer(teacher_a(demo_pipeline), detector="haar").predict(blank) == []
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    good = next((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))
+    out = tmp_path / "faces.json"
+    code, text = run_cli(["predict", teacher_a(demo_pipeline), tmp_path / "in", notes, good, "--detector", "none",
+                          "--out", out, "-q"], capsys)  # fmt: skip
+    assert code == 1
+    assert "broken.jpg: not a readable image" in text and "notes.txt: unsupported format .txt" in text
+    result = json.loads(out.read_text())
+    assert {Path(f["file"]).name for f in result["faces"]} == {"blank.png", good.name}  # the others still ran
+    assert len(result["errors"]) == 2
+
+
+def test_int8_export_passes_its_accuracy_check_and_predicts(demo_pipeline, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "student"
+    shutil.copytree(demo_pipeline / "students" / "demo_dkd", run)
+    code, text = run_cli(["export", "onnx", run, "--int8", "--calibration-images", "64"], capsys)
+    assert code == 0, text
+    sidecar = json.loads((run / "model.int8.onnx.json").read_text())
+    check = sidecar["int8"]
+    assert check["fp32_accuracy"] - check["int8_accuracy"] <= 0.01 and check["agreement"] > 0.9
+    assert check["mode"] == "static QDQ" and check["calibration_images"] == 64
+    assert (run / "model.int8.onnx").stat().st_size < 0.5 * (run / "model.onnx").stat().st_size
+    face = next((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))
+    fp32 = Recognizer(run / "model.onnx", detector="none").predict(face)[0]
+    int8 = Recognizer(run / "model.int8.onnx", detector="none").predict(face)[0]
+    assert max(abs(fp32.probabilities[c] - int8.probabilities[c]) for c in CLASS_NAMES) < 0.1
+    code, text = run_cli(["export", "onnx", run, "--int8", "--int8-tolerance", "-1"], capsys)
+    assert code == 2 and "--int8-tolerance" in text
+
+
+def test_latency_bench_reports_fp32_and_int8_model_and_predict_path(demo_pipeline, tmp_path):
+    import shutil
+
+    from fertrain.bench.latency import bench_latency
+
+    run = tmp_path / "student"
+    shutil.copytree(demo_pipeline / "students" / "demo_dkd", run)
+    from fertrain.export.quantize import export_int8
+
+    export_int8(run, calibration_images=32)
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), cv2.resize(cv2.imread(str(next((demo_pipeline / "data" / "hires").rglob("*.jpg")))),
+                                       (320, 320)))  # fmt: skip
+    rows = bench_latency(run, photo, runs=10, warmup=2, detector="none")
+    assert {(r.model, r.threads) for r in rows} >= {("fp32", 1), ("int8", 1)}
+    assert all(0 < r.model_p50_ms <= r.model_p95_ms and r.predict_p50_ms > 0 and r.faces == 1 for r in rows)
+
+
+def test_haar_detector_comes_from_the_opencv_wheel():
+    det = HaarDetector()
+    assert not det.faces.empty() and not det.eyes.empty()
+    assert int(cv2.__version__.split(".")[0]) == 4  # 5.x wheels ship no cascades: pinned below 5
