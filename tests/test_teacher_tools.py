@@ -182,7 +182,7 @@ def test_resumed_export_equals_one_shot(demo_pipeline, tmp_path):
     pd.testing.assert_frame_equal(resumed_df, one_df)
     assert resumed["sha256"] == one_shot["sha256"]
     assert not (tmp_path / "resumed.parquet.parts").exists()
-    with_tta = export_softlabels(teacher, manifest, tmp_path / "tta.parquet", tta_flip=True, include_logits=True, **kw)
+    with_tta = export_softlabels(teacher, manifest, tmp_path / "tta.parquet", tta="flip", include_logits=True, **kw)
     tta = pd.read_parquet(tmp_path / "tta.parquet")
     assert "logit_angry" in tta and with_tta["sha256"] != one_shot["sha256"]
 

@@ -15,6 +15,26 @@ def split_list(values: list[str] | None) -> list[str] | None:
     return [s for v in values for s in v.split(",") if s]
 
 
+TTA_CHOICES = ("none", "flip", "five", "ten")  # fertrain.engine.evaluate.TTA_MODES (not imported: --help stays fast)
+TTA_HELP = ("Test-time augmentation: none | flip (mirror, logits averaged) | five | ten (corner and centre "
+            "crops, + mirrors for ten, probabilities averaged).")  # fmt: skip
+
+
+def one_of(choices: tuple[str, ...]) -> Callable:
+    """A Typer callback refusing a value outside `choices`, naming them."""
+
+    def check(value):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}; expected one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def tta_option() -> typer.models.OptionInfo:
+    return typer.Option("none", "--tta", help=TTA_HELP, callback=one_of(TTA_CHOICES))
+
+
 def at_least(low: float, *, strict: bool = False, high: float | None = None) -> Callable:
     """A Typer callback refusing values below `low` (or equal, with `strict`), above `high`, and
     NaN/infinity, with a message naming the flag (the CLI prints it as one line)."""

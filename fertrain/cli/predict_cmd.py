@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fertrain.cli.options import at_least
+from fertrain.cli.options import at_least, tta_option
 from fertrain.console import console
 
 HELP = """Detect every face in images, folders (recursive) and videos, align it, and give its expression \
@@ -43,13 +43,15 @@ def predict(
                                     "(smaller: faster, misses small faces).", callback=at_least(64)),
     detect_scale: float = typer.Option(1.1, "--detect-scale", help="haar: step between searched face sizes "
                                        "(1.2: about twice as fast, misses more).", callback=at_least(1, strict=True)),
+    tta: str = tta_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     from fertrain.deploy import Recognizer, predict_paths, write_rows
     from fertrain.deploy.predict import result_table
 
     recognizer = Recognizer(model, detector=detector, align=align, margin=margin, device=device, threads=threads,
-                            min_face=min_face, detect_size=detect_size, detect_scale=detect_scale)  # fmt: skip
+                            min_face=min_face, detect_size=detect_size, detect_scale=detect_scale,
+                            tta=tta)  # fmt: skip
     report = predict_paths(recognizer, inputs, every=every, topk=topk, annotate=annotate, show_progress=not quiet)
     if not quiet:
         console.print(result_table(report.rows, recognizer.class_names))

@@ -43,6 +43,7 @@ STUDENT: dict = {
 
 @with_options(COMMON, STUDENT, QUIET)
 def student(**values) -> None:
+    from fertrain.engine.config import parse_key_values
     from fertrain.engine.summary import summary_table
     from fertrain.export.onnx import export_onnx
     from fertrain.student import resolve_student_config, train_student
@@ -51,6 +52,7 @@ def student(**values) -> None:
     config, quiet = values.pop("config"), values.pop("quiet")
     for key in ("include_sources", "exclude_sources"):
         values[key] = split_list(values[key])
+    values["augment"] = parse_key_values(values["augment"], "--aug", "rotate=10") or None
     loss_opts = parse_loss_opts(values.pop("loss_opt"))
     temperature = values.pop("temperature")
     if temperature is not None:

@@ -24,6 +24,7 @@ model, loss or schedule option is refused (--force records the override).
 Examples:
   fertrain teacher --stage A --manifest M.parquet --backbone resnet18
   fertrain teacher --stage B --manifest M.parquet --init-from outputs/teachers/RUN_A
+  fertrain teacher --manifest M.parquet --img-size 112 --opt sgd --lr 0.05 --mixup 0.2 --aug rotate=10
   fertrain teacher --config fertrain/configs/demo_teacher_stageA.yaml --manifest M.parquet --epochs 5
   fertrain teacher --evaluate-only --output-dir RUN --eval-manifest M.parquet --eval-split test
 """
@@ -37,7 +38,16 @@ TEACHER: dict = {
     "plain_logits_warmup_epochs": opt(float, "--plain-logits-warmup-epochs", help="Epochs without margin [5]."),
     "margin_ramp_start": opt(float, "--margin-ramp-start", help="Epoch the margin starts rising [5]."),
     "margin_ramp_end": opt(float, "--margin-ramp-end", help="Epoch it reaches --arcface-m [15]."),
-    "smoothing": opt(float, "--smoothing", help="Label smoothing [0]."),
+    "sched": opt(str, "--sched", help="cosine|step|multistep|plateau LR after the warmup [cosine]."),
+    "decay_epochs": opt(float, "--decay-epochs", help="step: decay every N epochs [30]."),
+    "decay_milestones": opt(str, "--decay-milestones", help="multistep: epochs, e.g. 60,120."),
+    "decay_rate": opt(float, "--decay-rate", help="LR factor at each decay (step, multistep, plateau) [0.1]."),
+    "patience_epochs": opt(int, "--patience-epochs", help="plateau: evaluations without gain first [10]."),
+    "smoothing": opt(float, "--smoothing", help="Label smoothing [0] (inside mixup targets too)."),
+    "mixup": opt(float, "--mixup", help="Mixup Beta alpha, e.g. 0.2 [0: off]."),
+    "cutmix": opt(float, "--cutmix", help="CutMix Beta alpha, e.g. 1.0 [0: off]."),
+    "mixup_prob": opt(float, "--mixup-prob", help="Probability of mixing a batch [1]."),
+    "mixup_switch_prob": opt(float, "--mixup-switch-prob", help="With both: probability of cutmix [0.5]."),
     "class_weights": opt(str, "--class-weights", help="none|inverse|effective [none]."),
     "init_from": opt(str, "--init-from", help="New run from another run's weights (fresh optimizer)."),
     "evaluate_only": (bool, typer.Option(False, "--evaluate-only", help="Evaluate best.pt of the run and exit.")),
@@ -48,6 +58,7 @@ TEACHER: dict = {
 
 @with_options(COMMON, TEACHER, QUIET)
 def teacher(**values) -> None:
+    from fertrain.engine.config import parse_key_values
     from fertrain.engine.summary import summary_table
     from fertrain.export.onnx import export_onnx
     from fertrain.posthoc import evaluate_teacher
@@ -58,6 +69,7 @@ def teacher(**values) -> None:
                                                                          "eval_split"))  # fmt: skip
     for key in ("include_sources", "exclude_sources"):
         values[key] = split_list(values[key])
+    values["augment"] = parse_key_values(values["augment"], "--aug", "rotate=10") or None
     cfg = resolve_teacher_config(values, config)
     if evaluate_only:
         target = eval_manifest or cfg.manifest

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fertrain.cli.options import at_least
+from fertrain.cli.options import at_least, tta_option
 from fertrain.console import console
 
 
@@ -19,6 +19,7 @@ def calibrate(
     per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
     exclude_overlap: bool = typer.Option(False, "--exclude-overlap",
                                          help="Drop faces identical to training faces instead of refusing."),
+    tta: str = tta_option(),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
@@ -35,7 +36,7 @@ def calibrate(
     from fertrain.posthoc import calibrate_teacher
 
     r = calibrate_teacher(target, manifest, split, per_class=per_class, device=device, workers=workers,
-                          batch_size=batch_size, exclude_overlap=exclude_overlap,
+                          batch_size=batch_size, exclude_overlap=exclude_overlap, tta=tta,
                           recover_stale=recover_stale_lock)  # fmt: skip
     if r["excluded_training_overlap"]:
         console.print(f"[yellow]excluded[/] {r['excluded_training_overlap']:,} faces identical to training faces")
@@ -84,7 +85,7 @@ def evaluate(
     target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
     manifest: Path = typer.Option(..., "--manifest", "-m"),
     split: str = typer.Option("test"),
-    tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
+    tta: str = tta_option(),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
@@ -98,7 +99,7 @@ def evaluate(
     """
     from fertrain.posthoc import evaluate_teacher
 
-    r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta_flip=tta == "flip",
+    r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta=tta,
                          recover_stale=recover_stale_lock)  # fmt: skip
     console.print(json.dumps({k: r[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
 
@@ -108,7 +109,7 @@ def export_softlabels(
     manifest: Path = typer.Option(..., "--manifest", "-m"),
     split: list[str] = typer.Option(["train"], "--split", help="Split(s) to label (repeatable)."),
     out: Path = typer.Option(..., "--out", help="softlabels.parquet"),
-    tta: str | None = typer.Option(None, "--tta", help="flip: average with the mirrored face."),
+    tta: str = tta_option(),
     include_logits: bool = typer.Option(False, "--include-logits", help="Also store raw logits."),
     allow_other_manifest: bool = typer.Option(False, "--allow-other-manifest", help="Label the rows of a manifest "
                                               "the teacher was not trained on (recorded in the file)."),
@@ -129,7 +130,7 @@ def export_softlabels(
     """
     from fertrain.softlabels import export_softlabels as run_export
 
-    run_export(teacher, manifest, out, splits=split, tta_flip=tta == "flip", include_logits=include_logits,
+    run_export(teacher, manifest, out, splits=split, tta=tta, include_logits=include_logits,
                chunk_size=chunk_size, device=device, workers=workers, batch_size=batch_size,
                show_progress=not quiet, recover_stale=recover_stale_lock,
                allow_other_manifest=allow_other_manifest)  # fmt: skip

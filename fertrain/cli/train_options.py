@@ -50,6 +50,8 @@ COMMON: dict[str, Spec] = {
     "include_sources": opt(list[str], "--include-sources", help="Only these sources (repeatable or a,b)."),
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),
     "clahe": opt(bool, "--clahe/--no-clahe", help="CLAHE clip 2.0 tile 8x8 (saved with the run)."),
+    "augment": opt(list[str], "--aug", help="KEY=VALUE augmentation override (repeatable): rotate=10, "
+                   "scale=[0.8,1], erasing=0.25, hflip, brightness, contrast, saturation, ratio."),
     "color": opt(str, "--color", help="rgb|grey|auto: grey models see colour photos as grey [auto: grey when the "
                  "training images are, or as the online --teacher]."),
     "select_metric": opt(str, "--select-metric", help="best.pt by val macro_f1|accuracy|auc [macro_f1]."),

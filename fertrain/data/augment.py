@@ -27,9 +27,13 @@ class AugmentConfig:
     saturation: float = 0.25
     erasing: float = 0.25  # probability of one random-erasing rectangle per image
     erasing_area: tuple[float, float] = (0.02, 0.2)
+    rotate: float = 0.0  # random rotation, uniform in +-rotate degrees (0 = none)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+SCALAR_LIMITS = {"rotate": 180.0}  # scalars that are not probabilities or fractions
 
 
 def augment_config(overrides: dict | None, where: str = "augment") -> AugmentConfig:
@@ -50,8 +54,9 @@ def augment_config(overrides: dict | None, where: str = "augment") -> AugmentCon
                 raise ConfigError(f"{where}.{key}: expected [low, high] with 0 <= low <= high, got {value!r}")
             values[key] = (float(value[0]), float(value[1]))
         else:
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                raise ConfigError(f"{where}.{key}: expected a number from 0 to 1, got {value!r}")
+            top = SCALAR_LIMITS.get(key, 1.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top:
+                raise ConfigError(f"{where}.{key}: expected a number from 0 to {top:g}, got {value!r}")
             values[key] = float(value)
     return AugmentConfig(**values)
 
@@ -62,19 +67,27 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return g
 
 
-def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, cy, flip) -> torch.Tensor:
+def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, cy, flip,
+              cos=None, sin=None) -> torch.Tensor:  # fmt: skip
     """One bilinear resample of each face's valid region (top-left h x w of the canvas) to out x out.
 
     (sx, sy) is the crop size and (cx, cy) its centre in the face's own [-1, 1] coordinates;
-    flip is +1 or -1. With sx = sy = 1, cx = cy = 0 it is a plain resize of the face.
+    flip is +1 or -1; (cos, sin) of the crop's rotation about its centre (default: none). With
+    sx = sy = 1, cx = cy = 0 it is a plain resize of the face.
     """
     b, _, c, _ = x_uint8.shape
     rh = sizes[:, 0].to(torch.float32) / c
     rw = sizes[:, 1].to(torch.float32) / c
     theta = torch.zeros(b, 2, 3, device=x_uint8.device)
-    theta[:, 0, 0] = sx * flip * rw
+    if cos is None:
+        theta[:, 0, 0] = sx * flip * rw
+        theta[:, 1, 1] = sy * rh
+    else:  # source = R(angle) . (flip * sx * u, sy * v) + centre, in the face's coordinates
+        theta[:, 0, 0] = cos * sx * flip * rw
+        theta[:, 0, 1] = -sin * sy * rw
+        theta[:, 1, 0] = sin * sx * flip * rh
+        theta[:, 1, 1] = cos * sy * rh
     theta[:, 0, 2] = cx * rw + rw - 1
-    theta[:, 1, 1] = sy * rh
     theta[:, 1, 2] = cy * rh + rh - 1
     grid = F.affine_grid(theta, [b, 3, out, out], align_corners=False)
     return F.grid_sample(x_uint8.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -132,12 +145,13 @@ def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, s
 
 
 # Columns of the per-sample parameter matrix drawn by `sample_augment_params`.
-P_SX, P_SY, P_CX, P_CY, P_FLIP, P_BRIGHT, P_CONTRAST, P_SAT, P_EH, P_EW, P_EY, P_EX, P_EON = range(13)
-N_UNIFORM = 13  # uniforms drawn per sample (one torch.rand call per batch)
+P_SX, P_SY, P_CX, P_CY, P_FLIP, P_BRIGHT, P_CONTRAST, P_SAT, P_EH, P_EW, P_EY, P_EX, P_EON, P_ANGLE = range(14)
+N_UNIFORM = 14  # uniforms drawn per sample (one torch.rand call per batch)
+P_FILL = slice(N_UNIFORM, N_UNIFORM + 3)  # the erasing fill values
 
 
 def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Every random draw of one batch in one (b, 16) tensor: 13 scalars + 3 erasing fill values.
+    """Every random draw of one batch in one (b, 17) tensor: 14 scalars + 3 erasing fill values.
 
     Two kernel launches per batch instead of one per parameter.
     """
@@ -161,19 +175,22 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
         torch.sqrt(e_area * e_ratio), torch.sqrt(e_area / e_ratio),  # erasing height, width (fractions)
         r[:, 10], r[:, 11],  # erasing position
         (r[:, 12] < cfg.erasing).float(),
+        (r[:, 13] * 2 - 1) * math.radians(cfg.rotate),  # rotation angle
     ]  # fmt: skip
     return torch.cat([torch.stack(cols, dim=1), fill], dim=1)
 
 
 def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, out: int, consts: torch.Tensor,
                   ) -> torch.Tensor:  # fmt: skip
-    """The deterministic part: crop + flip + resize, colour jitter, normalize, erasing.
+    """The deterministic part: crop + rotation + flip + resize, colour jitter, normalize, erasing.
 
     Pure tensor code with no random draws (p holds them), so torch.compile can fuse it.
     `consts` rows: mean, std, grey weights.
     """
     b = x_uint8.shape[0]
-    x = _resample(x_uint8, sizes, out, p[:, P_SX], p[:, P_SY], p[:, P_CX], p[:, P_CY], p[:, P_FLIP]) / 255.0
+    angle = p[:, P_ANGLE]
+    x = _resample(x_uint8, sizes, out, p[:, P_SX], p[:, P_SY], p[:, P_CX], p[:, P_CY], p[:, P_FLIP],
+                  torch.cos(angle), torch.sin(angle)) / 255.0  # fmt: skip
     mean, std, gray_w = (consts[i].view(1, 3, 1, 1) for i in range(3))
     x = x * p[:, P_BRIGHT].view(b, 1, 1, 1)
     mean_gray = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
@@ -188,7 +205,7 @@ def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, o
     ys = torch.arange(out, device=x.device).view(1, out, 1)
     xs = torch.arange(out, device=x.device).view(1, 1, out)
     mask = (p[:, P_EON].view(b, 1, 1) > 0.5) & (ys >= y0) & (ys < y0 + eh) & (xs >= x0) & (xs < x0 + ew)
-    return torch.where(mask.unsqueeze(1), p[:, 13:16].view(b, 3, 1, 1), x)
+    return torch.where(mask.unsqueeze(1), p[:, P_FILL].view(b, 3, 1, 1), x)
 
 
 @functools.lru_cache(maxsize=16)
@@ -202,7 +219,7 @@ _compiled_apply = None
 
 def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: AugmentConfig, mean, std,
                   g: torch.Generator, channels_last: bool = False, fused: bool = False) -> torch.Tensor:  # fmt: skip
-    """Random resized crop + flip + resize (one resample), colour jitter, normalize, erasing.
+    """Random resized crop + rotation + flip + resize (one resample), colour jitter, normalize, erasing.
 
     `fused` runs the deterministic part through torch.compile (one compile per process; worth
     it on a GPU, where the eager version's separate passes over the batch cost ~14 % of a

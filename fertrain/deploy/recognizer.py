@@ -67,8 +67,8 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 class Recognizer:
     def __init__(self, model: str | Path, *, detector: str = "haar", align: bool = True, margin: float | None = None,
                  device: str = "cpu", threads: int | None = None, min_face: int = 24,
-                 detect_size: int = 320, detect_scale: float = 1.1):  # fmt: skip
-        self.model = load_model(model, device=resolve_device(device), threads=threads)
+                 detect_size: int = 320, detect_scale: float = 1.1, tta: str = "none"):  # fmt: skip
+        self.model = load_model(model, device=resolve_device(device), threads=threads, tta=tta)
         self.detector = make_detector(detector, min_face, detect_size, detect_scale)
         self.align = align
         self.margin = self.model.spec.face_margin if margin is None else margin

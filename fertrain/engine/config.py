@@ -194,6 +194,15 @@ def check_value(cls: type[TrainConfig], name: str, value: Any, where: str) -> An
     elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
+    elif kind is list and typing.get_args(hints[name]) == (float,):
+        if isinstance(value, str):  # from a flag: 60,120
+            value = [v for v in value.replace(",", " ").split() if v]
+        try:
+            value = [float(v) for v in value] if isinstance(value, list) else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not all(math.isfinite(v) for v in value):
+            raise ConfigError(f"{where}: expected a list of numbers (60,120 or [60, 120])")
     elif kind is list:
         if isinstance(value, str):
             value = [value]
@@ -236,6 +245,23 @@ def field_names(cls: type[TrainConfig]) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
+MERGED_MAPPINGS = ("augment",)  # mapping options whose flags override single keys of the YAML's mapping
+
+
+def parse_key_values(items: list[str] | None, flag_name: str, example: str) -> dict[str, Any]:
+    """`FLAG KEY=VALUE` (repeatable) -> a mapping; values read as YAML (8, 0.5, true, [0.8, 1])."""
+    opts = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag_name} {item!r}: expected KEY=VALUE, e.g. {flag_name} {example}")
+        try:
+            opts[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{flag_name} {item!r}: cannot read the value {value!r}") from None
+    return opts
+
+
 def resolve_config(cls: type[TrainConfig], overrides: dict[str, Any], yaml_path: str | Path | None = None,
                    preset: dict[str, Any] | None = None) -> Any:  # fmt: skip
     """Merge defaults, `preset`, YAML and the flags that were given (None = not given); check
@@ -249,6 +275,8 @@ def resolve_config(cls: type[TrainConfig], overrides: dict[str, Any], yaml_path:
     for source, values in (("yaml", from_yaml), ("flag", given)):
         for name, value in values.items():
             where = flag(name) if source == "flag" else f"--config {yaml_path}: {name}"
+            if name in MERGED_MAPPINGS and isinstance(value, dict) and isinstance(merged.get(name), dict):
+                value = {**merged[name], **value}  # `--aug rotate=10` changes one key of the YAML's augment
             merged[name] = check_value(cls, name, value, where)
     cfg = cls(**merged)
     cfg.validate()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from fertrain.calibration import calibration_report, fit_temperature
@@ -14,18 +15,51 @@ from fertrain.data.augment import uniform_size
 from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
+TTA_MODES = ("none", "flip", "five", "ten")
+TTA_CROP = 0.875  # side of each multi-crop view, as a fraction of the face (the training crops' typical size)
+
+
+def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """The multi-crop views of a model-input batch (N x C x S x S): `five` = the four corners and the
+    centre, each a TTA_CROP x TTA_CROP crop resized back to S (bilinear); `ten` = those and their
+    mirror images."""
+    s = x.shape[-1]
+    k = max(1, round(s * TTA_CROP))
+    origins = [(0, 0), (0, s - k), (s - k, 0), (s - k, s - k), ((s - k) // 2, (s - k) // 2)]
+    views = [F.interpolate(x[:, :, y : y + k, x0 : x0 + k].float(), size=(s, s), mode="bilinear",
+                           align_corners=False).to(x.dtype) for y, x0 in origins]  # fmt: skip
+    if mode == "ten":
+        views += [torch.flip(v, dims=[3]) for v in views]
+    return views
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Serving logits of a batch under test-time augmentation `mode` (TTA_MODES).
+
+    flip: the mean of the face's and its mirror's logits. five/ten: the views' softmax
+    probabilities averaged, returned as log-probabilities (logits of the averaged distribution,
+    so temperature scaling and argmax work on them as on any logits)."""
+    if mode == "none":
+        return model(x).float()
+    if mode == "flip":
+        return (model(x).float() + model(torch.flip(x, dims=[3])).float()) / 2
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; expected one of {', '.join(TTA_MODES)}")
+    probs = torch.stack([torch.softmax(model(v).float(), dim=1) for v in tta_views(x, mode)]).mean(0)
+    return torch.log(probs.clamp_min(1e-12))
+
 
 @torch.no_grad()
 def collect_logits(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, spec: PreprocessSpec, *, amp: bool = False,
-    channels_last: bool = False, tta_flip: bool = False, on_batch: Callable[[int], None] | None = None,
+    channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader`.
 
-    `tta_flip` averages the logits of each face and its mirror image. Logits stay on the device
-    until the end: one copy to the host instead of a GPU sync per batch. (Copying and resizing
-    on a side stream, to overlap the previous forward pass, measured no gain on an H200.)
-    `on_batch(n)` is called as each batch is queued (a progress bar's advance).
+    `tta`: test-time augmentation (`tta_logits`). Logits stay on the device until the end: one
+    copy to the host instead of a GPU sync per batch. (Copying and resizing on a side stream, to
+    overlap the previous forward pass, measured no gain on an H200.) `on_batch(n)` is called as
+    each batch is queued (a progress bar's advance).
     """
     model.eval()
     out, labels, index = [], [], []
@@ -37,9 +71,7 @@ def collect_logits(
         x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,
                            spec.mean, spec.std, channels_last, dtype=in_dtype, native=native)  # fmt: skip
         with autocast_for(device, amp):
-            logits = model(x)
-            if tta_flip:
-                logits = (logits.float() + model(torch.flip(x, dims=[3])).float()) / 2
+            logits = tta_logits(model, x, tta)
         out.append(logits.float())
         if on_batch is not None:
             on_batch(len(y))

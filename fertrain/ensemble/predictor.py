@@ -46,13 +46,13 @@ class RunPredictor:
 
     def logits(
         self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
-        tta_flip: bool = False, amp: bool = False, on_batch: Callable[[int], None] | None = None,
+        tta: str = "none", amp: bool = False, on_batch: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, labels) for the faces `faces(spec)` gives (manifest rows or in-memory crops,
         prepared with this run's own spec), in their order."""
         loader = face_loader(faces(self.spec), batch_size=batch_size, workers=workers, device=device)
         logits, labels, _ = collect_logits(self.model.to(device), loader, device, self.spec, amp=amp,
-                                           tta_flip=tta_flip, on_batch=on_batch)  # fmt: skip
+                                           tta=tta, on_batch=on_batch)  # fmt: skip
         return logits, labels
 
 

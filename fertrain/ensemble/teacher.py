@@ -49,23 +49,24 @@ class Teacher:
         return self.path.suffix.lower() == ".json"
 
     def logits(self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
-               workers: int = 4, tta_flip: bool = False,
+               workers: int = 4, tta: str = "none",
                on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Uncalibrated logits of manifest `rows`: a run's raw logits, or an ensemble's fused
         log-probabilities. `on_batch(n)` reports progress per batch and member."""
         return self.logits_of(manifest_faces(manifest, rows), device=device, batch_size=batch_size, workers=workers,
-                              tta_flip=tta_flip, on_batch=on_batch)  # fmt: skip
+                              tta=tta, on_batch=on_batch)  # fmt: skip
 
-    def face_probs(self, faces: list[np.ndarray], *, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    def face_probs(self, faces: list[np.ndarray], *, device: torch.device, batch_size: int = 64,
+                   tta: str = "none") -> np.ndarray:  # fmt: skip
         """Calibrated probabilities of in-memory face crops (uint8 RGB or grey), each member
         preparing them with its own spec, exactly as it prepares manifest rows."""
-        logits, _ = self.logits_of(image_faces(faces), device=device, batch_size=batch_size, workers=0)
+        logits, _ = self.logits_of(image_faces(faces), device=device, batch_size=batch_size, workers=0, tta=tta)
         return self.calibrated_probs(logits)
 
     def logits_of(self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
-                  tta_flip: bool = False,
+                  tta: str = "none",
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        outs = [m.logits(faces, device=device, batch_size=batch_size, workers=workers, tta_flip=tta_flip,
+        outs = [m.logits(faces, device=device, batch_size=batch_size, workers=workers, tta=tta,
                          on_batch=on_batch) for m in self.members]  # fmt: skip
         labels = outs[0][1]
         if not self.is_ensemble:

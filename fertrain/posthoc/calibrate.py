@@ -24,8 +24,9 @@ from fertrain.plots import plot_reliability
 
 def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = "val", *,
                       per_class: bool = False, device: str = "auto", batch_size: int = 256, workers: int = 4,
-                      n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False,
+                      n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False, tta: str = "none",
                       recover_stale: bool = False) -> dict:  # fmt: skip
+    """Fit the temperature on held-out logits (`tta`: of the test-time augmentation served with)."""
     teacher = load_teacher(target)
     teacher.check_writable(recover_stale)
     manifest = manifest or default_manifest(teacher)
@@ -54,7 +55,8 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         raise ConfigError(f"{manifest} [{split}]: no held-out rows left after excluding training faces")
     was_t = teacher.temperature
     teacher.temperature = 1.0  # calibrate the teacher's raw (ensembles: fused) logits from scratch
-    logits, labels = teacher.logits(m, rows, device=resolve_device(device), batch_size=batch_size, workers=workers)
+    logits, labels = teacher.logits(m, rows, device=resolve_device(device), batch_size=batch_size, workers=workers,
+                                    tta=tta)  # fmt: skip
     fit = fit_temperature(logits, labels)
     temperature: float | list[float] = fit.temperature
     refinement = None
@@ -66,7 +68,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     after = calibration_report(logits, labels, temperature, n_bins)
     result = {
         "posthoc": True, "teacher": str(target), "manifest": str(manifest), "manifest_sha256": m.sha256,
-        "split": split, "n": len(rows), "excluded_training_overlap": excluded, "temperature": temperature,
+        "split": split, "n": len(rows), "tta": tta, "excluded_training_overlap": excluded, "temperature": temperature,
         "global_fit": fit.to_dict(),
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -18,7 +18,7 @@ from fertrain.plots import plot_confusion_matrix
 
 
 def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = "test", *, device: str = "auto",
-                     batch_size: int = 256, workers: int = 4, tta_flip: bool = False,
+                     batch_size: int = 256, workers: int = 4, tta: str = "none",
                      recover_stale: bool = False) -> dict:  # fmt: skip
     """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
     teacher's temperature) and the same per source; JSON + confusion PNG next to the target."""
@@ -30,16 +30,16 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
     if rows.empty:
         raise ConfigError(f"{manifest_path}: no rows in split {split!r}")
     logits, labels = teacher.logits(manifest, rows, device=resolve_device(device), batch_size=batch_size,
-                                    workers=workers, tta_flip=tta_flip)  # fmt: skip
+                                    workers=workers, tta=tta)  # fmt: skip
     result = {
         "teacher": teacher.describe(), "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
-        "split": split, "tta_flip": tta_flip, **classification_metrics(logits, labels),
+        "split": split, "tta": tta, **classification_metrics(logits, labels),
         "calibration": {"raw": calibration_report(logits, labels, 1.0),
                         "scaled": calibration_report(logits, labels, teacher.temperature)},
         "by_source": {src: classification_metrics(logits[mask], labels[mask])
                       for src in sorted(rows["source"].unique()) for mask in [(rows["source"] == src).to_numpy()]},
     }  # fmt: skip
-    stem = f"{manifest_path.name.split('.')[0]}_{split}"
+    stem = f"{manifest_path.name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
     json_out, png_out = teacher.report_path(f"evaluation_{stem}.json"), teacher.report_path(f"confusion_{stem}.png")
     title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
     with teacher.writing(recover_stale):

@@ -48,7 +48,7 @@ def _chunk_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | Non
 
 
 def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: str | Path, *,
-                      splits: list[str] | None = None, tta_flip: bool = False, include_logits: bool = False,
+                      splits: list[str] | None = None, tta: str = "none", include_logits: bool = False,
                       chunk_size: int = 8192, device: str = "auto", batch_size: int = 256, workers: int = 4,
                       show_progress: bool = True, max_chunks: int | None = None, recover_stale: bool = False,
                       allow_other_manifest: bool = False) -> dict:  # fmt: skip
@@ -75,7 +75,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
     parts = Path(f"{out}.parts")
     meta = {
         "format": FORMAT, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
-        "splits": list(splits or ["train"]), "rows": len(rows), "tta": "flip" if tta_flip else None,
+        "splits": list(splits or ["train"]), "rows": len(rows), "tta": None if tta == "none" else tta,
         "chunk_size": chunk_size, "class_names": [c.split("_", 1)[1] for c in PROB_COLUMNS],
         "other_manifest": bool(others),
         "probabilities": "calibrated: each member's T, weighted fusion, then the teacher's T",
@@ -106,7 +106,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
                 if max_chunks is not None and done >= max_chunks:
                     return {"complete": False, "chunks_done": c, "chunks": n_chunks}
                 logits, _ = teacher.logits(manifest, chunk, device=dev, batch_size=batch_size, workers=workers,
-                                           tta_flip=tta_flip, on_batch=advance)  # fmt: skip
+                                           tta=tta, on_batch=advance)  # fmt: skip
                 frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
                 with atomic_path(part) as tmp:
                     frame.to_parquet(tmp, index=False)

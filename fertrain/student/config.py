@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
 from fertrain.engine.config import (
     NON_NEGATIVE,
     POSITIVE,
@@ -20,6 +18,7 @@ from fertrain.engine.config import (
     TrainConfig,
     backbone_abbrev,
     load_yaml_config,
+    parse_key_values,
     resolve_config,
 )
 from fertrain.errors import ConfigError
@@ -79,16 +78,7 @@ class StudentConfig(TrainConfig):
 
 def parse_loss_opts(items: list[str] | None) -> dict[str, Any]:
     """`--loss-opt KEY=VALUE` (repeatable), values read as YAML scalars (8, 0.5, true)."""
-    opts = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--loss-opt {item!r}: expected KEY=VALUE, e.g. --loss-opt beta=8")
-        try:
-            opts[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--loss-opt {item!r}: cannot read the value {value!r}") from None
-    return opts
+    return parse_key_values(items, "--loss-opt", "beta=8")
 
 
 def resolve_student_config(overrides: dict[str, Any], yaml_path: str | Path | None = None,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fertrain.data.mixup import MixupConfig
 from fertrain.engine.config import (
     AT_LEAST_ONE,
     FRACTION,
@@ -17,6 +18,7 @@ from fertrain.engine.config import (
     load_yaml_config,
     resolve_config,
 )
+from fertrain.engine.schedules import SCHEDULES
 from fertrain.errors import ConfigError
 from fertrain.models.heads import HEADS
 from fertrain.teacher.losses import CLASS_WEIGHT_MODES
@@ -40,9 +42,20 @@ class TeacherConfig(TrainConfig):
     plain_logits_warmup_epochs: float = 5.0
     margin_ramp_start: float = 5.0
     margin_ramp_end: float = 15.0
+    # LR schedule after the warmup
+    sched: str = "cosine"  # cosine | step | multistep | plateau
+    decay_epochs: float = 30.0  # step
+    decay_milestones: list[float] = field(default_factory=list)  # multistep: epochs
+    decay_rate: float = 0.1  # step, multistep, plateau
+    patience_epochs: int = 10  # plateau: evaluations without improvement before a reduction
     # loss and imbalance
     smoothing: float = 0.0
     class_weights: str = "none"
+    # mixup / cutmix (timm semantics; smoothing applies inside)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
     # runs
     output_root: str = "outputs/teachers"
     init_from: str | None = None
@@ -50,10 +63,13 @@ class TeacherConfig(TrainConfig):
     RANGES: ClassVar[dict[str, Range]] = {
         **TrainConfig.RANGES, "lr_warmup_epochs": NON_NEGATIVE, "arcface_s": POSITIVE, "arcface_m": Range(0, 1.5),
         "plain_logits_warmup_epochs": NON_NEGATIVE, "margin_ramp_start": NON_NEGATIVE, "margin_ramp_end": NON_NEGATIVE,
-        "smoothing": FRACTION, "epochs": AT_LEAST_ONE,
+        "smoothing": FRACTION, "epochs": AT_LEAST_ONE, "decay_epochs": POSITIVE, "decay_rate": Range(0, 1),
+        "patience_epochs": NON_NEGATIVE, "mixup": NON_NEGATIVE, "cutmix": NON_NEGATIVE, "mixup_prob": Range(0, 1),
+        "mixup_switch_prob": Range(0, 1),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "stage": tuple(STAGE_PRESETS), "head": tuple(HEADS), "class_weights": CLASS_WEIGHT_MODES,
+        "sched": SCHEDULES,
     }  # fmt: skip
 
     def validate(self) -> None:
@@ -62,6 +78,14 @@ class TeacherConfig(TrainConfig):
             raise ConfigError("--margin-ramp-end must be >= --margin-ramp-start")
         if self.img_size is None:
             raise ConfigError("--img-size is required")
+        if self.sched == "multistep" and not self.decay_milestones:
+            raise ConfigError("--sched multistep needs --decay-milestones (epochs, e.g. 60,120)")
+        if any(m <= 0 for m in self.decay_milestones):
+            raise ConfigError(f"--decay-milestones {self.decay_milestones}: expected positive epochs")
+
+    @property
+    def mix(self) -> MixupConfig:
+        return MixupConfig(self.mixup, self.cutmix, self.mixup_prob, self.mixup_switch_prob)
 
 
 def resolve_teacher_config(overrides: dict[str, Any], yaml_path: str | Path | None = None) -> TeacherConfig:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 
 from fertrain.console import console
+from fertrain.data.mixup import MixDraw, draw_mix, mix_images
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
-from fertrain.engine.schedules import build_lr_scheduler, set_lr_for_step
+from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
 from fertrain.labels import NUM_CLASSES
 from fertrain.models import FerNet, build_model, model_spec
@@ -40,10 +41,22 @@ class TeacherTrainer(Trainer):
         w = class_weights(self.train_rows["label"].to_numpy(), NUM_CLASSES, self.cfg.class_weights)
         self.class_w = w.to(self.device) if w is not None else None
         self.margin = 0.0
+        self.lr_factor = 1.0  # plateau reductions
+        self.mix = MixDraw(1.0)  # this step's mixup/cutmix (none)
 
     def create_scheduler(self):
-        return build_lr_scheduler(self.optimizer, total_steps=self.total_steps, min_lr=self.cfg.min_lr,
-                                  warmup_steps=round(self.cfg.lr_warmup_epochs * self.steps_per_epoch))  # fmt: skip
+        c = self.cfg
+        return build_lr_scheduler(self.optimizer, total_steps=self.total_steps, min_lr=c.min_lr,
+                                  warmup_steps=round(c.lr_warmup_epochs * self.steps_per_epoch), sched=c.sched,
+                                  steps_per_epoch=self.steps_per_epoch, decay_epochs=c.decay_epochs,
+                                  decay_rate=c.decay_rate, decay_milestones=c.decay_milestones)  # fmt: skip
+
+    def on_epoch_start(self) -> None:
+        """Plateau: the reductions so far, from the recorded evaluations (a resume sees the same)."""
+        c, key = self.cfg, f"val_{self.cfg.select_metric}"
+        if c.sched == "plateau":
+            n = plateau_reductions([r[key] for r in self.history if key in r], c.patience_epochs)
+            self.lr_factor = c.decay_rate**n
 
     def initialize(self) -> None:
         """--init-from: a new run (new optimizer and schedule) from another run's weights."""
@@ -62,12 +75,19 @@ class TeacherTrainer(Trainer):
             self.margin = margin_at_step(self.global_step, self.steps_per_epoch, margin=c.arcface_m,
                                          plain_warmup_epochs=c.plain_logits_warmup_epochs,
                                          ramp_start_epoch=c.margin_ramp_start, ramp_end_epoch=c.margin_ramp_end)
-        return {"lr": set_lr_for_step(self.scheduler, self.global_step), "margin": self.margin}  # fmt: skip
+        lr = set_lr_for_step(self.scheduler, self.global_step, self.lr_factor, c.min_lr)
+        return {"lr": lr, "margin": self.margin}
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Augment, then mixup/cutmix with the batch's mirror (one draw per optimizer step)."""
+        self.mix = draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step)
+        return self.forward_loss(mix_images(self.augmented(batch), self.mix), batch)
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        with self.autocast():
+        with self.autocast():  # the ArcFace margin goes to each image's own label
             logits = self.model.head(self.backbone_fn(x), batch.labels, self.margin)
-        loss = teacher_loss(logits, batch.labels, batch.soft, smoothing=self.cfg.smoothing, weights=self.class_w)
+        loss = teacher_loss(logits, batch.labels, batch.soft, smoothing=self.cfg.smoothing, weights=self.class_w,
+                            mix=self.mix)  # fmt: skip
         return {"loss": loss}
 
     def epoch_info(self) -> dict:

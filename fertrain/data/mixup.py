@@ -1,0 +1,83 @@
+"""Mixup and CutMix on a normalized batch, with timm's `Mixup` semantics ('batch' mode).
+
+Each image is mixed with the batch's mirror (image i with image B-1-i) using one lambda per
+batch drawn from Beta(alpha, alpha); with both mixup and cutmix on, cutmix is chosen with
+probability `switch_prob`; the whole batch is mixed with probability `prob`. CutMix pastes one
+box and corrects lambda to the box's actual area. Targets are the same mix of the two images'
+(label-smoothed) target distributions, so they sum to 1.
+
+Unlike timm, the draws come from a generator seeded by (seed, step): a resumed run mixes
+exactly what an uninterrupted one would have, and nothing reads the global NumPy state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class MixupConfig:
+    mixup: float = 0.0  # Beta alpha of mixup (0 = off)
+    cutmix: float = 0.0  # Beta alpha of cutmix (0 = off)
+    prob: float = 1.0  # probability of mixing a batch at all
+    switch_prob: float = 0.5  # with both on: probability of cutmix instead of mixup
+
+    @property
+    def active(self) -> bool:
+        return self.prob > 0 and (self.mixup > 0 or self.cutmix > 0)
+
+
+@dataclass(frozen=True)
+class MixDraw:
+    """What one batch gets: lambda (weight of the image itself) and, for cutmix, the pasted box."""
+
+    lam: float
+    box: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in pixels
+
+    @property
+    def identity(self) -> bool:
+        return self.lam == 1.0
+
+
+def draw_mix(cfg: MixupConfig, size: int, seed: int, step: int) -> MixDraw:
+    """The mix for optimizer step `step` of a run seeded `seed` on `size` x `size` images."""
+    if not cfg.active:
+        return MixDraw(1.0)
+    rng = np.random.default_rng([int(seed), int(step), 0x6D6978])  # independent of the augmentation stream
+    if rng.random() >= cfg.prob:
+        return MixDraw(1.0)
+    use_cutmix = cfg.cutmix > 0 and (cfg.mixup == 0 or rng.random() < cfg.switch_prob)
+    lam = float(rng.beta(cfg.cutmix, cfg.cutmix) if use_cutmix else rng.beta(cfg.mixup, cfg.mixup))
+    if not use_cutmix:
+        return MixDraw(lam)
+    cut = math.sqrt(1.0 - lam)  # box side / image side, so the box covers 1 - lam of the area
+    h = w = int(size * cut)
+    cy, cx = int(rng.integers(0, size)), int(rng.integers(0, size))
+    y0, y1 = max(cy - h // 2, 0), min(cy + h // 2, size)
+    x0, x1 = max(cx - w // 2, 0), min(cx + w // 2, size)
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / float(size * size)  # clipped at the border: the area pasted
+    return MixDraw(lam, (y0, y1, x0, x1))
+
+
+def mix_images(x: torch.Tensor, draw: MixDraw) -> torch.Tensor:
+    """The batch mixed with its mirror (B-1-i); unchanged for an identity draw."""
+    if draw.identity:
+        return x
+    partner = x.flip(0)
+    if draw.box is None:
+        return x * draw.lam + partner * (1.0 - draw.lam)
+    y0, y1, x0, x1 = draw.box
+    mixed = x.clone()
+    mixed[:, :, y0:y1, x0:x1] = partner[:, :, y0:y1, x0:x1]
+    return mixed
+
+
+def mix_targets(targets: torch.Tensor, draw: MixDraw) -> torch.Tensor:
+    """Per-sample target distributions (B x K) mixed like their images."""
+    if draw.identity:
+        return targets
+    return targets * draw.lam + targets.flip(0) * (1.0 - draw.lam)

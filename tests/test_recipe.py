@@ -1,0 +1,225 @@
+"""Accuracy-recipe ingredients: mixup/cutmix with timm's semantics, random rotation, multi-crop
+test-time augmentation, SGD with step/multistep/plateau schedules, and `--aug` overrides."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+from timm.data.mixup import mixup_target
+
+from fertrain.cli.options import TTA_CHOICES
+from fertrain.data.augment import AugmentConfig, _resample, augment_batch, augment_config, step_generator
+from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets
+from fertrain.engine.evaluate import TTA_MODES, tta_logits
+from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
+from fertrain.errors import ConfigError
+from fertrain.teacher import resolve_teacher_config, train_teacher
+from fertrain.teacher.losses import target_distribution, teacher_loss
+
+from .clitools import run_cli
+from .test_engine import tiny_teacher
+
+# --- mixup / cutmix ---------------------------------------------------------------------------------------
+
+
+def test_mixup_targets_sum_to_one_and_equal_timms_mixup_target_with_smoothing_inside():
+    labels = torch.tensor([0, 3, 6, 2, 2, 5, 1, 4])
+    for step in range(20):
+        draw = draw_mix(MixupConfig(mixup=0.4, cutmix=1.0), 48, seed=7, step=step)
+        for smoothing in (0.0, 0.1):
+            ours = mix_targets(target_distribution(labels, None, 7, smoothing), draw)
+            theirs = mixup_target(labels, 7, lam=draw.lam, smoothing=smoothing)  # timm: mirror pairing too
+            assert torch.allclose(ours, theirs, atol=1e-6), (step, smoothing)
+            assert torch.allclose(ours.sum(1), torch.ones(len(labels)))
+
+
+def test_mixup_and_cutmix_mix_images_like_timm_and_cutmix_lambda_is_the_pasted_area():
+    x = torch.randn(6, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    mixed = mix_images(x, MixDraw(0.3))
+    assert torch.allclose(mixed, 0.3 * x + 0.7 * x.flip(0))  # timm: x * lam + x.flip(0) * (1 - lam)
+    draws = [draw_mix(MixupConfig(cutmix=1.0), 40, seed=1, step=s) for s in range(50)]
+    boxes = [d for d in draws if d.box is not None]
+    assert len(boxes) == 50 and len({d.lam for d in boxes}) > 40  # every batch cut, lambda varies
+    for d in boxes:
+        y0, y1, x0, x1 = d.box
+        assert d.lam == pytest.approx(1 - (y1 - y0) * (x1 - x0) / 1600)
+        out = mix_images(x, d)
+        pasted = torch.zeros(40, 40, dtype=torch.bool)
+        pasted[y0:y1, x0:x1] = True
+        assert torch.equal(out[:, :, pasted], x.flip(0)[:, :, pasted])
+        assert torch.equal(out[:, :, ~pasted], x[:, :, ~pasted])
+        assert float((out != x).float().mean()) == pytest.approx(1 - d.lam, abs=1e-6)  # randn: all pixels differ
+
+
+def test_mixup_draws_are_deterministic_per_seed_and_step_and_honour_prob_and_switch():
+    cfg = MixupConfig(mixup=0.2, cutmix=1.0, prob=0.5, switch_prob=0.5)
+    assert draw_mix(cfg, 48, 3, 11) == draw_mix(cfg, 48, 3, 11)
+    draws = [draw_mix(cfg, 48, 3, s) for s in range(400)]
+    mixed = [d for d in draws if not d.identity]
+    cut = [d for d in mixed if d.box is not None]
+    assert 0.4 < len(mixed) / 400 < 0.6 and 0.35 < len(cut) / len(mixed) < 0.65
+    assert all(draw_mix(MixupConfig(mixup=0.2, prob=0.0), 48, 3, s).identity for s in range(20))
+    assert all(draw_mix(MixupConfig(), 48, 3, s).identity for s in range(20))  # off by default
+
+
+def test_mixed_class_weights_and_loss_follow_the_mixed_targets():
+    logits = torch.randn(4, 7, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([1, 2, 3, 4])
+    w = torch.arange(1.0, 8.0)
+    mix = MixDraw(0.25)
+    t = 0.25 * torch.eye(7)[labels] + 0.75 * torch.eye(7)[labels.flip(0)]
+    sw = 0.25 * w[labels] + 0.75 * w[labels.flip(0)]
+    per = -(t * torch.log_softmax(logits, 1)).sum(1)
+    expected = float((per * sw).sum() / sw.sum())
+    assert float(teacher_loss(logits, labels, None, weights=w, mix=mix)) == pytest.approx(expected)
+
+
+# --- rotation ---------------------------------------------------------------------------------------------
+
+
+def _faces(n=4, size=36):
+    g = torch.Generator().manual_seed(5)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8), torch.full((n, 2), size)
+
+
+def test_rotation_is_deterministic_per_seed_and_step_and_identity_at_zero_strength():
+    x, sizes = _faces()
+    rotating = AugmentConfig(rotate=15.0)
+    a = augment_batch(x, sizes, 36, rotating, (0.5,) * 3, (0.5,) * 3, step_generator(1, 9, torch.device("cpu")))
+    b = augment_batch(x, sizes, 36, rotating, (0.5,) * 3, (0.5,) * 3, step_generator(1, 9, torch.device("cpu")))
+    c = augment_batch(x, sizes, 36, rotating, (0.5,) * 3, (0.5,) * 3, step_generator(1, 10, torch.device("cpu")))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    still = augment_batch(x, sizes, 36, AugmentConfig(rotate=0.0), (0.5,) * 3, (0.5,) * 3,
+                          step_generator(1, 9, torch.device("cpu")))  # fmt: skip
+    assert not torch.allclose(a, still, atol=1e-3)  # the rotation does something
+    # zero strength everywhere: the plain evaluation resize
+    none = augment_config({"scale": [1, 1], "ratio": [1, 1], "hflip": 0, "brightness": 0, "contrast": 0,
+                           "saturation": 0, "erasing": 0, "rotate": 0})  # fmt: skip
+    plain = augment_batch(x, sizes, 36, none, (0.5,) * 3, (0.5,) * 3, step_generator(1, 9, torch.device("cpu")))
+    assert torch.allclose(plain, (x.float() / 255 - 0.5) / 0.5, atol=1e-5)
+
+
+def test_a_quarter_turn_of_the_resample_is_torch_rot90():
+    x, sizes = _faces(2, 32)
+    one, zero = torch.ones(2), torch.zeros(2)
+    turned = _resample(x, sizes, 32, one, one, zero, zero, one, cos=zero, sin=one)
+    assert torch.allclose(turned, torch.rot90(x.float(), k=1, dims=(2, 3)), atol=1e-3)
+
+
+def test_rotate_is_checked_in_degrees():
+    assert augment_config({"rotate": 15}).rotate == 15.0
+    with pytest.raises(ConfigError, match=r"augment.rotate: expected a number from 0 to 180"):
+        augment_config({"rotate": 200})
+
+
+# --- multi-crop test-time augmentation --------------------------------------------------------------------
+
+
+class Linear48(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 48 * 48, 7)
+        torch.nn.init.normal_(self.fc.weight, std=0.05, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("mode", ["five", "ten"])
+def test_multi_crop_tta_is_the_mean_probability_of_torchvisions_crops(mode):
+    model, x = Linear48(), torch.randn(3, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    crops = (TF.five_crop if mode == "five" else TF.ten_crop)(x, [42, 42])  # 0.875 of 48
+    probs = torch.stack([torch.softmax(model(TF.resize(c, [48, 48], antialias=False)), 1) for c in crops]).mean(0)
+    with torch.no_grad():
+        got = torch.softmax(tta_logits(model, x, mode), 1)
+    assert torch.allclose(got, probs.detach(), atol=1e-5)
+    assert tuple(TTA_CHOICES) == TTA_MODES  # the CLI offers exactly the engine's modes
+
+
+def test_evaluate_records_tta_and_refuses_an_unknown_mode(demo_pipeline, capsys, tmp_path):
+    run = next((demo_pipeline / "teachers").glob("*stageA*"))
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    code, text = run_cli(["evaluate", run, "-m", manifest, "--split", "val", "--tta", "ten", "-j", "0"], capsys)
+    assert code == 0, text
+    report = json.loads((run / "evaluation_demo_val_tta-ten.json").read_text())  # beside, not over, the plain one
+    assert report["tta"] == "ten" and report["n"] > 0
+    code, text = run_cli(["evaluate", run, "-m", manifest, "--tta", "twelve"], capsys)
+    assert code == 2 and "--tta" in text and "none, flip, five, ten" in text
+
+
+# --- optimizers and schedules -----------------------------------------------------------------------------
+
+
+def _opt(lr=0.1):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9, nesterov=True)
+
+
+def test_step_and_multistep_schedules_decay_at_the_asked_epochs_after_the_warmup():
+    step = build_lr_scheduler(_opt(), total_steps=1000, warmup_steps=10, min_lr=0.0, sched="step",
+                              steps_per_epoch=10, decay_epochs=30, decay_rate=0.1)  # fmt: skip
+    assert set_lr_for_step(step, 9) == pytest.approx(0.1)  # warmup done
+    assert set_lr_for_step(step, 10 + 299) == pytest.approx(0.1)
+    assert set_lr_for_step(step, 10 + 300) == pytest.approx(0.01)  # epoch 30 after the warmup
+    assert set_lr_for_step(step, 10 + 600) == pytest.approx(0.001)
+    multi = build_lr_scheduler(_opt(), total_steps=1000, warmup_steps=0, min_lr=0.0, sched="multistep",
+                               steps_per_epoch=10, decay_milestones=[20, 50], decay_rate=0.5)  # fmt: skip
+    lrs = [set_lr_for_step(multi, s) for s in (0, 198, 200, 498, 500, 999)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_plateau_reductions_count_evaluations_without_gain_like_reduce_lr_on_plateau():
+    metrics = [0.1, 0.2, 0.3, 0.3, 0.29, 0.3, 0.31, 0.2, 0.2, 0.2, 0.2]
+    opt = _opt(1.0)
+    torch_plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2,
+                                                               threshold=1e-4)  # fmt: skip
+    for i, value in enumerate(metrics):
+        torch_plateau.step(value)
+        assert 0.5 ** plateau_reductions(metrics[: i + 1], patience=2) == pytest.approx(opt.param_groups[0]["lr"])
+
+
+def test_sgd_step_schedule_and_mixup_train_end_to_end_and_are_recorded(lowres_manifest, tmp_path, capsys):
+    out = tmp_path / "sgd"
+    code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", "resnet10t", "--head", "linear",
+                          "--img-size", "32", "--epochs", "3", "-b", "32", "-j", "0", "--device", "cpu",
+                          "--opt", "sgd", "--lr", "0.05", "--weight-decay", "5e-4", "--warmup-epochs", "0",
+                          "--sched", "step", "--decay-epochs", "2", "--decay-rate", "0.1", "--mixup", "0.2",
+                          "--cutmix", "1.0", "--smoothing", "0.1", "--aug", "rotate=10", "--aug", "erasing=0",
+                          "--skip-onnx", "--output-dir", out, "-q"], capsys)  # fmt: skip
+    assert code == 0, text
+    hist = json.loads((out / "history.json").read_text())
+    assert [r["lr"] for r in hist] == pytest.approx([0.05, 0.05, 0.005])  # the last step of each epoch
+    assert all(math.isfinite(r["train_loss"]) for r in hist)
+    cfg = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
+    assert cfg["opt"] == "sgd" and cfg["sched"] == "step" and cfg["mixup"] == 0.2
+    assert cfg["augment"] == {"rotate": 10, "erasing": 0}
+    ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True, map_location="cpu")
+    assert ckpt["optimizer"]["param_groups"][0]["nesterov"] is True  # timm's sgd is Nesterov momentum
+
+
+def test_plateau_run_reduces_from_its_history_and_a_resume_continues_it(lowres_manifest, tmp_path):
+    out = tmp_path / "plateau"
+    base = tiny_teacher(lowres_manifest, out, epochs=4, sched="plateau", patience_epochs=0, decay_rate=0.5,
+                        lr_warmup_epochs=0)  # fmt: skip
+    train_teacher(resolve_teacher_config(base), show_progress=False, until_epoch=2)
+    result = train_teacher(resolve_teacher_config(base), show_progress=False)
+    hist = json.loads((out / "history.json").read_text())
+    values = [r["val_macro_f1"] for r in hist]
+    for i, rec in enumerate(hist):  # the LR of epoch i follows the evaluations before it
+        assert rec["lr"] == pytest.approx(2e-3 * 0.5 ** plateau_reductions(values[:i], patience=0))
+    assert result.complete
+
+
+def test_schedule_and_mixup_options_are_checked():
+    with pytest.raises(ConfigError, match="--sched multistep needs --decay-milestones"):
+        resolve_teacher_config({"img_size": 48, "sched": "multistep"})
+    with pytest.raises(ConfigError, match="--sched 'linear'; expected one of cosine, step, multistep, plateau"):
+        resolve_teacher_config({"img_size": 48, "sched": "linear"})
+    with pytest.raises(ConfigError, match="--mixup-prob must be"):
+        resolve_teacher_config({"img_size": 48, "mixup_prob": 1.5})
+    with pytest.raises(ConfigError, match="--decay-milestones: expected a list of numbers"):
+        resolve_teacher_config({"img_size": 48, "sched": "multistep", "decay_milestones": "sixty"})
+    assert resolve_teacher_config({"img_size": 48, "decay_milestones": "60,120"}).decay_milestones == [60.0, 120.0]
