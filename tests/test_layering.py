@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"softlabels", "posthoc", "deploy"},
     {"teacher", "student"},
     {"bench"},
-    {"demo"},
+    {"demo", "pipeline"},
     {"cli"},
     {"__main__"},
 ]

@@ -14,6 +14,7 @@ from fertrain.cli import (
     demo_cmd,
     export_cmd,
     manifest_cmd,
+    pipeline_cmd,
     predict_cmd,
     runs_cmd,
     student_cmd,
@@ -42,6 +43,7 @@ app = typer.Typer(name="fertrain", help=HELP, no_args_is_help=True, pretty_excep
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})  # fmt: skip
 app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(export_cmd.app, name="export")
 app.add_typer(bench_cmd.app, name="bench")

@@ -28,11 +28,12 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, *, total_steps: int, wa
     if sched == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(1, total_steps - warmup_steps), lr_min=min_lr, **common)
     if sched in ("step", "multistep"):
-        # step s runs at timm's t = s + 1 (see set_lr_for_step): +1 puts each decay on the first step of its epoch
+        # step s runs at timm's t = s + 1 (see set_lr_for_step) and timm applies milestone m at t = m - 1:
+        # +2 puts each decay on the first step of its epoch (counted after the warmup)
         every = max(1, round(decay_epochs * steps_per_epoch))
         at = (range(every, total_steps + 1, every) if sched == "step"
               else sorted(round(m * steps_per_epoch) for m in decay_milestones))  # fmt: skip
-        return MultiStepLRScheduler(optimizer, decay_t=[t + 1 for t in at], decay_rate=decay_rate, **common)
+        return MultiStepLRScheduler(optimizer, decay_t=[t + 2 for t in at], decay_rate=decay_rate, **common)
     if sched == "plateau":  # constant after the warmup; `set_lr_for_step` applies the reductions
         return StepLRScheduler(optimizer, decay_t=10**12, decay_rate=1.0, **common)
     raise ValueError(f"unknown schedule {sched!r}; expected one of {', '.join(SCHEDULES)}")

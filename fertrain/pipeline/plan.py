@@ -1,0 +1,189 @@
+"""A pipeline plan: stages of normal fertrain runs under one root, read from YAML and checked.
+
+    root: outputs/overnight            # every stage's output lives under it
+    smoke: {root: outputs/overnight_smoke, teacher: {epochs: 1, img_size: 32}, ...}
+    stages:
+      - {name: data, kind: manifest, sources: ["fer2013=../shared/datasets/fer2013"]}
+      - {name: rn18_A, kind: teacher, manifest: data, config: fertrain/configs/x.yaml,
+         options: {stage: A, backbone: resnet18}}
+      - {name: rn18_B, kind: teacher, manifest: data, init_from: rn18_A, options: {stage: B}}
+      - {name: cal_B, kind: calibrate, target: rn18_B, manifest: data}
+      - {name: ens, kind: ensemble, members: {rn18_B: 0.7, b3_B: 0.3}}
+      - {name: soft, kind: softlabels, teacher: ens, manifest: data}
+      - {name: student, kind: student, manifest: data, softlabels: soft, options: {loss: dkd}}
+
+Each stage becomes one fertrain command (`Stage.argv`) writing one output (`Stage.output`);
+references to other stages (manifest, init_from, target, teacher, softlabels, members, after)
+are its inputs. `{root}` in any string is the plan's root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fertrain.errors import ConfigError
+
+# kind -> (allowed keys, keys that name other stages)
+KINDS: dict[str, tuple[set[str], set[str]]] = {
+    "demo_data": ({"seed"}, set()),
+    "manifest": ({"recipe", "sources", "adapter_options", "dedup_exact", "dedup_near"}, set()),
+    "teacher": ({"manifest", "config", "options", "init_from"}, {"manifest", "init_from"}),
+    "calibrate": ({"target", "manifest", "split", "options"}, {"target", "manifest"}),
+    "ensemble": ({"members", "calibrate"}, set()),  # members: {stage: weight}
+    "softlabels": ({"teacher", "manifest", "splits", "options"}, {"teacher", "manifest"}),
+    "student": ({"manifest", "config", "options", "softlabels", "teacher"}, {"manifest", "softlabels", "teacher"}),
+}
+COMMON_KEYS = {"name", "kind", "after"}
+PLAN_KEYS = {"root", "smoke", "stages"}
+TRAINING_KINDS = ("teacher", "student")
+
+
+@dataclass
+class Stage:
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    inputs: list[str] = field(default_factory=list)  # upstream stage names, in order
+
+    def output(self, root: Path) -> Path:
+        """The file or run directory this stage writes."""
+        return {
+            "demo_data": root / self.name, "manifest": root / "manifests" / f"{self.name}.parquet",
+            "teacher": root / "teachers" / self.name, "student": root / "students" / self.name,
+            "calibrate": root / "calibration" / self.name, "softlabels": root / "softlabels" / f"{self.name}.parquet",
+            "ensemble": root / "ensembles" / f"{self.name}.json",
+        }[self.kind]  # fmt: skip
+
+
+@dataclass
+class Plan:
+    path: Path
+    root: Path
+    stages: list[Stage]
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def with_root(self, root: str | Path) -> Plan:
+        return Plan(self.path, Path(root), self.stages, self.smoke)
+
+    def smoke_plan(self) -> Plan:
+        """The same stages with the plan's `smoke:` option overrides, under the smoke root."""
+        root = Path(self.smoke.get("root") or f"{self.root}_smoke")
+        stages = []
+        for s in self.stages:
+            spec = dict(s.spec)
+            over = self.smoke.get(s.kind) or {}
+            if over:
+                spec["options"] = {**(spec.get("options") or {}), **over}
+            stages.append(Stage(s.name, s.kind, spec, list(s.inputs)))
+        return Plan(self.path, root, stages, {})
+
+
+def _fail(path: Path, where: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {where}: {message}")
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and check a plan: known kinds and keys, every reference to an earlier stage, no cycles,
+    Stage B teachers initialized from a teacher."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: plan file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with root and stages")
+    unknown = sorted(set(raw) - PLAN_KEYS)
+    if unknown:
+        raise _fail(path, ", ".join(unknown), f"unknown key(s); a plan has {', '.join(sorted(PLAN_KEYS))}")
+    if not raw.get("root") or not isinstance(raw.get("stages"), list) or not raw["stages"]:
+        raise ConfigError(f"{path}: needs `root:` (a folder) and a non-empty `stages:` list")
+    root = str(raw["root"])
+    stages: list[Stage] = []
+    for i, item in enumerate(raw["stages"]):
+        where = f"stages[{i}]"
+        if not isinstance(item, dict) or not item.get("name") or item.get("kind") not in KINDS:
+            raise _fail(path, where, f"each stage needs a name and a kind ({', '.join(KINDS)})")
+        name, kind = str(item["name"]), item["kind"]
+        where = f"stage {name}"
+        if any(s.name == name for s in stages):
+            raise _fail(path, where, "a second stage with this name")
+        allowed, refs = KINDS[kind]
+        extra = sorted(set(item) - allowed - COMMON_KEYS)
+        if extra:
+            raise _fail(path, f"{where}: {', '.join(extra)}", f"unknown key(s) for a {kind} stage; expected "
+                        f"{', '.join(sorted(allowed | COMMON_KEYS))}")  # fmt: skip
+        spec = {k: v for k, v in item.items() if k not in COMMON_KEYS}
+        inputs = [str(spec[k]) for k in sorted(refs) if spec.get(k)]
+        if kind == "ensemble":
+            if not isinstance(spec.get("members"), dict) or not spec["members"]:
+                raise _fail(path, f"{where}: members", "expected a mapping {stage: weight}")
+            inputs += [str(m) for m in spec["members"]]
+        after = item.get("after") or []
+        inputs += [str(a) for a in ([after] if isinstance(after, str) else after)]
+        stages.append(Stage(name, kind, spec, list(dict.fromkeys(inputs))))
+    _check_references(path, stages)
+    smoke = raw.get("smoke") or {}
+    if not isinstance(smoke, dict) or sorted(set(smoke) - set(KINDS) - {"root"}):
+        raise _fail(path, "smoke", f"expected `root:` and option overrides per kind ({', '.join(KINDS)})")
+    return Plan(path, Path(root), stages, smoke)
+
+
+def substitute_root(value: Any, root: str) -> Any:
+    """`{root}` in every string of `value` -> the plan's root (the smoke root for a smoke run)."""
+    if isinstance(value, str):
+        return value.replace("{root}", root)
+    if isinstance(value, list):
+        return [substitute_root(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute_root(v, root) for k, v in value.items()}
+    return value
+
+
+def _check_references(path: Path, stages: list[Stage]) -> None:
+    names = {s.name: s for s in stages}
+    for s in stages:
+        for ref in s.inputs:
+            if ref not in names:
+                raise _fail(path, f"stage {s.name}", f"refers to {ref!r}, which is not a stage of this plan")
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(s: Stage, trail: list[str]) -> None:
+        if state.get(s.name) == 2:
+            return
+        if state.get(s.name) == 1:
+            raise _fail(path, f"stage {s.name}", f"is part of a cycle: {' -> '.join([*trail, s.name])}")
+        state[s.name] = 1
+        for ref in s.inputs:
+            visit(names[ref], [*trail, s.name])
+        state[s.name] = 2
+
+    for s in stages:
+        visit(s, [])
+    order = {s.name: i for i, s in enumerate(stages)}
+    for s in stages:
+        late = [r for r in s.inputs if order[r] > order[s.name]]
+        if late:
+            raise _fail(path, f"stage {s.name}", f"needs {', '.join(late)}, listed after it; list stages in order")
+        if s.kind == "teacher" and teacher_stage(s) == "B":
+            init = s.spec.get("init_from")
+            if not init or names[init].kind != "teacher":
+                raise _fail(path, f"stage {s.name}: init_from", "a Stage B teacher needs init_from: a Stage A "
+                            "teacher stage")  # fmt: skip
+
+
+def teacher_stage(stage: Stage) -> str:
+    """A or B: from the stage's options, else from its config YAML, else A (the teacher's default)."""
+    value = (stage.spec.get("options") or {}).get("stage")
+    config = Path(str(stage.spec.get("config") or ""))
+    if value is None and config.is_file():
+        value = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("stage")
+    return str(value or "A").upper()

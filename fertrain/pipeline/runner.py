@@ -1,0 +1,250 @@
+"""Run a plan: each stage one fertrain command in a child process, logged to ROOT/logs/STAGE.log.
+
+Re-running the same plan continues: a finished stage (recorded in ROOT/pipeline_state.json with
+the stamps of its inputs and its command) is skipped; an unfinished one runs its command again,
+and training commands resume from their `checkpoint_last.pt` (a Stage B teacher is initialized
+from Stage A only while it has no checkpoint: the teacher command itself decides). A finished
+stage whose inputs changed (manifest sha, an upstream best.pt, its own options) is refused unless
+named in `rerun`; its old output is then moved aside, never deleted. A failing stage stops the
+plan, or with `keep_going` only what depends on it.
+
+Children get SIGTERM when this process dies (Linux), so a killed pipeline leaves no training
+running: the child stops at a step checkpoint and releases its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fertrain.atomic import atomic_write_json
+from fertrain.console import console
+from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests.imageprobe import sha256_file
+from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
+
+STATE_FILE = "pipeline_state.json"
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    state: str  # done | skipped (already done) | failed | blocked (an input failed) | stopped
+    wall_sec: float = 0.0
+    log: Path | None = None
+    message: str = ""
+
+
+@dataclass
+class PipelineResult:
+    root: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.state in ("done", "skipped") for o in self.outcomes)
+
+
+def flags(options: dict) -> list[str]:
+    """{img_size: 48, amp: true, exclude_sources: [a, b], augment: {rotate: 10}} -> CLI flags."""
+    out: list[str] = []
+    for key, value in (options or {}).items():
+        flag = "--" + str(key).replace("_", "-")
+        if key == "augment" and isinstance(value, dict):
+            out += [a for k, v in value.items() for a in ("--aug", f"{k}={json.dumps(v)}")]
+        elif isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            out += [a for v in value for a in (flag, str(v))]
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def output_of(plan: Plan, name: str) -> Path:
+    stage = plan.stage(name)
+    if stage.kind == "calibrate":  # calibration is written into the target's run directory or next to its JSON
+        target = output_of(plan, stage.spec["target"])
+        return target.with_suffix(".calibration.json") if target.suffix == ".json" else target / "calibration.json"
+    return stage.output(plan.root)
+
+
+def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
+    """The fertrain command (without the program name) that runs `stage`."""
+    s, out = substitute_root(stage.spec, str(plan.root)), stage.output(plan.root)
+    manifest = [] if not s.get("manifest") else ["--manifest", str(output_of(plan, s["manifest"]))]
+    lock = ["--recover-stale-lock"] if recover_stale else []
+    if stage.kind == "demo_data":
+        return ["demo-data", str(out), *(["--seed", str(s["seed"])] if "seed" in s else [])]
+    if stage.kind == "manifest":
+        argv = ["manifest", "build", *([s["recipe"]] if s.get("recipe") else [])]
+        argv += [a for src in s.get("sources") or [] for a in ("--source", src)]
+        argv += [a for k, v in (s.get("adapter_options") or {}).items() for a in ("-o", f"{k}={v}")]
+        for key in ("dedup_exact", "dedup_near"):
+            if s.get(key):
+                argv += ["--" + key.replace("_", "-"), str(s[key])]
+        return [*argv, "--out", str(out), "-q"]
+    if stage.kind in TRAINING_KINDS:
+        argv = [stage.kind, *manifest, "--output-dir", str(out), "-q", *lock]
+        argv += ["--config", s["config"]] if s.get("config") else []
+        for key, flag in (("init_from", "--init-from"), ("softlabels", "--softlabels"), ("teacher", "--teacher")):
+            if s.get(key):
+                argv += [flag, str(output_of(plan, s[key]))]
+        return argv + flags(s.get("options") or {})
+    if stage.kind == "calibrate":
+        return ["calibrate", str(output_of(plan, s["target"])), *manifest, "--split", str(s.get("split", "val")),
+                *lock, *flags(s.get("options") or {})]  # fmt: skip
+    if stage.kind == "ensemble":
+        members = [a for m, w in s["members"].items() for a in ("--member", f"{output_of(plan, m)}:{w}")]
+        return ["ensemble", *members, "--out", str(out)]
+    if stage.kind == "softlabels":
+        splits = [a for sp in s.get("splits") or ["train"] for a in ("--split", sp)]
+        return ["export-softlabels", "--teacher", str(output_of(plan, s["teacher"])), *manifest, *splits,
+                "--out", str(out), "-q", *lock, *flags(s.get("options") or {})]  # fmt: skip
+    raise ConfigError(f"unknown stage kind {stage.kind!r}")
+
+
+def stamp(path: Path) -> str | None:
+    """What identifies a stage's output: the sha256 of the file (its .sha256 stamp when it has one),
+    or of a run directory's best.pt; None while it does not exist."""
+    if path.is_dir():
+        best = path / "best.pt"
+        return sha256_file(best) if best.is_file() else None
+    if not path.is_file():
+        return None
+    side = Path(f"{path}.sha256")
+    return side.read_text(encoding="utf-8").split()[0] if side.is_file() else sha256_file(path)
+
+
+def load_state(root: Path) -> dict:
+    path = root / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FertrainError(f"{path}: not valid JSON ({exc}); move it aside to start the plan's record "
+                            "afresh") from None
+
+
+def run_complete(out: Path) -> bool:
+    """A training run that ended normally with all its epochs (not stopped early)."""
+    status, history = out / "run_status.json", out / "history.json"
+    if not status.is_file() or not history.is_file():
+        return False
+    ended = json.loads(status.read_text(encoding="utf-8")).get("status") == "finished"
+    return ended and len(json.loads(history.read_text(encoding="utf-8"))) == _epochs_of(out)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # not Linux (no libc.so.6): the child outlives a killed pipeline, as any background job would
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = False, recover_stale: bool = False,
+             echo=console.print) -> PipelineResult:  # fmt: skip
+    unknown = sorted(set(rerun) - {s.name for s in plan.stages})
+    if unknown:
+        raise ConfigError(f"--rerun {', '.join(unknown)}: not a stage of {plan.path}")
+    root = plan.root
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    state = load_state(root)
+    result = PipelineResult(root)
+    bad: set[str] = set()
+    for stage in plan.stages:
+        out, log = stage.output(root), root / "logs" / f"{stage.name}.log"
+        blocked = [i for i in stage.inputs if i in bad]
+        if blocked:
+            bad.add(stage.name)
+            result.outcomes.append(StageOutcome(stage.name, "blocked", message=f"needs {', '.join(blocked)}"))
+            echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
+            continue
+        argv = argv_of(plan, stage, recover_stale)
+        inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
+        record = state.get(stage.name)
+        if record and record.get("state") == "done":
+            same = record.get("inputs") == inputs and record.get("argv") == argv
+            if same and stamp(output_of(plan, stage.name)) == record.get("output"):
+                result.outcomes.append(StageOutcome(stage.name, "skipped", record.get("wall_sec", 0.0)))
+                echo(f"✓ {stage.name}: finished earlier, skipped")
+                continue
+            if stage.name not in rerun:
+                changed = sorted(k for k in {*inputs, *record.get("inputs", {})}
+                                 if inputs.get(k) != record.get("inputs", {}).get(k))  # fmt: skip
+                what = ", ".join(changed) or ("its options" if record.get("argv") != argv else "its output")
+                raise FertrainError(f"stage {stage.name} finished with other inputs ({what} changed since); "
+                                    f"re-run it with --rerun {stage.name}, or restore them")  # fmt: skip
+            if out.exists():
+                aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+                out.rename(aside)
+                echo(f"  {stage.name}: previous output moved to {aside}")
+        echo(f"→ {stage.name} ({stage.kind}): fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
+        started = time.time()
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"\n$ fertrain {' '.join(argv)}   # {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+            fh.flush()
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+            code = subprocess.run([sys.executable, "-m", "fertrain", *argv], stdout=fh, stderr=subprocess.STDOUT,
+                                  env=env, preexec_fn=_die_with_parent if os.name == "posix" else None).returncode
+        wall = round(time.time() - started, 1)
+        if code == 0 and stage.kind in TRAINING_KINDS and not run_complete(out):
+            code = 3  # stopped early (a signal): resumable, not finished
+        if code != 0:
+            bad.add(stage.name)
+            kind = "stopped" if code in (3, 130, 143) else "failed"
+            state[stage.name] = {"state": kind, "exit_code": code, "wall_sec": wall, "log": str(log)}
+            atomic_write_json(root / STATE_FILE, state)
+            result.outcomes.append(StageOutcome(stage.name, kind, wall, log, f"exit {code}"))
+            echo(f"✗ {stage.name}: {kind} (exit {code}) after {wall:.0f} s; log: {log}", soft_wrap=True)
+            if not keep_going:
+                break
+            continue
+        state[stage.name] = {"state": "done", "argv": argv, "inputs": inputs,
+                             "output": stamp(output_of(plan, stage.name)), "wall_sec": wall, "log": str(log),
+                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        atomic_write_json(root / STATE_FILE, state)
+        result.outcomes.append(StageOutcome(stage.name, "done", wall, log))
+        echo(f"✓ {stage.name}: done in {wall:.0f} s")
+    return result
+
+
+def plan_status(plan: Plan) -> list[dict]:
+    """One row per stage: state, epoch/total, best metric, wall time."""
+    state = load_state(plan.root)
+    rows = []
+    for stage in plan.stages:
+        out, record = stage.output(plan.root), state.get(stage.name, {})
+        row = {"stage": stage.name, "kind": stage.kind, "state": record.get("state", "pending"), "epoch": "",
+               "best": "", "wall_sec": record.get("wall_sec")}  # fmt: skip
+        if stage.kind in TRAINING_KINDS and (out / "history.json").is_file():
+            hist = json.loads((out / "history.json").read_text(encoding="utf-8"))
+            total = _epochs_of(out)
+            row["epoch"] = f"{len(hist)}/{total}" if total else str(len(hist))
+            scored = [r for r in hist if "val_macro_f1" in r]
+            if scored:
+                row["best"] = f"macro-F1 {max(r['val_macro_f1'] for r in scored):.4f}"
+            if row["state"] == "pending":
+                row["state"] = "partial (resumable)"
+        rows.append(row)
+    return rows
+
+
+def _epochs_of(run: Path) -> int | None:
+    cfg = run / "config.yaml"
+    if not cfg.is_file():
+        return None
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+    if data.get("strategy") == "two-stage":
+        return int(data.get("epochs_s1", 0)) + int(data.get("epochs_s2", 0))
+    return data.get("epochs")

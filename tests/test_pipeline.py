@@ -1,0 +1,237 @@
+"""`fertrain pipeline` and the POSIX runners, for real on the demo data: the smoke plan end to end
+and again as a no-op, a pipeline killed with SIGKILL inside a teacher stage resuming it, Stage B
+initialized from Stage A once, changed inputs refused unless --rerun, lock-aware cleaning, and
+plan validation errors that name the file and the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fertrain.errors import ConfigError
+from fertrain.pipeline import load_plan
+from fertrain.runs import open_run
+
+from .clitools import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "fertrain" / "configs"
+
+
+def bash(script: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(REPO / "runners" / script), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_smoke_runner_completes_the_demo_plan_and_a_second_run_does_nothing(tmp_path):
+    root = tmp_path / "smoke"
+    first = bash("smoke_two_stage.sh", "--root", root, "--log-dir", tmp_path / "logs")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "plan complete: 9 stage(s) run" in first.stdout
+    state = json.loads((root / "pipeline_state.json").read_text())
+    assert [s for s, r in state.items() if r["state"] == "done"] == [s.name for s in load_plan(
+        REPO / "runners" / "plans" / "demo.yaml").stages]  # fmt: skip
+    assert (root / "students" / "student_dkd" / "best.pt").is_file()
+    members = json.loads((root / "ensembles" / "ensemble_AB.json").read_text())["members"]
+    assert [m["weight"] for m in members] == [0.7, 0.3]
+    logs = sorted((tmp_path / "logs").glob("smoke_two_stage_*.log"))
+    assert len(logs) == 1 and "plan complete" in logs[0].read_text()
+    again = bash("smoke_two_stage.sh", "--root", root, "--log-dir", tmp_path / "logs")
+    assert again.returncode == 0 and "nothing to do: every stage finished earlier" in again.stdout
+    assert "→" not in again.stdout  # no command ran
+    b_log = (root / "logs" / "rn10t_B.log").read_text()
+    assert b_log.count("initialized from") == 1  # Stage B from Stage A, once
+
+
+def _plan(tmp_path: Path, epochs_a: int = 6) -> Path:
+    plan = {
+        "root": str(tmp_path / "root"),
+        "stages": [
+            {"name": "data", "kind": "demo_data"},
+            {"name": "demo", "kind": "manifest", "dedup_exact": "drop", "dedup_near": "off",
+             "sources": ["fer2013:demo_lowres={root}/data/lowres", "fer2013:demo_hires={root}/data/hires"]},
+            {"name": "A", "kind": "teacher", "manifest": "demo", "config": str(CONFIGS / "demo_teacher_stageA.yaml"),
+             "options": {"epochs": epochs_a, "img_size": 32, "include_sources": ["demo_lowres"]}},
+            {"name": "B", "kind": "teacher", "manifest": "demo", "init_from": "A",
+             "config": str(CONFIGS / "demo_teacher_stageA.yaml"),
+             "options": {"stage": "B", "epochs": 1, "img_size": 32, "exclude_sources": ["demo_hires"]}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    return path
+
+
+def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(tmp_path, capsys):
+    plan = _plan(tmp_path)
+    root = tmp_path / "root"
+    history = root / "teachers" / "A" / "history.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fertrain", "pipeline", "run", str(plan)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and not (history.is_file() and len(json.loads(history.read_text())) >= 2):
+        time.sleep(0.5)
+    assert history.is_file(), "the teacher stage never wrote an epoch"
+    proc.send_signal(signal.SIGKILL)  # the whole pipeline, mid-teacher
+    proc.wait()
+    done_before = len(json.loads(history.read_text()))
+    assert done_before < 6
+    deadline = time.time() + 60  # the child got SIGTERM from the kernel: it stops at a checkpoint
+    while time.time() < deadline and "running" in (root / "teachers" / "A" / "run_status.json").read_text():
+        time.sleep(0.5)
+    code, text = run_cli(["pipeline", "status", plan], capsys)
+    assert code == 0 and "partial" in text
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0, text
+    hist = json.loads(history.read_text())
+    assert [r["epoch"] for r in hist] == list(range(1, 7))  # resumed, not restarted
+    steps = [r["global_step"] for r in hist]
+    assert steps == sorted(steps) and len(set(steps)) == 6  # global_step continues
+    assert "✓ data: finished earlier, skipped" in text and "✓ demo: finished earlier, skipped" in text
+    assert "initialized from" in (root / "logs" / "B.log").read_text()
+    code, text = run_cli(["pipeline", "status", plan], capsys)
+    assert "6/6" in text and "done" in text
+    # a changed option of a finished stage: refused, naming it; --rerun moves the old run aside
+    raw = yaml.safe_load(plan.read_text())
+    raw["stages"][3]["options"]["epochs"] = 2
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 2 and "stage B finished with other inputs (its options changed" in text and "--rerun B" in text
+    code, text = run_cli(["pipeline", "run", plan, "--rerun", "B"], capsys)
+    assert code == 0, text
+    assert len(json.loads((root / "teachers" / "B" / "history.json").read_text())) == 2
+    assert len(list((root / "teachers").glob("B.replaced-*"))) == 1  # nothing deleted
+
+
+def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_the_root_only(tmp_path):
+    root = tmp_path / "outputs"
+    done, busy, outside = root / "done", root / "busy", tmp_path / "elsewhere"
+    for run in (done, outside):
+        with open_run(run):
+            (run / "config.yaml").write_text("epochs: 1\n")
+    with open_run(busy):
+        (busy / "config.yaml").write_text("epochs: 1\n")
+        refused = bash("clean_outputs.sh", "--root", root, "--log-dir", tmp_path / "logs", busy)
+        assert refused.returncode != 0 and busy.is_dir()
+        assert "lock" in (refused.stdout + refused.stderr).lower()
+    out = bash("clean_outputs.sh", "--root", root, "--log-dir", tmp_path / "logs", outside)
+    assert out.returncode != 0 and outside.is_dir()
+    ok = bash("clean_outputs.sh", "--root", root, "--log-dir", tmp_path / "logs", done)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert not done.exists() and busy.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ([{"name": "m", "kind": "manifest", "sources": ["x=y"], "colour": 1}],
+         r"stage m: colour: unknown key\(s\) for a manifest stage"),
+        ([{"name": "m", "kind": "manifest", "sources": ["x=y"]},
+          {"name": "B", "kind": "teacher", "manifest": "m", "options": {"stage": "B"}}],
+         r"stage B: init_from: a Stage B teacher needs init_from: a Stage A teacher stage"),
+        ([{"name": "a", "kind": "teacher", "after": "b"}, {"name": "b", "kind": "teacher", "after": "a"}],
+         r"stage a: is part of a cycle: a -> b -> a"),
+        ([{"name": "s", "kind": "student", "manifest": "nope"}], r"stage s: refers to 'nope', which is not a stage"),
+        ([{"name": "x", "kind": "bake"}], r"stages\[0\]: each stage needs a name and a kind"),
+    ],
+)  # fmt: skip
+def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"root": "out", "stages": stages}))
+    with pytest.raises(ConfigError, match=rf"{path}: {message}"):
+        load_plan(path)
+
+
+def test_shipped_plans_load_and_every_stage_command_parses(capsys):
+    from fertrain.pipeline import argv_of
+
+    for name in ("demo.yaml", "two_stage_overnight.yaml"):
+        plan = load_plan(REPO / "runners" / "plans" / name)
+        for variant in (plan, plan.smoke_plan()):
+            for stage in variant.stages:
+                code, text = run_cli([*argv_of(variant, stage), "--help"], capsys)
+                assert code == 0, (name, stage.name, text)
+
+
+# --- PowerShell runners: parsed, their fertrain calls checked against the CLI and their POSIX twins -----
+
+
+def _ps1_tree(path: Path):
+    import tree_sitter
+    import tree_sitter_powershell
+
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
+    return parser.parse(path.read_bytes())
+
+
+def _nodes(node, kind: str):
+    if node.type == kind:
+        yield node
+    for child in node.children:
+        yield from _nodes(child, kind)
+
+
+def _ps1_calls(path: Path) -> tuple[set[tuple[str, ...]], set[str], set[str]]:
+    """(fertrain subcommand paths, fertrain flags, the script's own parameters) of a .ps1, from its
+    syntax tree: every assignment to $fertrainArgs and the param() block."""
+    tree = _ps1_tree(path)
+    commands, flags = set(), set()
+    for node in _nodes(tree.root_node, "assignment_expression"):
+        text = node.text.decode()
+        if not text.startswith("$fertrainArgs"):
+            continue
+        words = re.findall(r"'([^']*)'", text)
+        path_words = tuple(w for w in words if not w.startswith("-"))
+        if path_words:
+            commands.add(path_words)
+        flags |= {w for w in words if w.startswith("--")}
+    params = {c.text.decode().lstrip("$") for b in _nodes(tree.root_node, "param_block")
+              for p in _nodes(b, "script_parameter") for c in p.children if c.type == "variable"}  # fmt: skip
+    return commands, flags, params
+
+
+def _sh_calls(path: Path) -> tuple[set[tuple[str, ...]], set[str], set[str]]:
+    text = path.read_text()
+    commands = {tuple(w for w in m.split() if not w.startswith(("-", '"', "$")))
+                for m in re.findall(r'"\$FERTRAIN" ([a-z -]+)', text)}  # fmt: skip
+    flags = {w for m in re.findall(r'"\$FERTRAIN" ([^|]*)', text) for w in m.split() if w.startswith("--")}
+    flags |= {w for m in re.findall(r"(?:extra\+=|where=)\(([^)]*)\)", text) for w in m.split() if w.startswith("--")}
+    options = {o for o in re.findall(r"^\s+(--[a-z-]+)\)", text, re.M)}
+    return commands, flags, options
+
+
+def _pascal(option: str) -> str:
+    return "".join(part.capitalize() for part in option.lstrip("-").split("-"))
+
+
+@pytest.mark.parametrize("name", ["overnight_two_stage", "smoke_two_stage", "clean_outputs"])
+def test_powershell_runners_parse_and_call_fertrain_like_their_posix_twins(name):
+    from .test_first_run import all_commands
+
+    ps1, sh = REPO / "runners" / f"{name}.ps1", REPO / "runners" / f"{name}.sh"
+    tree = _ps1_tree(ps1)
+    assert not tree.root_node.has_error, f"{ps1}: syntax error"
+    text = ps1.read_text()
+    for required in ("param(", "$ErrorActionPreference = 'Stop'", ".SYNOPSIS", ".PARAMETER", ".EXAMPLE",
+                     "Initialize-Runner", "exit "):  # fmt: skip
+        assert required in text, (ps1, required)
+    commands, flags, params = _ps1_calls(ps1)
+    cli = {path: {o for p in cmd.params for o in p.opts} for path, cmd in all_commands()}
+    assert commands and all(c in cli for c in commands), commands
+    known = set().union(*(cli[c] for c in commands))
+    assert flags <= known, flags - known  # every flag exists on the commands called
+    sh_commands, sh_flags, sh_options = _sh_calls(sh)
+    assert commands == sh_commands and flags == sh_flags, ((commands, flags), (sh_commands, sh_flags))
+    # the same runner options: --log-dir <-> -LogDir (clean's run directories are positional in sh)
+    assert {_pascal(o) for o in sh_options} == params - {"Runs"}, (sh_options, params)
+    assert not _ps1_tree(REPO / "runners" / "_common.ps1").root_node.has_error
