@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+import fertrain.ensemble as ensemble  # a lazy package: timm loads only for PyTorch models
 from fertrain.calibration import scale_logits
 from fertrain.data import FaceArrays, PreprocessSpec, face_loader
 from fertrain.engine.evaluate import collect_logits
-from fertrain.ensemble import load_teacher
 from fertrain.errors import InputError
-from fertrain.export.onnx import OrtModule
+from fertrain.export.ort_module import OrtModule
 from fertrain.labels import CLASS_NAMES
 
 
@@ -25,7 +25,7 @@ class TorchModel:
     """A run directory or ENSEMBLE.json, on `device`."""
 
     def __init__(self, path: str | Path, device: torch.device, tta: str = "none"):
-        self.teacher = load_teacher(path)
+        self.teacher = ensemble.load_teacher(path)
         self.device, self.tta = device, tta
         self.spec = self.teacher.members[0].spec
         self.class_names = list(CLASS_NAMES)

@@ -64,18 +64,6 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
     return {"path": str(out), **parity}
 
 
-class OrtModule(torch.nn.Module):
-    """An onnxruntime session behind a module's call, so `collect_logits` runs it unchanged."""
-
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-        self.input = session.get_inputs()[0].name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {self.input: x.float().numpy()})[0])
-
-
 def check_parity(model: torch.nn.Module, onnx_path: Path, size: int, *, seed: int = 1, batch: int = 5) -> dict:
     import onnxruntime as ort
 

@@ -30,7 +30,8 @@ from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
 from fertrain.data.augment import to_model_input, uniform_size
 from fertrain.engine.evaluate import collect_logits
 from fertrain.errors import ConfigError, FertrainError
-from fertrain.export.onnx import ONNX_NAME, OrtModule, export_onnx
+from fertrain.export.onnx import ONNX_NAME, export_onnx
+from fertrain.export.ort_module import OrtModule
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.runs.checkpoints import run_checkpoint
 from fertrain.runs.reports import ALIGNMENT_REPORT
