@@ -187,6 +187,23 @@ def test_resumed_export_equals_one_shot(demo_pipeline, tmp_path):
     assert "logit_angry" in tta and with_tta["sha256"] != one_shot["sha256"]
 
 
+def test_weight_search_refuses_training_faces_or_drops_them_with_exclude_overlap(demo_pipeline, tmp_path, capsys):
+    runs = teachers(demo_pipeline)  # B trained on the high-resolution source only
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    args = ["ensemble", "--member", runs["B"], "--member", runs["B"], "--search-weights", "--manifest", manifest,
+            "--split", "train", "--device", "cpu", "-j", "0", "--out", tmp_path / "e.json"]  # fmt: skip
+    code, text = run_cli(args, capsys)
+    assert code == 2 and "would use training rows" in text and "--exclude-overlap" in text
+    assert not (tmp_path / "e.json").exists()
+    code, text = run_cli([*args, "--exclude-overlap"], capsys)
+    assert code == 0, text
+    search = json.loads((tmp_path / "e.json").read_text())["search"]
+    df = pd.read_parquet(manifest)
+    train = df[df["split"] == "train"]
+    assert search["excluded_training_overlap"] == int((train["source"] == "demo_hires").sum())
+    assert search["n"] == int((train["source"] == "demo_lowres").sum())  # searched on faces B never saw
+
+
 def test_exclude_overlap_calibrates_on_held_out_faces_only(demo_pipeline, tmp_path):
     runs = teachers(demo_pipeline)
     manifest = demo_pipeline / "manifests" / "demo.parquet"

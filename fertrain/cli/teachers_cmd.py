@@ -63,6 +63,8 @@ def ensemble(
     step: float = typer.Option(0.05, help="Grid step of the weight search.", callback=at_least(0, strict=True, high=1)),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Rows for --search-weights."),
     split: str = typer.Option("val"),
+    exclude_overlap: bool = typer.Option(False, "--exclude-overlap", help="--search-weights: drop rows that are "
+                                         "members' training faces instead of refusing."),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
 ) -> None:
@@ -75,7 +77,10 @@ def ensemble(
     from fertrain.ensemble.search import build_ensemble
 
     r = build_ensemble(member, out, fusion_t=fusion_t, search=search_weights, objective=objective, step=step,
-                       manifest=manifest, split=split, device=device, workers=workers)  # fmt: skip
+                       manifest=manifest, split=split, device=device, workers=workers,
+                       exclude_overlap=exclude_overlap)  # fmt: skip
+    if r.get("excluded"):
+        console.print(f"excluded {r['excluded']:,} faces identical to training faces")
     console.print(f"[green]wrote[/] {out}: weights {r['weights']}"
                   + (f" ({objective} {r['best_score']:.4f} over {r['searched']} candidates)" if search_weights else ""),
                   soft_wrap=True)  # fmt: skip

@@ -7,15 +7,20 @@ from pathlib import Path
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble.fusion import member_probs, search_weights
 from fertrain.ensemble.predictor import RunPredictor, manifest_faces
-from fertrain.ensemble.provenance import default_manifest, training_overlap
+from fertrain.ensemble.provenance import default_manifest, trained_faces, training_overlap
 from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.manifests.dedup import face_keys
 
 
 def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0, search: bool = False,
                    objective: str = "macro_f1", step: float = 0.05, manifest: str | Path | None = None,
-                   split: str = "val", device: str = "auto", workers: int = 4) -> dict:  # fmt: skip
+                   split: str = "val", device: str = "auto", workers: int = 4,
+                   exclude_overlap: bool = False) -> dict:  # fmt: skip
+    """Write the ensemble JSON; with `search`, weights searched on `split` of `manifest`. Rows that
+    are training faces of a member are refused, or dropped with `exclude_overlap` (FER2013's
+    PublicTest repeats 280 training faces)."""
     parsed = [parse_member(m) for m in members]
     runs = [p for p, _ in parsed]
     if len(runs) < 1:
@@ -31,8 +36,17 @@ def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0
     m = load_manifest(manifest)
     rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
     overlap = training_overlap(probe, rows)
+    excluded = 0
+    if any(overlap.values()) and not exclude_overlap:
+        raise FertrainError(f"--search-weights on {manifest} [{split}] would use training rows of {overlap}; pass "
+                            "--exclude-overlap to search on the other rows only")  # fmt: skip
     if any(overlap.values()):
-        raise FertrainError(f"--search-weights on {manifest} [{split}] would use training rows of {overlap}")
+        trained = set().union(*trained_faces(probe).values())
+        seen = face_keys(rows).isin(trained).to_numpy()
+        excluded, rows = int(seen.sum()), rows[~seen].reset_index(drop=True)
+        if rows.empty:
+            raise ConfigError(f"{manifest} [{split}]: no held-out rows left after excluding the members' training "
+                              "faces")
     dev = resolve_device(device)
     outs = [p.logits(manifest_faces(m, rows), device=dev, workers=workers) for p in predictors]
     labels = outs[0][1]
@@ -41,5 +55,6 @@ def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0
     best = max(table, key=lambda r: r.get(objective, float("-inf")) * (1 if objective == "macro_f1" else -1))
     write_ensemble(out, runs, weights, fusion_t=fusion_t,
                    search={"objective": objective, "step": step, "manifest": str(manifest), "split": split,
-                           "n": len(rows), "best": best, "table": table})  # fmt: skip
-    return {"weights": weights, "best_score": best[objective], "searched": len(table)}
+                           "n": len(rows), "excluded_training_overlap": excluded, "best": best,
+                           "table": table})  # fmt: skip
+    return {"weights": weights, "best_score": best[objective], "searched": len(table), "excluded": excluded}
