@@ -223,3 +223,31 @@ def test_schedule_and_mixup_options_are_checked():
     with pytest.raises(ConfigError, match="--decay-milestones: expected a list of numbers"):
         resolve_teacher_config({"img_size": 48, "sched": "multistep", "decay_milestones": "sixty"})
     assert resolve_teacher_config({"img_size": 48, "decay_milestones": "60,120"}).decay_milestones == [60.0, 120.0]
+
+
+def test_aug_flags_change_single_keys_of_the_yaml_augment(tmp_path):
+    from fertrain.engine.config import parse_key_values
+
+    yaml_path = tmp_path / "t.yaml"
+    yaml_path.write_text("img_size: 48\naugment: {scale: [0.85, 1.0], erasing: 0.0}\n")
+    flags = parse_key_values(["rotate=10", "erasing=0.25"], "--aug", "rotate=10")
+    cfg = resolve_teacher_config({"augment": flags}, yaml_path)
+    assert cfg.augment == {"scale": [0.85, 1.0], "erasing": 0.25, "rotate": 10}
+    with pytest.raises(ConfigError, match=r"--aug: unknown key\(s\) twist"):
+        resolve_teacher_config({"augment": {"twist": 1}}, yaml_path)
+
+
+def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(demo_pipeline, tmp_path):
+    from fertrain.ensemble import write_ensemble
+    from fertrain.posthoc import calibrate_teacher
+
+    runs = sorted((demo_pipeline / "teachers").glob("*stage*"))
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    plain, ten = tmp_path / "plain.json", tmp_path / "ten.json"
+    for path in (plain, ten):
+        write_ensemble(path, runs, [0.5, 0.5])
+    a = calibrate_teacher(plain, manifest, "val", workers=0)
+    b = calibrate_teacher(ten, manifest, "val", workers=0, tta="ten")
+    assert a["tta"] == "none" and b["tta"] == "ten" and a["n"] == b["n"] > 0
+    assert b["temperature"] != pytest.approx(a["temperature"], abs=1e-4)  # fitted on other logits
+    assert json.loads(ten.read_text())["temperature"] == b["temperature"]

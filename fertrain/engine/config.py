@@ -144,8 +144,11 @@ class TrainConfig:
             raise ConfigError(f"--device {self.device!r}; expected auto, cpu, cuda, cuda:N or mps")
 
 
+FLAGS = {"augment": "--aug"}  # fields whose command-line flag is not their name
+
+
 def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
 def _base_type(annotation) -> tuple[type | None, bool]:

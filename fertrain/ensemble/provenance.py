@@ -5,7 +5,9 @@ face box: FER2013's PublicTest repeats training images under other names)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fertrain.ensemble.teacher import Teacher
@@ -15,20 +17,27 @@ from fertrain.manifests.dedup import face_keys
 from fertrain.runs.reports import ALIGNMENT_REPORT
 
 
-def training_overlap(teacher: Teacher, rows: pd.DataFrame) -> dict[str, int]:
-    """Per member run: how many of `rows` are faces it trained on (by sha256 + box)."""
+def training_face_mask(teacher: Teacher, rows: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+    """(which of `rows` are faces some member trained on, how many per member run), by sha256 + box."""
     keys = face_keys(rows)
-    return {run: int(keys.isin(trained).sum()) for run, trained in trained_faces(teacher).items()}
+    per_run = {run: keys.isin(trained).to_numpy() for run, trained in trained_faces(teacher).items()}
+    seen = np.logical_or.reduce(list(per_run.values())) if per_run else np.zeros(len(rows), dtype=bool)
+    return seen, {run: int(mask.sum()) for run, mask in per_run.items()}
+
+
+def alignment_report(run_dir: Path, purpose: str) -> dict:
+    """A member run's alignment report (what it trained on); `purpose` says why it is needed."""
+    path = run_dir / ALIGNMENT_REPORT
+    if not path.is_file():
+        raise FertrainError(f"{run_dir}: no {ALIGNMENT_REPORT}; {purpose}")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
     """Per member run: the face keys (sha256 + box) of the rows it trained on."""
     found = {}
     for m in teacher.members:
-        report_path = m.run_dir / ALIGNMENT_REPORT
-        if not report_path.is_file():
-            raise FertrainError(f"{m.run_dir}: no {ALIGNMENT_REPORT}; cannot prove the calibration rows are held out")
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report = alignment_report(m.run_dir, "cannot prove the calibration rows are held out")
         train_manifest = load_manifest(report["manifest_resolved"])  # stamp checked: same rows as trained on
         policy = report["source_filter"]
         train_split = m.config.get("train_split", "train")
@@ -39,17 +48,13 @@ def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
 
 
 def default_manifest(teacher: Teacher) -> str:
-    report = json.loads((teacher.members[0].run_dir / ALIGNMENT_REPORT).read_text(encoding="utf-8"))
-    return report["manifest_resolved"]
+    return alignment_report(teacher.members[0].run_dir, "give --manifest")["manifest_resolved"]
 
 
 def trained_manifests(teacher: Teacher) -> dict[str, tuple[str, str]]:
     """Per member run: (manifest path, manifest sha256) it was trained on, from its alignment report."""
     found = {}
     for m in teacher.members:
-        report_path = m.run_dir / ALIGNMENT_REPORT
-        if not report_path.is_file():
-            raise FertrainError(f"{m.run_dir}: no {ALIGNMENT_REPORT}; cannot tell which manifest it was trained on")
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report = alignment_report(m.run_dir, "cannot tell which manifest it was trained on")
         found[str(m.run_dir)] = (report["manifest_resolved"], report["manifest_sha256"])
     return found

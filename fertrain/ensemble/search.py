@@ -7,11 +7,10 @@ from pathlib import Path
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble.fusion import member_probs, search_weights
 from fertrain.ensemble.predictor import RunPredictor, manifest_faces
-from fertrain.ensemble.provenance import default_manifest, trained_faces, training_overlap
+from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
-from fertrain.manifests.dedup import face_keys
 
 
 def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0, search: bool = False,
@@ -35,18 +34,13 @@ def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0
     manifest = manifest or default_manifest(probe)
     m = load_manifest(manifest)
     rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
-    overlap = training_overlap(probe, rows)
-    excluded = 0
-    if any(overlap.values()) and not exclude_overlap:
+    seen, overlap = training_face_mask(probe, rows)
+    if seen.any() and not exclude_overlap:
         raise FertrainError(f"--search-weights on {manifest} [{split}] would use training rows of {overlap}; pass "
                             "--exclude-overlap to search on the other rows only")  # fmt: skip
-    if any(overlap.values()):
-        trained = set().union(*trained_faces(probe).values())
-        seen = face_keys(rows).isin(trained).to_numpy()
-        excluded, rows = int(seen.sum()), rows[~seen].reset_index(drop=True)
-        if rows.empty:
-            raise ConfigError(f"{manifest} [{split}]: no held-out rows left after excluding the members' training "
-                              "faces")
+    excluded, rows = int(seen.sum()), rows[~seen].reset_index(drop=True)
+    if rows.empty:
+        raise ConfigError(f"{manifest} [{split}]: no rows to search on (excluded {excluded:,} training faces)")
     dev = resolve_device(device)
     outs = [p.logits(manifest_faces(m, rows), device=dev, workers=workers) for p in predictors]
     labels = outs[0][1]

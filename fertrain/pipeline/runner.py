@@ -114,16 +114,27 @@ def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
     raise ConfigError(f"unknown stage kind {stage.kind!r}")
 
 
-def stamp(path: Path) -> str | None:
+class Stamps:
     """What identifies a stage's output: the sha256 of the file (its .sha256 stamp when it has one),
-    or of a run directory's best.pt; None while it does not exist."""
-    if path.is_dir():
-        best = path / "best.pt"
-        return sha256_file(best) if best.is_file() else None
-    if not path.is_file():
-        return None
-    side = Path(f"{path}.sha256")
-    return side.read_text(encoding="utf-8").split()[0] if side.is_file() else sha256_file(path)
+    or of a run directory's best.pt; None while it does not exist. Each file is hashed once per
+    size and mtime: several stages read the same teacher's best.pt."""
+
+    def __init__(self):
+        self.known: dict[tuple[str, int, int], str] = {}
+
+    def __call__(self, path: Path) -> str | None:
+        if path.is_dir():
+            path = path / "best.pt"
+        if not path.is_file():
+            return None
+        side = Path(f"{path}.sha256")
+        if side.is_file():
+            return side.read_text(encoding="utf-8").split()[0]
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self.known:
+            self.known[key] = sha256_file(path)
+        return self.known[key]
 
 
 def load_state(root: Path) -> dict:
@@ -160,6 +171,7 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
     root = plan.root
     (root / "logs").mkdir(parents=True, exist_ok=True)
     state = load_state(root)
+    stamp = Stamps()
     result = PipelineResult(root)
     bad: set[str] = set()
     for stage in plan.stages:

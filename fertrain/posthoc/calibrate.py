@@ -15,10 +15,9 @@ from fertrain.calibration.metrics import calibration_report
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble import load_teacher
-from fertrain.ensemble.provenance import default_manifest, trained_faces
+from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
-from fertrain.manifests.dedup import face_keys
 from fertrain.plots import plot_reliability
 
 
@@ -34,8 +33,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     rows = filter_rows(m.df, SourceFilter(splits=[split])).reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{manifest}: no rows in split {split!r}")
-    trained = set().union(*trained_faces(teacher).values())
-    seen = face_keys(rows).isin(trained).to_numpy()
+    seen, _ = training_face_mask(teacher, rows)
     own_split = split in {m.config.get("train_split", "train") for m in teacher.members}
     if seen.any() and not exclude_overlap and own_split:
         raise ConfigError(f"--split {split}: a model cannot be calibrated on the split it was trained on "
