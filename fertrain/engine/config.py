@@ -23,6 +23,7 @@ import yaml
 
 from fertrain.data.augment import augment_config
 from fertrain.data.preprocess import COLOR_MODES
+from fertrain.data.resident import DATA_ON_DEVICE
 from fertrain.engine.device import DEVICE_PATTERN
 from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
@@ -87,6 +88,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     fused_augment: bool = True  # torch.compile the augmentation on CUDA devices
+    data_on_device: str = "auto"  # keep the splits on the training device (auto: CUDA, when they fit)
     seed: int = 1337
     model_ema: bool = False
     model_ema_decay: float = 0.9998
@@ -123,7 +125,8 @@ class TrainConfig:
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
                                                      "train_split": SPLITS, "val_split": SPLITS,
-                                                     "color": ("auto", *COLOR_MODES)}  # fmt: skip
+                                                     "color": ("auto", *COLOR_MODES),
+                                                     "data_on_device": DATA_ON_DEVICE}  # fmt: skip
     # fields whose structure is checked by the code that uses them: check(value, where)
     STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.data.resident import as_device_batches
 from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -51,10 +52,11 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tens
 
 @torch.no_grad()
 def collect_logits(
-    model: torch.nn.Module, loader: DataLoader, device: torch.device, spec: PreprocessSpec, *, amp: bool = False,
-    channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
+    model: torch.nn.Module, loader: DataLoader | Iterable[tuple], device: torch.device, spec: PreprocessSpec, *,
+    amp: bool = False, channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Serving logits (no margin), labels and row positions for every sample of `loader`.
+    """Serving logits (no margin), labels and row positions for every sample of `loader` (a face
+    DataLoader, or 6-tuple device batches such as `ResidentFaces.eval_batches`).
 
     `tta`: test-time augmentation (`tta_logits`). Logits stay on the device until the end: one
     copy to the host instead of a GPU sync per batch. (Copying and resizing on a side stream, to
@@ -65,8 +67,9 @@ def collect_logits(
     out, labels, index = [], [], []
     # under AMP the input is produced directly in the compute dtype (saves a full-size cast per batch)
     in_dtype = amp_dtype(device) if amp else torch.float32
-    for x, sizes, y, _soft, idx in loader:
-        native = uniform_size(sizes)  # on the host copy: no device sync
+    batches = as_device_batches(loader) if isinstance(loader, DataLoader) else loader
+    for x, sizes, host_sizes, y, _soft, idx in batches:
+        native = uniform_size(host_sizes)  # on the host copy: no device sync
         # non_blocking for sizes too: a blocking copy syncs the stream every batch (measured: 70 % of host time)
         x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,
                            spec.mean, spec.std, channels_last, dtype=in_dtype, native=native)  # fmt: skip
@@ -77,7 +80,7 @@ def collect_logits(
             on_batch(len(y))
         labels.append(y)
         index.append(idx)
-    return torch.cat(out).cpu().numpy(), torch.cat(labels).numpy(), torch.cat(index).numpy()
+    return torch.cat(out).cpu().numpy(), torch.cat(labels).cpu().numpy(), torch.cat(index).cpu().numpy()
 
 
 def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float:

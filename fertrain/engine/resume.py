@@ -13,7 +13,7 @@ from pathlib import Path
 from fertrain.errors import FertrainError
 
 RESUMABLE_KEYS = frozenset({
-    "device", "workers", "compile", "fused_augment",  # where and how fast (same maths, same random draws)
+    "device", "workers", "compile", "fused_augment", "data_on_device",  # where and how fast (same maths and draws)
     "output_root", "output_dir", "log", "skip_onnx",  # where it writes
     "resume", "force", "recover_stale_lock", "init_from",  # how it starts (init_from only applies to a new run)
     "eval_every", "checkpoint_every_steps", "checkpoint_hist",  # cadence

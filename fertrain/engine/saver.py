@@ -4,10 +4,12 @@ random-number state that makes a resume draw exactly what an uninterrupted run w
 from __future__ import annotations
 
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_map
 
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, save_checkpoint
 
@@ -33,29 +35,80 @@ def set_rng_state(state: dict) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
+def host_snapshot(payload: dict) -> dict:
+    """A copy of `payload` whose tensors are on the host and no longer shared with the live
+    model and optimizer (training goes on while it is written)."""
+    return tree_map(lambda v: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v, payload)
+
+
+class BackgroundWriter:
+    """Checkpoint files written by one thread, in submission order, off the training loop.
+
+    A GPU epoch of FER2013 at 112 px takes about a second; writing a resnet18 resume state
+    (weights, EMA and optimizer: ~135 MB) in the loop cost a good part of it. The payload is
+    first copied to the host (`host_snapshot`), so the next steps cannot change what is
+    written. At most one write is pending: `submit` waits for the previous one, and `flush`
+    (before a stop, the end of a run, or anything that reads the files) waits for all; a failed
+    write raises there. Each file is still written atomically."""
+
+    def __init__(self, enabled: bool = True):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fertrain-ckpt") if enabled else None
+        self.pending: list[Future] = []
+
+    def submit(self, path: Path, payload: dict) -> None:
+        if self.pool is None:
+            save_checkpoint(path, payload)
+            return
+        snapshot = host_snapshot(payload)
+        self.flush()
+        self.pending.append(self.pool.submit(save_checkpoint, path, snapshot))
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+
 class CheckpointSaver:
     """checkpoint_last.pt (resume state), best.pt (weights, by the selection metric) and, with
     `keep` > 0, the weights of the `keep` best evaluations as checkpoint-epochN.pt (timm's
     --checkpoint-hist); worse ones are deleted as better ones arrive. Its own state (which
-    files are kept) travels in the resume state."""
+    files are kept) travels in the resume state. `background`: files are written by a
+    `BackgroundWriter` (call `flush` before reading them)."""
 
-    def __init__(self, out: Path, keep: int = 0):
+    def __init__(self, out: Path, keep: int = 0, *, background: bool = False):
         self.out, self.keep = out, keep
         self.kept: list[list] = []  # [metric, file name], best first
+        self.writer = BackgroundWriter(background)
 
     def save_last(self, state: dict) -> None:
-        save_checkpoint(self.out / CHECKPOINT_LAST, state)
+        self.writer.submit(self.out / CHECKPOINT_LAST, state)
 
     def save_best(self, weights: dict) -> None:
-        save_checkpoint(self.out / BEST, weights)
+        self.writer.submit(self.out / BEST, weights)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
     def offer(self, weights: dict, metric: float, epoch: int) -> str | None:
         """Keep these weights if they rank among the `keep` best; returns the file written."""
         if self.keep <= 0 or (len(self.kept) >= self.keep and metric <= self.kept[-1][0]):
             return None
         name = f"checkpoint-epoch{epoch}.pt"
-        save_checkpoint(self.out / name, weights)
+        self.writer.submit(self.out / name, weights)
         self.kept = sorted([k for k in self.kept if k[1] != name] + [[metric, name]], key=lambda k: -k[0])
+        if self.kept[self.keep :]:
+            self.writer.flush()  # a dropped file may still be in the queue
         for _, dropped in self.kept[self.keep :]:
             (self.out / dropped).unlink(missing_ok=True)
         self.kept = self.kept[: self.keep]

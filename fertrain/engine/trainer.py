@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +34,6 @@ import torch
 import yaml
 from timm.optim import create_optimizer_v2
 from timm.utils import ModelEmaV3
-from torch.utils.data import DataLoader
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.console import console
@@ -47,6 +47,7 @@ from fertrain.data import (
     step_generator,
 )
 from fertrain.data.order import epoch_length, epoch_order
+from fertrain.data.resident import ResidentFaces, as_device_batches, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
@@ -60,7 +61,7 @@ from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter
 from fertrain.models import FerNet, normalization_of
 from fertrain.runs import Run, open_run
-from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint
+from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
@@ -166,6 +167,7 @@ class Trainer:
         self.train_set = ManifestFaces(self.manifest, self.train_rows, self.load_spec())
         self.val_set = ManifestFaces(self.manifest, self.val_rows, self.spec) if len(self.val_rows) else None
         self.labels = self.train_set.labels
+        self.resident_train, self.resident_val = self.place_data()
         self.micro_per_epoch = epoch_length(self.labels, cfg.balanced_min_per_class) // cfg.batch_size
         self.steps_per_epoch = self.micro_per_epoch // cfg.grad_accum_steps
         if self.steps_per_epoch < 1:
@@ -173,12 +175,13 @@ class Trainer:
                               f"than one epoch of {len(self.train_rows)} training rows")  # fmt: skip
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.optimizer = create_optimizer_v2(self.optimizer_params(), opt=cfg.opt, lr=cfg.lr,
-                                             weight_decay=cfg.weight_decay, momentum=cfg.momentum)  # fmt: skip
+                                             weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                                             **fused_kwargs(cfg.opt, self.device))  # fmt: skip
         self.scheduler = self.create_scheduler()
         fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
-        self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
+        self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist, background=True)
         self.logger = make_logger(cfg.log, self.out)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
@@ -296,9 +299,28 @@ class Trainer:
                 "temperature": metrics["calibration"]["fit"]["temperature"] if metrics else 1.0,
                 "metrics": {k: metrics[k] for k in METRIC_KEYS} if metrics else {}, **self.epoch_info()}  # fmt: skip
 
+    def place_data(self) -> tuple[ResidentFaces | None, ResidentFaces | None]:
+        """--data-on-device: the training and validation faces prepared once and held on the
+        device (`ResidentFaces`), or None for the DataLoader path."""
+        splits = [(self.train_rows, self.train_set.spec), (self.val_rows, self.spec)]
+        nbytes = sum(resident_bytes(rows, spec.img_size) for rows, spec in splits)
+        if not use_data_on_device(self.cfg.data_on_device, self.device, nbytes):
+            return None, None
+        started = time.perf_counter()
+        train = ResidentFaces(self.train_set, self.device, workers=self.cfg.workers)
+        val = ResidentFaces(self.val_set, self.device, workers=self.cfg.workers) if self.val_set else None
+        mb = (train.nbytes + (val.nbytes if val else 0)) / 2**20
+        console.print(f"data on {self.device}: {len(train):,} training + {len(val) if val else 0:,} validation faces, "
+                      f"{mb:,.0f} MB, prepared in {time.perf_counter() - started:.1f}s", highlight=False)  # fmt: skip
+        return train, val
+
     def evaluate(self, dataset: ManifestFaces, module: torch.nn.Module | None = None) -> dict:
-        loader = face_loader(dataset, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
-                             device=self.device)  # fmt: skip
+        if dataset is self.val_set and self.resident_val is not None:
+            loader = self.resident_val.eval_batches(self.cfg.batch_size * 2)
+        else:
+            self.saver.flush()  # no checkpoint thread running while loader workers fork
+            loader = face_loader(dataset, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
+                                 device=self.device)  # fmt: skip
         logits, labels, _ = collect_logits(module or self.model, loader, self.device, self.spec, amp=self.cfg.amp,
                                            channels_last=self.cfg.channels_last)  # fmt: skip
         return evaluate_logits(logits, labels)
@@ -325,6 +347,8 @@ class Trainer:
         if self.scheduler is not None and ckpt["scheduler"] is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         self.optimizer.load_state_dict(ckpt["optimizer"])  # after the scheduler: restores the LRs it had
+        for group in self.optimizer.param_groups:  # this device's kernel choice, not the saving one's
+            group.update({"fused": None, **fused_kwargs(self.cfg.opt, self.device)} if "fused" in group else {})
         self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(ckpt["ema"])
@@ -364,21 +388,27 @@ class Trainer:
         """After a checkpoint: stop if a signal asked for it (the checkpoint is the resume point)."""
         signame = stop_requested()
         if signame is not None:
+            self.saver.flush()
             raise RunInterrupted(signame, f"stopped after step {self.global_step}, {CHECKPOINT_LAST} saved")
 
     # --- training --------------------------------------------------------------------------
-    def train_loader(self, epoch: int, skip_micro: int) -> DataLoader:
+    def train_loader(self, epoch: int, skip_micro: int) -> Iterator[tuple]:
+        """The epoch's micro-batches from `skip_micro` on, as 6-tuples (images, sizes, host sizes,
+        labels, soft targets, row positions): gathered on the device, or from loader workers."""
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
                             balanced_min_per_class=self.cfg.balanced_min_per_class)  # fmt: skip
         order = order[: self.micro_per_epoch * self.cfg.batch_size][skip_micro * self.cfg.batch_size :]
-        return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
-                           device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
+        if self.resident_train is not None:
+            return self.resident_train.batches(order, self.cfg.batch_size)
+        self.saver.flush()  # no checkpoint thread running while loader workers fork
+        return as_device_batches(face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
+                                             device=self.device, order=order.tolist(), drop_last=True))  # fmt: skip
 
     def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
         """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
-        x, sizes, y, soft, idx = raw
+        x, sizes, host_sizes, y, soft, idx = raw  # device tensors already when the data is on the device
         dev, accum = self.device, self.cfg.grad_accum_steps
-        batch = Batch(x.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), sizes,
+        batch = Batch(x.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), host_sizes,
                       y.to(dev, non_blocking=True), soft.to(dev, non_blocking=True), idx.to(dev, non_blocking=True),
                       self.global_step * accum + micro % accum)  # fmt: skip
         terms = self.training_step(batch)
@@ -530,16 +560,26 @@ class Trainer:
         try:
             self.run_epochs(stop)
         finally:
+            self.saver.close()  # every checkpoint written (a failed write raises here)
             if self.logger is not None:
                 self.logger.close()
         complete = self.epoch >= self.cfg.epochs
         if complete:
             if not (self.out / BEST).is_file():  # nothing evaluated: the last weights are the result
-                self.saver.save_best(self.weights_payload(self.model, None) | {"epoch": self.epoch})
+                save_checkpoint(self.out / BEST, self.weights_payload(self.model, None) | {"epoch": self.epoch})
             self.on_fit_end()
             write_curves(self.out, self.history, title=f"{self.out.name}")
         return TrainResult(self.out, self.history, self.best, self.global_step, complete, self.resumed_from_step,
                            self.resumed_from_epoch, self.test_metrics, self.params)  # fmt: skip
+
+
+FUSED_OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # timm names backed by torch's fused kernels
+
+
+def fused_kwargs(opt: str, device: torch.device) -> dict:
+    """torch's fused optimizer step on CUDA (one kernel for all parameters instead of several per
+    tensor group); the optimizer's defaults elsewhere."""
+    return {"fused": True} if device.type == "cuda" and opt.lower() in FUSED_OPTIMIZERS else {}
 
 
 def resume_source(cfg: TrainConfig, output_dir: Path) -> Path | None:
