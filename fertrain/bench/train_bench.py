@@ -2,8 +2,9 @@
 
 Both use the engine's own step code (`micro_step`, `forward_loss`, `optimizer_step` of a
 teacher trainer): model-only feeds synthetic normalized tensors already on the device;
-end-to-end feeds the real manifest through the DataLoader (uint8 decode in workers) and the
-batched device augmentation. Their ratio says whether the GPU waits for the CPU.
+end-to-end feeds the real manifest through the training data path (the split held on the device,
+or uint8 decode in loader workers: --data-on-device) and the batched device augmentation. Their
+ratio says whether the GPU waits for the CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -28,16 +30,21 @@ class TrainBench(BenchResult):
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    data_on_device: bool = False
 
 
 def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
                 steps: int = 50, warmup: int = 15, workers: int = 8, amp: bool = True, channels_last: bool = True,
-                compile: bool = False, device: str = "auto", clahe: bool = False) -> TrainBench:  # fmt: skip
+                compile: bool = False, device: str = "auto", clahe: bool = False,
+                data_on_device: str = "auto", config: str | Path | None = None) -> TrainBench:  # fmt: skip
+    """`config`: a teacher YAML (optimizer, EMA, mixup, augmentation); the arguments override it."""
     cfg = resolve_teacher_config({"manifest": manifest, "backbone": backbone, "img_size": img_size,
                                   "batch_size": batch_size,
                           "workers": workers, "amp": amp, "channels_last": channels_last, "compile": compile,
                           "device": device, "epochs": 1, "clahe": clahe, "skip_onnx": True,
-                          "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0})  # fmt: skip
+                          "data_on_device": data_on_device,
+                          "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0},
+                                 config)  # fmt: skip
     train_only = SourceFilter(splits=["train"])
     with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
         tr = TeacherTrainer(cfg, run, show_progress=False)
@@ -78,4 +85,5 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
         sync(dev)
         e2e = steps * batch_size / (time.perf_counter() - t0)
     return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only, 1), round(e2e, 1),
-                      steps=steps, amp=amp, channels_last=channels_last, compile=compile)  # fmt: skip
+                      steps=steps, amp=amp, channels_last=channels_last, compile=compile,
+                      data_on_device=tr.resident_train is not None)  # fmt: skip

@@ -20,6 +20,8 @@ app = typer.Typer(help="Throughput benchmarks: end-to-end img/s against the mode
 @app.command("train")
 def train(
     manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest whose train split feeds the loader."),
+    config: Path = typer.Option(None, "--config", "-c", help="Teacher YAML whose optimizer, EMA, mixup and "
+                                "augmentation the steps use (the flags below override it)."),
     backbone: str = typer.Option("resnet18"),
     img_size: int = typer.Option(224, callback=at_least(8)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
@@ -31,18 +33,21 @@ def train(
     compile: bool = typer.Option(False, "--compile/--no-compile"),
     clahe: bool = typer.Option(False, "--clahe/--no-clahe"),
     device: str = typer.Option("auto"),
+    data_on_device: str = typer.Option("auto", help="auto|on|off: the training split held on the device, or "
+                                       "fed by --workers loader processes."),
 ) -> None:
     """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio.
 
     \b
     Example:
       fertrain bench train --backbone resnet18 --img-size 224 --manifest outputs/manifests/fer2013.parquet
+      fertrain bench train -c fertrain/configs/fer2013_resnet18.yaml --img-size 112 --manifest M.parquet
     """
     from fertrain.bench.train_bench import bench_train
 
     res = bench_train(manifest, backbone=backbone, img_size=img_size, batch_size=batch_size, steps=steps,
                       warmup=warmup, workers=workers, amp=amp, channels_last=channels_last, compile=compile,
-                      device=device, clahe=clahe)  # fmt: skip
+                      device=device, clahe=clahe, data_on_device=data_on_device, config=config)  # fmt: skip
     console.print(json.dumps(res.to_dict(), indent=2))
     console.print(res.summary())
 

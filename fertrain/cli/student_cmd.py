@@ -59,6 +59,8 @@ def student(**values) -> None:
         loss_opts["temperature"] = temperature
     cfg = resolve_student_config(values, config, loss_opts)
     result = train_student(cfg, show_progress=not quiet)
+    if not result.is_main:  # a torchrun rank other than 0: rank 0 exports and reports
+        return
     if result.complete and not cfg.skip_onnx:
         result.onnx = export_onnx(result.output_dir)
     console.print(summary_table(result, "student run"))

@@ -80,6 +80,8 @@ def teacher(**values) -> None:
         console.print(json.dumps({k: res[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
         return
     result = train_teacher(cfg, show_progress=not quiet)
+    if not result.is_main:  # a torchrun rank other than 0: rank 0 exports and reports
+        return
     if result.complete and not cfg.skip_onnx:
         result.onnx = export_onnx(result.output_dir)
     console.print(summary_table(result, "teacher run"))

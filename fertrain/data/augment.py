@@ -218,15 +218,19 @@ _compiled_apply = None
 
 
 def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: AugmentConfig, mean, std,
-                  g: torch.Generator, channels_last: bool = False, fused: bool = False) -> torch.Tensor:  # fmt: skip
+                  g: torch.Generator, channels_last: bool = False, fused: bool = False,
+                  draw: tuple[int, int] | None = None) -> torch.Tensor:  # fmt: skip
     """Random resized crop + rotation + flip + resize (one resample), colour jitter, normalize, erasing.
 
     `fused` runs the deterministic part through torch.compile (one compile per process; worth
     it on a GPU, where the eager version's separate passes over the batch cost ~14 % of a
-    resnet18 step). Same random draws either way.
+    resnet18 step). Same random draws either way. `draw` = (first, total): parameters are
+    drawn for `total` rows and rows first.. are used (a torchrun rank's part of the global batch,
+    which then gets what one process training the whole batch would draw for it).
     """
     global _compiled_apply
-    p = sample_augment_params(x_uint8.shape[0], cfg, g, x_uint8.device)
+    first, total = draw if draw is not None else (0, x_uint8.shape[0])
+    p = sample_augment_params(total, cfg, g, x_uint8.device)[first : first + x_uint8.shape[0]]
     if not cfg.erasing:
         p[:, P_EON] = 0.0
     fn = apply_augment

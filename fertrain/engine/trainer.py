@@ -50,6 +50,7 @@ from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.resident import ResidentFaces, as_device_batches, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
+from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
 from fertrain.engine.history import write_curves, write_history
 from fertrain.engine.loggers import make_logger
@@ -60,7 +61,7 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter
 from fertrain.models import FerNet, normalization_of
-from fertrain.runs import Run, open_run
+from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
@@ -96,6 +97,7 @@ class TrainResult:
     test: dict | None = None
     params: dict = field(default_factory=dict)
     onnx: dict | None = None
+    is_main: bool = True  # False on torchrun ranks other than 0 (they write nothing)
 
 
 class LossMeter:
@@ -108,11 +110,13 @@ class LossMeter:
         self.pending: list[dict[str, torch.Tensor]] = []
         self.last = math.nan
 
-    def drain(self) -> dict[str, list[float]]:
+    def drain(self, reduce=None) -> dict[str, list[float]]:
+        """The queued terms on the host (`reduce`: e.g. the mean over torchrun ranks, applied first)."""
         if not self.pending:
             return {}
         keys = list(self.pending[0])
-        rows = torch.stack([torch.stack([t[k].float() for k in keys]) for t in self.pending]).cpu().tolist()
+        stacked = torch.stack([torch.stack([t[k].float() for k in keys]) for t in self.pending])
+        rows = (reduce(stacked) if reduce is not None else stacked).cpu().tolist()
         self.pending.clear()
         values = {k: [row[i] for row in rows] for i, k in enumerate(keys)}
         if all(math.isfinite(v) for vs in values.values() for v in vs):
@@ -143,10 +147,13 @@ class Trainer:
     kind: ClassVar[str] = "model"
     resumable: ClassVar[frozenset[str]] = RESUMABLE_KEYS
 
-    def __init__(self, cfg: TrainConfig, run: Run, *, show_progress: bool = True):
-        self.cfg, self.run, self.out, self.show = cfg, run, run.output_dir, show_progress
-        self.device = resolve_device(cfg.device)
+    def __init__(self, cfg: TrainConfig, run: Run, *, show_progress: bool = True, dist: DistContext = SINGLE):
+        self.cfg, self.run, self.out, self.dist = cfg, run, run.output_dir, dist
+        self.created = time.perf_counter()
+        self.show = show_progress and dist.is_main
+        self.device = rank_device(resolve_device(cfg.device), dist)
         self.cpu_threads = configure_cpu_threads(cfg.workers)
+        dist.check_agreement(cfg.to_dict(), run.data.manifest.sha256)  # type: ignore[union-attr]
         seed_everything(cfg.seed)
         self.manifest = run.data.manifest  # type: ignore[union-attr]
         rows = run.data.rows  # type: ignore[union-attr]
@@ -154,6 +161,9 @@ class Trainer:
         if len(self.train_rows) == 0:
             raise ConfigError(f"no '{cfg.train_split}' rows after the source filter in {cfg.manifest}")
         self.model = self.create_model().to(self.device)
+        dist.broadcast_parameters(self.model)
+        if dist.rank > 0:  # its own stream for dropout and the like (rank 0 keeps the single-process one)
+            seed_everything(cfg.seed + 1_000_003 * dist.rank)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # compiled for training steps only; evaluation and checkpoints use the plain module
@@ -168,11 +178,13 @@ class Trainer:
         self.val_set = ManifestFaces(self.manifest, self.val_rows, self.spec) if len(self.val_rows) else None
         self.labels = self.train_set.labels
         self.resident_train, self.resident_val = self.place_data()
-        self.micro_per_epoch = epoch_length(self.labels, cfg.balanced_min_per_class) // cfg.batch_size
+        self.global_batch = cfg.batch_size * dist.world_size  # one micro-batch of every rank
+        self.micro_per_epoch = epoch_length(self.labels, cfg.balanced_min_per_class) // self.global_batch
         self.steps_per_epoch = self.micro_per_epoch // cfg.grad_accum_steps
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"--batch-size {cfg.batch_size} x --grad-accum-steps {cfg.grad_accum_steps} is larger "
-                              f"than one epoch of {len(self.train_rows)} training rows")  # fmt: skip
+            raise ConfigError(f"--batch-size {cfg.batch_size} x --grad-accum-steps {cfg.grad_accum_steps} x "
+                              f"{dist.world_size} process(es) is larger than one epoch of {len(self.train_rows)} "
+                              "training rows")  # fmt: skip
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.optimizer = create_optimizer_v2(self.optimizer_params(), opt=cfg.opt, lr=cfg.lr,
                                              weight_decay=cfg.weight_decay, momentum=cfg.momentum,
@@ -182,7 +194,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
         self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist, background=True)
-        self.logger = make_logger(cfg.log, self.out)
+        self.logger = make_logger(cfg.log, self.out) if dist.is_main else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.best: dict = {"metric": -math.inf}
@@ -286,7 +298,13 @@ class Trainer:
         """The batch's random crop/flip/jitter/erasing at `spec`'s size and normalization (default: own)."""
         spec = spec or self.spec
         return augment_batch(batch.images, batch.sizes, spec.img_size, self.augment, spec.mean, spec.std,
-                             self.generator(batch), self.cfg.channels_last, fused=self.fused)  # fmt: skip
+                             self.generator(batch), self.cfg.channels_last, fused=self.fused,
+                             draw=self.augment_rows(batch))  # fmt: skip
+
+    def augment_rows(self, batch: Batch) -> tuple[int, int]:
+        """(first row, rows drawn): augmentation is drawn for the global batch, each rank keeps its rows."""
+        b = batch.images.shape[0]
+        return self.dist.rank * b, b * self.dist.world_size
 
     def autocast(self):
         return autocast_for(self.device, self.cfg.amp)
@@ -327,13 +345,16 @@ class Trainer:
 
     # --- state ---------------------------------------------------------------------------
     def state(self) -> dict:
+        """The resume state (collective under torchrun: every rank's random-number state is gathered)."""
+        rngs = self.dist.gather(rng_state())
         return {
             "format": CHECKPOINT_FORMAT, "kind": self.kind, "model": self.model.state_dict(),
             "model_spec": self.model_spec(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "rng": rng_state(), "config": self.cfg.to_dict(), "class_names": list(CLASS_NAMES),
+            "rng": rngs[0], "rng_ranks": rngs, "world_size": self.dist.world_size, "config": self.cfg.to_dict(),
+            "class_names": list(CLASS_NAMES),
             "preprocess": self.spec.to_dict(), "best": self.best, "history": self.history,
             "total_sec": self.total_sec, "running": self.meter.state_dict(), "saver": self.saver.state_dict(),
             "overrides": self.overrides, "scalars": self.scalars, "manifest_sha256": self.manifest.sha256,
@@ -341,7 +362,7 @@ class Trainer:
         }  # fmt: skip
 
     def restore(self, ckpt: dict, path: Path) -> None:
-        changes = check_resumable(type(self), ckpt, path, self.cfg)
+        changes = check_resumable(type(self), ckpt, path, self.cfg, self.dist.world_size)
         self.model.load_state_dict(ckpt["model"])
         self.restore_structure(ckpt)
         if self.scheduler is not None and ckpt["scheduler"] is not None:
@@ -359,7 +380,8 @@ class Trainer:
         self.overrides = list(ckpt["overrides"])
         self.scalars = dict(ckpt["scalars"])  # the last step's LR etc.: an epoch resumed at its end records them
         self.restore_extra(ckpt)
-        set_rng_state(ckpt["rng"])
+        rngs = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else ckpt["rng"])
         self.resumed_from_step = self.saved_step = self.global_step
         self.resumed_from_epoch = self.epoch
         if changes:
@@ -381,12 +403,23 @@ class Trainer:
         console.print(f"resuming {resume[1]} at epoch {self.epoch}, step {self.global_step}", soft_wrap=True)
 
     def save_last(self) -> None:
-        self.saver.save_last(self.state())
+        state = self.state()
+        if self.dist.is_main:
+            self.saver.save_last(state)
         self.saved_step = self.global_step
+
+    def stop_pending(self) -> bool:
+        """Whether to checkpoint now because a stop was asked. Under torchrun the ranks agree on it
+        when they read their losses (every SYNC_EVERY steps), so all stop at the same step."""
+        if not self.dist.enabled:
+            return stop_requested() is not None
+        return self.global_step % SYNC_EVERY == 0 and self.dist.any(stop_requested() is not None, self.device)
 
     def stop_if_requested(self) -> None:
         """After a checkpoint: stop if a signal asked for it (the checkpoint is the resume point)."""
         signame = stop_requested()
+        if self.dist.enabled:  # every rank stops at the same step, or none does
+            signame = self.dist.broadcast(signame) if self.dist.any(signame is not None, self.device) else None
         if signame is not None:
             self.saver.flush()
             raise RunInterrupted(signame, f"stopped after step {self.global_step}, {CHECKPOINT_LAST} saved")
@@ -397,7 +430,10 @@ class Trainer:
         labels, soft targets, row positions): gathered on the device, or from loader workers."""
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
                             balanced_min_per_class=self.cfg.balanced_min_per_class)  # fmt: skip
-        order = order[: self.micro_per_epoch * self.cfg.batch_size][skip_micro * self.cfg.batch_size :]
+        b, world = self.cfg.batch_size, self.dist.world_size
+        # global batches of b x world positions; this rank's micro-batches are its b of each
+        order = order[: self.micro_per_epoch * b * world].reshape(-1, world, b)[:, self.dist.rank].reshape(-1)
+        order = order[skip_micro * b :]
         if self.resident_train is not None:
             return self.resident_train.batches(order, self.cfg.batch_size)
         self.saver.flush()  # no checkpoint thread running while loader workers fork
@@ -416,6 +452,7 @@ class Trainer:
         return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
 
     def optimizer_step(self) -> None:
+        self.dist.average_gradients([p for g in self.optimizer.param_groups for p in g["params"]])
         if self.cfg.clip_grad:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
@@ -427,8 +464,8 @@ class Trainer:
             self.ema.update(self.model, step=self.global_step + 1)
 
     def drain(self, rate: float) -> None:
-        """Read the queued loss terms; stop (nothing saved) if one is not finite."""
-        values = self.meter.drain()
+        """Read the queued loss terms (averaged over ranks); stop (nothing saved) if one is not finite."""
+        values = self.meter.drain(self.dist.mean if self.dist.enabled else None)
         if not values:
             return
         bad = sorted(k for k, vs in values.items() if not all(math.isfinite(v) for v in vs))
@@ -471,7 +508,7 @@ class Trainer:
                         self.drain(seen / max(1e-9, time.perf_counter() - started))
                     update(images=raw[0].shape[0] * accum, loss=self.meter.last, **self.scalars)
                     periodic = cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0
-                    if periodic or stop_requested():
+                    if periodic or self.stop_pending():
                         self.drain(seen / max(1e-9, time.perf_counter() - started))
                         now = time.perf_counter()
                         self.total_sec, tick = self.total_sec + now - tick, now
@@ -479,7 +516,7 @@ class Trainer:
                         self.stop_if_requested()
             except Exception:
                 # loader workers killed by the same signal as this process: stop as asked, if the state is whole
-                if stop_requested() and at_step_boundary:
+                if not self.dist.enabled and stop_requested() and at_step_boundary:
                     self.total_sec += time.perf_counter() - tick
                     self.save_last()
                     self.stop_if_requested()
@@ -487,8 +524,9 @@ class Trainer:
         elapsed = time.perf_counter() - started
         self.drain(seen / max(1e-9, elapsed))
         self.total_sec += time.perf_counter() - tick
-        rec = {**self.scalars, **self.train_record(self.meter.means()), "train_images": self.meter.images,
-               "epoch_sec": round(elapsed, 3), "img_per_sec": round(seen / max(elapsed, 1e-9), 1)}  # fmt: skip
+        world = self.dist.world_size  # every rank trained as many images
+        rec = {**self.scalars, **self.train_record(self.meter.means()), "train_images": self.meter.images * world,
+               "epoch_sec": round(elapsed, 3), "img_per_sec": round(seen * world / max(elapsed, 1e-9), 1)}  # fmt: skip
         self.meter = LossMeter()
         return rec
 
@@ -526,9 +564,21 @@ class Trainer:
         last_epoch = self.epoch + 1 == self.cfg.epochs
         if self.val_set is None or ((self.epoch + 1) % self.cfg.eval_every and not last_epoch):
             return rec, None, []
-        val = self.evaluate(self.val_set)
-        rec.update(val_fields(val))
-        chosen, saved = self.select(rec, val)
+        started = time.perf_counter()
+        if self.dist.enabled:  # BatchNorm statistics of all ranks' data in the evaluated (and saved) weights
+            self.dist.average_buffers(self.model)
+            if self.ema is not None:
+                self.dist.average_buffers(self.ema.module)
+        chosen, saved = None, []
+        if self.dist.is_main:
+            val = self.evaluate(self.val_set)
+            rec.update(val_fields(val))
+            chosen, saved = self.select(rec, val)
+            rec["eval_sec"] = round(time.perf_counter() - started, 3)  # evaluation, selection and best.pt
+        if self.dist.enabled:  # rank 0 evaluated: every rank records and decides the same
+            rec, chosen, self.best = self.dist.broadcast((rec, chosen, self.best))
+            if not self.dist.is_main:
+                self.on_evaluated(chosen, None)
         return rec, chosen, saved
 
     def run_epochs(self, stop: int) -> None:
@@ -539,11 +589,13 @@ class Trainer:
                 self.on_epoch_start()
                 rec, chosen, saved = self.record(self.train_epoch())
                 self.history.append(rec)
-                write_history(self.out, self.history)
+                if self.dist.is_main:
+                    write_history(self.out, self.history)
                 self.epoch += 1
                 self.step_in_epoch = 0
                 self.save_last()
-                self.print_epoch(rec, saved)
+                if self.dist.is_main:
+                    self.print_epoch(rec, saved)
                 if self.logger is not None:
                     self.logger.epoch(rec, chosen)
                 self.stop_if_requested()
@@ -554,9 +606,13 @@ class Trainer:
         self.run.mark_started()
         if self.resumed_from_step is None:
             self.on_fit_start()
-        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
+        if self.dist.is_main:
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
+        if self.dist.is_main:
+            console.print(f"ready to train after {time.perf_counter() - self.created:.1f}s of set-up "
+                          f"({self.dist.world_size} process(es), global batch {self.global_batch})", highlight=False)
         try:
             self.run_epochs(stop)
         finally:
@@ -564,13 +620,14 @@ class Trainer:
             if self.logger is not None:
                 self.logger.close()
         complete = self.epoch >= self.cfg.epochs
-        if complete:
+        if complete and self.dist.is_main:
             if not (self.out / BEST).is_file():  # nothing evaluated: the last weights are the result
                 save_checkpoint(self.out / BEST, self.weights_payload(self.model, None) | {"epoch": self.epoch})
             self.on_fit_end()
             write_curves(self.out, self.history, title=f"{self.out.name}")
         return TrainResult(self.out, self.history, self.best, self.global_step, complete, self.resumed_from_step,
-                           self.resumed_from_epoch, self.test_metrics, self.params)  # fmt: skip
+                           self.resumed_from_epoch, self.test_metrics, self.params,
+                           is_main=self.dist.is_main)  # fmt: skip
 
 
 FUSED_OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")  # timm names backed by torch's fused kernels
@@ -588,30 +645,44 @@ def resume_source(cfg: TrainConfig, output_dir: Path) -> Path | None:
     return Path(cfg.resume) if cfg.resume else (last if last.is_file() else None)
 
 
-def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: TrainConfig) -> dict[str, list]:
+def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: TrainConfig,
+                    world_size: int = 1) -> dict[str, list]:  # fmt: skip
     """Refuse a checkpoint of another kind, or a config changed outside the resume allowlist
-    (unless --force); returns the forced changes."""
+    (unless --force); returns the forced changes. The number of torchrun processes counts as
+    config: it sets the global batch and which rank trains which samples."""
     if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("kind") != trainer_cls.kind:
         raise FertrainError(f"{path}: not a resumable fertrain {trainer_cls.kind} checkpoint (format "
                             f"{ckpt.get('format')!r}, kind {ckpt.get('kind')!r})")  # fmt: skip
-    return check_resume(ckpt["config"], cfg.to_dict(), path, cfg.force, trainer_cls.resumable)
+    saved = {**ckpt["config"], "nproc_per_node": ckpt.get("world_size", 1)}
+    return check_resume(saved, {**cfg.to_dict(), "nproc_per_node": world_size}, path, cfg.force,
+                        trainer_cls.resumable)  # fmt: skip
 
 
 def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path, *, show_progress: bool = True,
                  command: str | None = None, until_epoch: int | None = None) -> TrainResult:  # fmt: skip
     """Train (or resume) one run under its lock, with alignment and environment reports.
 
-    A resume is checked before the run directory is touched: a refused one changes nothing."""
+    A resume is checked before the run directory is touched: a refused one changes nothing.
+    Under torchrun, rank 0 holds the lock and writes the run; the other ranks read the same
+    manifest and checkpoint and wait for rank 0 at their first collective."""
     if not cfg.manifest:
         raise ConfigError("--manifest is required")
-    source = resume_source(cfg, output_dir)
-    resume = None
-    if source is not None:
-        resume = (load_checkpoint(source), source)
-        check_resumable(trainer_cls, *resume, cfg)
-    policy = SourceFilter(include_sources=list(cfg.include_sources), exclude_sources=list(cfg.exclude_sources or []),
-                          splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
-    with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
-                  recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force,
-                  command=command) as run:  # fmt: skip
-        return trainer_cls(cfg, run, show_progress=show_progress).fit(until_epoch, resume)
+    dist = start_distributed(resolve_device(cfg.device))
+    try:
+        source = resume_source(cfg, output_dir)
+        resume = None
+        if source is not None:
+            resume = (load_checkpoint(source), source)
+            check_resumable(trainer_cls, *resume, cfg, dist.world_size)
+        policy = SourceFilter(include_sources=list(cfg.include_sources),
+                              exclude_sources=list(cfg.exclude_sources or []),
+                              splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
+        if not dist.is_main:
+            run = read_run(output_dir, cfg.manifest, policy, command=command)
+            return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
+        with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
+                      recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force,
+                      command=command) as run:  # fmt: skip
+            return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
+    finally:
+        dist.shutdown()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fertrain.manifests.filters import SourceFilter
 from fertrain.runs.lock import default_command, run_lock
-from fertrain.runs.reports import AlignedData, write_alignment_report, write_environment
+from fertrain.runs.reports import AlignedData, load_aligned_data, write_alignment_report, write_environment
 from fertrain.runs.signals import RunInterrupted
 from fertrain.runs.status import write_status
 
@@ -34,6 +34,7 @@ class Run:
     command: str = ""
     notes: dict = field(default_factory=dict)
     started: bool = False
+    read_only: bool = False  # a torchrun rank other than 0: it reads the run, rank 0 writes it
 
     def mark_started(self) -> None:
         """The work began: from now on a failure is recorded in the run, not cleaned away."""
@@ -42,6 +43,8 @@ class Run:
     def note(self, key: str, value) -> None:
         """Record `key` in run_status.json now and in the final status."""
         self.notes[key] = value
+        if self.read_only:
+            return
         write_status(self.output_dir, "running", command=self.command, started=self.lock["started"], notes=self.notes)
 
 
@@ -53,6 +56,14 @@ def produced_results(output_dir: Path) -> bool:
     """Whether a run directory holds anything worth keeping (a checkpoint or weights, at any depth:
     a pipeline's directory holds its stages' runs)."""
     return any(output_dir.rglob("*.pt"))
+
+
+def read_run(output_dir: str | Path, manifest: str | Path, source_filter: SourceFilter | None = None, *,
+             command: str | None = None) -> Run:
+    """The run as a process that does not own it sees it (a torchrun rank other than 0): the
+    manifest checked and filtered as `open_run` does, no lock taken, nothing written."""
+    data = load_aligned_data(manifest, source_filter)
+    return Run(Path(output_dir), {"started": None}, data, command or default_command(), read_only=True)
 
 
 @contextlib.contextmanager

@@ -86,6 +86,12 @@ class AlignedData:
     report: dict
 
 
+def load_aligned_data(manifest_path: str | Path, policy: SourceFilter | None = None) -> AlignedData:
+    """The manifest (stamp checked) and its rows after `policy`, without writing a report."""
+    manifest = load_manifest(manifest_path, verify_stamp=True)
+    return AlignedData(manifest, filter_rows(manifest.df, policy or SourceFilter()), {})
+
+
 def write_alignment_report(
     output_dir: str | Path,
     manifest_path: str | Path,

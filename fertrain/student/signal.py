@@ -85,9 +85,10 @@ class OnlineTeacherSignal:
     @torch.no_grad()
     def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
                  generator: Callable[[], torch.Generator] | None = None, augment: AugmentConfig | None = None,
-                 host_sizes: torch.Tensor | None = None) -> TeacherOutput:  # fmt: skip
+                 host_sizes: torch.Tensor | None = None,
+                 draw: tuple[int, int] | None = None) -> TeacherOutput:  # fmt: skip
         """`generator()` makes a fresh generator of the student's step seed (same augmentation
-        draws); None gives the evaluation view."""
+        draws, `draw` rows of them as the student's); None gives the evaluation view."""
         t = self.teacher
         raws, features = [], None
         for m in t.members:
@@ -98,7 +99,7 @@ class OnlineTeacherSignal:
                                    fused=self.fused, native=native)  # fmt: skip
             else:
                 x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std, generator(),
-                                  self.channels_last, fused=self.fused)  # fmt: skip
+                                  self.channels_last, fused=self.fused, draw=draw)  # fmt: skip
             with autocast_for(self.device, self.amp):
                 feats = m.model.backbone(x)
                 raws.append(m.model.head(feats).float())

@@ -102,13 +102,15 @@ class StudentTrainer(Trainer):
 
     # --- hooks ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        print_header(self.cfg, self.device)
+        if self.dist.is_main:
+            print_header(self.cfg, self.device)
 
     def on_epoch_start(self) -> None:
         phase = self.policy.on_epoch_start(self.epoch, self.optimizer)
         if phase is not None:
             self.scheduler = self.make_scheduler()
-            print_phase(self.policy, phase, *self.policy.trainable_counts(), self.cfg)
+            if self.dist.is_main:
+                print_phase(self.policy, phase, *self.policy.trainable_counts(), self.cfg)
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(self.policy.scheduler_epoch(self.epoch))
 
@@ -120,7 +122,7 @@ class StudentTrainer(Trainer):
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes,
                                         generator=lambda: self.generator(batch), augment=self.augment,
-                                        host_sizes=batch.host_sizes)  # fmt: skip
+                                        host_sizes=batch.host_sizes, draw=self.augment_rows(batch))  # fmt: skip
         return self.forward_loss(self.augmented(batch), batch)
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
@@ -150,6 +152,8 @@ class StudentTrainer(Trainer):
         if value <= self.phase_best.get(stage, -math.inf):
             return []
         self.phase_best[stage] = value
+        if weights is None:  # a torchrun rank other than 0: it tracks the phase best, rank 0 saves it
+            return []
         save_checkpoint(self.out / f"student_stage{stage}_best.pt", weights)
         return [f"best stage {stage} model ({self.cfg.select_metric}: {value:.4f})"]
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One GPU vs two (torchrun, same global batch) on FER2013 with the shipped resnet18 recipe:
+# throughput at 224 and 112 px (EPOCHS_TP short runs, steady-state epoch img/s) and accuracy of
+# whole recipe runs of EPOCHS epochs (global batch 256: one GPU x 256, two GPUs x 128).
+# Usage: benchmarks/multi_gpu.sh MANIFEST OUT [EPOCHS=40] [EPOCHS_TP=3]
+set -uo pipefail
+manifest=$1; out=$2; epochs=${3:-40}; epochs_tp=${4:-3}
+mkdir -p "$out"
+cfg=fertrain/configs/fer2013_resnet18.yaml
+one() { CUDA_VISIBLE_DEVICES=0 python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 256 "$@"; }
+two() { torchrun --standalone --nproc-per-node 2 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 128 "$@"; }
+timed() {  # timed NAME CMD...: wall seconds into OUT/NAME.sec, output into OUT/NAME.log
+  local name=$1; shift
+  local t0; t0=$(date +%s.%N)
+  "$@" > "$out/$name.log" 2>&1
+  echo "rc $?" >> "$out/$name.log"
+  python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
+      > "$out/$name.sec"
+}
+for size in 224 112; do
+  for n in one two; do
+    timed "tp${size}_$n" $n --img-size "$size" --epochs "$epochs_tp" --output-dir "$out/tp${size}_$n" --skip-onnx -q
+  done
+done
+for n in one two; do
+  timed "recipe_$n" $n --epochs "$epochs" --output-dir "$out/recipe_$n" --skip-onnx -q
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = {}
+for d in sorted(p for p in out.iterdir() if (p / "history.json").is_file()):
+    h = json.loads((d / "history.json").read_text())
+    steady = [r["img_per_sec"] for r in h[1:]] or [h[0]["img_per_sec"]]
+    best = max(h, key=lambda r: r.get("val_accuracy", 0))
+    wall = float((out / f"{d.name}.sec").read_text())
+    rows[d.name] = {"epochs": len(h), "steady_img_s": round(statistics.median(steady)), "wall_s": wall,
+                    "whole_img_s": round(sum(r["train_images"] for r in h) / wall),
+                    "train_sec": round(sum(r["epoch_sec"] for r in h), 1),
+                    "eval_sec": round(sum(r.get("eval_sec", 0) for r in h), 1),
+                    "best_val_acc": best.get("val_accuracy"), "best_epoch": best["epoch"],
+                    "last_val_acc": h[-1].get("val_accuracy")}
+for size in ("224", "112"):
+    a, b = rows.get(f"tp{size}_one"), rows.get(f"tp{size}_two")
+    if a and b:
+        rows[f"speedup_{size}"] = round(b["steady_img_s"] / a["steady_img_s"], 3)
+(out / "summary.json").write_text(json.dumps(rows, indent=1))
+print(json.dumps(rows, indent=1))
+PY

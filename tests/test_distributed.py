@@ -1,0 +1,132 @@
+"""torchrun data parallelism on CPU (gloo, 2 processes) on demo data: the same training as one
+process with the same global batch, one writer, kill + resume, and ranks that disagree."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from fertrain.engine.distributed import DistContext
+from fertrain.errors import ConfigError
+from fertrain.runs.checkpoints import load_checkpoint
+
+# test_convnext has no BatchNorm: batch statistics do not depend on how a batch is split, so two
+# ranks of 16 must compute exactly what one process computes on the 32
+TINY = ["--backbone", "test_convnext", "--head", "linear", "--img-size", "32", "-j", "0", "--device", "cpu",
+        "--skip-onnx", "--lr", "2e-3", "--aug", "scale=[0.85,1]", "-q"]  # fmt: skip
+
+
+def teacher_cmd(manifest: Path, out: Path, nproc: int, batch: int, *extra: str) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    return [*(launcher if nproc > 1 else [sys.executable]), "-m", "fertrain", "teacher", "--manifest",
+            str(manifest), "--output-dir", str(out), "-b", str(batch), *TINY, *extra]  # fmt: skip
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process below it."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, tree = [pid], []
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(parents.get(p, []))
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.kill(p, signal.SIGKILL)
+
+
+def history(out: Path) -> list[dict]:
+    return json.loads((out / "history.json").read_text())
+
+
+def test_two_ranks_with_the_same_global_batch_train_as_one_process(lowres_manifest, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    r1 = run(teacher_cmd(lowres_manifest, one, 1, 32, "--epochs", "2"))
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = run(teacher_cmd(lowres_manifest, two, 2, 16, "--epochs", "2"))
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    h1, h2 = history(one), history(two)
+    assert [r["global_step"] for r in h2] == [r["global_step"] for r in h1]
+    assert [r["train_images"] for r in h2] == [r["train_images"] for r in h1]
+    # the first epoch's mean loss starts from the same first step; the second follows averaged updates
+    for a, b in zip(h1, h2, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["val_nll"] == pytest.approx(a["val_nll"], rel=1e-4)
+    # one writer: one summary printed, a run status of rank 0, the resume state knows both ranks
+    assert (r2.stdout + r2.stderr).count("teacher run") == 1
+    assert json.loads((two / "run_status.json").read_text())["status"] == "finished"
+    last = load_checkpoint(two / "checkpoint_last.pt")
+    assert last["world_size"] == 2 and len(last["rng_ranks"]) == 2
+    assert not list(two.glob("*.tmp*"))
+
+
+def test_killed_torchrun_resumes_at_the_same_global_step_and_refuses_another_world_size(lowres_manifest, tmp_path):
+    out, straight = tmp_path / "killed", tmp_path / "straight"
+    args = ("--epochs", "3", "--checkpoint-every-steps", "1")
+    assert run(teacher_cmd(lowres_manifest, straight, 2, 16, *args)).returncode == 0
+    proc = subprocess.Popen(teacher_cmd(lowres_manifest, out, 2, 16, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 240
+    step = 0
+    while time.monotonic() < deadline and step < 9:  # mid epoch 2 (7 steps per epoch)
+        time.sleep(0.2)
+        try:
+            step = load_checkpoint(out / "checkpoint_last.pt")["global_step"]
+        except Exception:  # not written yet
+            continue
+    kill_tree(proc.pid)  # as a crash would: torchrun and its ranks (which run in sessions of their own)
+    proc.wait()
+    saved = load_checkpoint(out / "checkpoint_last.pt")
+    killed_at = saved["global_step"]
+    assert 9 <= killed_at < 21
+    # one process cannot continue a two-process run: the global batch would change
+    refused = run(teacher_cmd(lowres_manifest, out, 1, 16, *args, "--recover-stale-lock"))
+    assert refused.returncode != 0 and "--nproc-per-node: 2 -> 1" in refused.stderr + refused.stdout
+    resumed = run(teacher_cmd(lowres_manifest, out, 2, 16, *args, "--recover-stale-lock"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at epoch {saved['epoch']}, step {killed_at}" in resumed.stdout + resumed.stderr
+    a, b = history(out), history(straight)
+    assert [r["global_step"] for r in a] == [r["global_step"] for r in b] == [7, 14, 21]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
+
+
+def _agreement(rank: int, init: str, results: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    ctx = DistContext(rank, 2, rank)
+    outcome = "agreed"
+    try:
+        ctx.check_agreement({"lr": 0.1, "device": f"cuda:{rank}"}, "a" * 64)  # devices may differ
+        ctx.check_agreement({"lr": 0.1 if rank == 0 else 0.2, "device": "cpu"}, "a" * 64)
+    except ConfigError as exc:
+        outcome = str(exc)
+    Path(results, f"rank{rank}").write_text(outcome)
+    torch.distributed.destroy_process_group()
+
+
+def test_ranks_that_disagree_on_the_config_stop_with_the_difference_named(tmp_path):
+    mp.spawn(_agreement, args=(f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}").read_text() == "torchrun ranks disagree: rank 1 has --lr 0.2 (rank 0: 0.1)"
