@@ -2,9 +2,10 @@
 # One GPU vs two (torchrun, same global batch) on FER2013 with the shipped resnet18 recipe:
 # throughput at 224 and 112 px (EPOCHS_TP short runs, steady-state epoch img/s) and accuracy of
 # whole recipe runs of EPOCHS epochs (global batch 256: one GPU x 256, two GPUs x 128).
-# Usage: benchmarks/multi_gpu.sh MANIFEST OUT [EPOCHS=40] [EPOCHS_TP=3]
+# Usage: benchmarks/multi_gpu.sh MANIFEST OUT [EPOCHS=40 (0: no recipe runs)] [EPOCHS_TP=3] [SIZES="224 112"]
+#        [TAG=""] [EXTRA FLAGS for the throughput runs, e.g. --compile]
 set -uo pipefail
-manifest=$1; out=$2; epochs=${3:-40}; epochs_tp=${4:-3}
+manifest=$1; out=$2; epochs=${3:-40}; epochs_tp=${4:-3}; sizes=${5:-224 112}; tag=${6:-}; shift 6 2>/dev/null || shift $#
 mkdir -p "$out"
 cfg=fertrain/configs/fer2013_resnet18.yaml
 one() { CUDA_VISIBLE_DEVICES=0 python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 256 "$@"; }
@@ -17,13 +18,14 @@ timed() {  # timed NAME CMD...: wall seconds into OUT/NAME.sec, output into OUT/
   python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
       > "$out/$name.sec"
 }
-for size in 224 112; do
+for size in $sizes; do
   for n in one two; do
-    timed "tp${size}_$n" $n --img-size "$size" --epochs "$epochs_tp" --output-dir "$out/tp${size}_$n" --skip-onnx -q
+    timed "tp${size}${tag}_$n" $n --img-size "$size" --epochs "$epochs_tp" --output-dir "$out/tp${size}${tag}_$n" \
+        --skip-onnx -q "$@"
   done
 done
 for n in one two; do
-  timed "recipe_$n" $n --epochs "$epochs" --output-dir "$out/recipe_$n" --skip-onnx -q
+  [ "$epochs" -gt 0 ] && timed "recipe_$n" $n --epochs "$epochs" --output-dir "$out/recipe_$n" --skip-onnx -q
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys
@@ -41,10 +43,10 @@ for d in sorted(p for p in out.iterdir() if (p / "history.json").is_file()):
                     "eval_sec": round(sum(r.get("eval_sec", 0) for r in h), 1),
                     "best_val_acc": best.get("val_accuracy"), "best_epoch": best["epoch"],
                     "last_val_acc": h[-1].get("val_accuracy")}
-for size in ("224", "112"):
-    a, b = rows.get(f"tp{size}_one"), rows.get(f"tp{size}_two")
-    if a and b:
-        rows[f"speedup_{size}"] = round(b["steady_img_s"] / a["steady_img_s"], 3)
+for name in [k[: -len("_one")] for k in rows if k.startswith("tp") and k.endswith("_one")]:
+    a, b = rows[f"{name}_one"], rows.get(f"{name}_two")
+    if b:
+        rows[f"speedup_{name}"] = round(b["steady_img_s"] / a["steady_img_s"], 3)
 (out / "summary.json").write_text(json.dumps(rows, indent=1))
 print(json.dumps(rows, indent=1))
 PY

@@ -64,10 +64,8 @@ class DistContext:
             flat = torch.cat([g.reshape(-1) for g in group])
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
             flat /= self.world_size
-            offset = 0
-            for g in group:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+            views = [v.view_as(g) for v, g in zip(flat.split([g.numel() for g in group]), group, strict=True)]
+            torch._foreach_copy_(group, views)  # one multi-tensor launch, not one copy per parameter
 
     def average_buffers(self, module: torch.nn.Module) -> None:
         """Floating-point buffers (BatchNorm running statistics) averaged over the ranks."""
