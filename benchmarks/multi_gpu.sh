@@ -10,14 +10,8 @@ mkdir -p "$out"
 cfg=fertrain/configs/fer2013_resnet18.yaml
 one() { CUDA_VISIBLE_DEVICES=0 python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 256 "$@"; }
 two() { torchrun --standalone --nproc-per-node 2 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 128 "$@"; }
-timed() {  # timed NAME CMD...: wall seconds into OUT/NAME.sec, output into OUT/NAME.log
-  local name=$1; shift
-  local t0; t0=$(date +%s.%N)
-  "$@" > "$out/$name.log" 2>&1
-  echo "rc $?" >> "$out/$name.log"
-  python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
-      > "$out/$name.sec"
-}
+# shellcheck source=benchmarks/timed.sh
+. "$(dirname "$0")/timed.sh"
 for size in $sizes; do
   for n in one two; do
     timed "tp${size}${tag}_$n" $n --img-size "$size" --epochs "$epochs_tp" --output-dir "$out/tp${size}${tag}_$n" \

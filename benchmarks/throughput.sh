@@ -10,14 +10,8 @@ set -uo pipefail
 manifest=$1; out=$2; epochs=${3:-60}; student_epochs=${4:-20}
 mkdir -p "$out"
 fer() { python3 -m fertrain "$@"; }
-timed() {  # timed NAME CMD...: wall seconds of the whole command into OUT/NAME.sec, output into OUT/NAME.log
-  local name=$1; shift
-  local t0; t0=$(date +%s.%N)
-  "$@" > "$out/$name.log" 2>&1
-  echo "$?" > "$out/$name.rc"
-  python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
-      > "$out/$name.sec"
-}
+# shellcheck source=benchmarks/timed.sh
+. "$(dirname "$0")/timed.sh"
 for mode in on off; do
   timed "bench_rn18_112_$mode" fer bench train --manifest "$manifest" --backbone resnet18 --img-size 112 -b 256 \
       --steps 200 --warmup 30 -j 8 --data-on-device "$mode"

@@ -130,3 +130,16 @@ def test_ranks_that_disagree_on_the_config_stop_with_the_difference_named(tmp_pa
     mp.spawn(_agreement, args=(f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}").read_text() == "torchrun ranks disagree: rank 1 has --lr 0.2 (rank 0: 0.1)"
+
+
+def test_a_rank_other_than_0_reads_the_run_without_writing_or_locking(lowres_manifest, tmp_path):
+    from fertrain.manifests import SourceFilter
+    from fertrain.runs import read_lock, read_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    run = read_run(out, lowres_manifest, SourceFilter(splits=["train", "val"]))
+    assert set(run.data.rows["split"]) == {"train", "val"} and len(run.data.manifest.sha256) == 64
+    run.note("resume_overrides", [{"at_step": 3}])  # recorded by rank 0 only
+    run.mark_started()
+    assert list(out.iterdir()) == [] and read_lock(out) is None

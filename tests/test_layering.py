@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fertrain"
 LAYERS: list[set[str]] = [
     {"lazy"},
     {"errors", "labels", "console", "configs", "__init__"},
-    {"atomic", "serialization"},
+    {"atomic", "serialization", "yaml_files"},
     {"plots"},
     {"calibration", "manifests"},
     {"data", "runs"},

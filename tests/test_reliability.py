@@ -530,3 +530,25 @@ def test_a_run_stopped_during_evaluation_after_an_end_of_epoch_checkpoint_record
     done = train_teacher(cfg, show_progress=False)
     assert [r["lr"] for r in done.history] == pytest.approx([r["lr"] for r in ref.history], rel=1e-9)
     assert [r["val_accuracy"] for r in done.history] == pytest.approx([r["val_accuracy"] for r in ref.history])
+
+
+def test_every_yaml_file_a_user_passes_reports_a_syntax_error_with_its_role_file_and_line(tmp_path):
+    """Configs, recipes, plans and unfreeze schedules are read by one reader: a broken file is one
+    ConfigError naming what it is for, the file and the line (an unfreeze schedule used to raise
+    yaml's own error with a traceback)."""
+    from fertrain.errors import ConfigError
+    from fertrain.manifests.recipe import load_recipe
+    from fertrain.pipeline.plan import load_plan
+    from fertrain.student.freezing import load_custom_schedule
+    from fertrain.teacher import resolve_teacher_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("first: 1\nsecond: [1, 2\n")
+    readers = {"--config": lambda p: resolve_teacher_config({"manifest": "m.parquet"}, p), "recipe": load_recipe,
+               "plan": load_plan, "--unfreeze-schedule": lambda p: load_custom_schedule(str(p), [])}  # fmt: skip
+    for role, read in readers.items():
+        with pytest.raises(ConfigError, match=rf"^{role} .*bad\.yaml:\d+: not valid YAML") as err:
+            read(bad)
+        assert "\n" not in str(err.value)
+        with pytest.raises(ConfigError, match=rf"^{role} .*missing\.yaml: file not found"):
+            read(tmp_path / "missing.yaml")

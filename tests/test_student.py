@@ -143,7 +143,7 @@ def _batch_signals(demo: Path, teacher: Path, softlabels: Path, source: str | No
     positions = positions[:48]
     loader = DataLoader(ManifestFaces(manifest, train.loc[positions].reset_index(drop=True), PreprocessSpec(size)),
                         batch_size=48, collate_fn=collate_faces)  # fmt: skip
-    x, sizes, y, _soft, _ = next(iter(loader))
+    x, sizes, _host_sizes, y, _soft, _ = next(iter(loader))
     index = torch.as_tensor(np.asarray(positions))
     return offline(index).logits, online(index, x_uint8=x, sizes=sizes, host_sizes=sizes).logits, y
 

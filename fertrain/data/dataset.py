@@ -64,12 +64,14 @@ class FaceArrays(Dataset):
         return prepare_face(self.faces[i], None, self.spec), -1, self.nan, i
 
 
-def collate_faces(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate_faces(batch: list) -> tuple[torch.Tensor, ...]:
     """Faces of different sizes -> one uint8 Bx3xCxC canvas (C = largest side in the batch).
 
     Each face sits top-left; the padding repeats its last row/column, so bilinear sampling at
-    the face's border never mixes in zeros. Returns (canvas, sizes (B, 2) as h, w, labels,
-    soft targets, row positions).
+    the face's border never mixes in zeros. Returns the batch every consumer reads, from a loader
+    or from the device-resident split (`ResidentFaces`): (canvas, sizes (B, 2) as h, w, host
+    sizes, labels, soft targets, row positions). Sizes come twice: the first copy goes to the
+    device with the canvas, the host copy is read without a device sync (`uniform_size`).
     """
     faces = [b[0] for b in batch]
     c = max(max(f.shape[0], f.shape[1]) for f in faces)
@@ -83,7 +85,8 @@ def collate_faces(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         if h < c:
             canvas[k, h:] = canvas[k, h - 1 : h]
         sizes[k] = (h, w)
-    return (torch.from_numpy(canvas).permute(0, 3, 1, 2), torch.from_numpy(sizes),
+    sizes_t = torch.from_numpy(sizes)
+    return (torch.from_numpy(canvas).permute(0, 3, 1, 2), sizes_t, sizes_t,
             torch.tensor([b[1] for b in batch]), torch.from_numpy(np.stack([b[2] for b in batch])),
             torch.tensor([b[3] for b in batch]))  # fmt: skip
 

@@ -7,14 +7,13 @@ removes all of that. The faces are the ones the DataLoader path delivers (same `
 items, same replicated-edge padding as `collate_faces`), so a batch gathered here equals the
 loader's batch for the same sample positions, value for value.
 
-Batches are 6-tuples (images, sizes, host_sizes, labels, soft, index): the device tensors a
-training step needs plus the sizes on the host (read without a device sync). `as_device_batches`
-gives DataLoader batches the same shape.
+Batches have `collate_faces`'s shape (images, sizes, host_sizes, labels, soft, index), here with
+everything but the host sizes already on the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -25,12 +24,6 @@ from fertrain.data.dataset import ManifestFaces, face_loader
 DATA_ON_DEVICE = ("auto", "on", "off")
 AUTO_MAX_BYTES = 4 * 2**30  # `auto` keeps a split on the device up to this size ...
 AUTO_MAX_FRACTION = 0.2  # ... and this fraction of the device's memory
-
-
-def as_device_batches(loader: Iterable) -> Iterator[tuple]:
-    """DataLoader batches (images, sizes, labels, soft, index) as 6-tuples with the host sizes."""
-    for x, sizes, y, soft, idx in loader:
-        yield x, sizes, sizes, y, soft, idx
 
 
 def resident_bytes(rows: pd.DataFrame, img_size: int) -> int:
@@ -59,7 +52,7 @@ class ResidentFaces:
     def __init__(self, dataset: ManifestFaces, device: torch.device, *, workers: int = 0, chunk: int = 1024):
         self.device = device
         canvases, sizes = [], []
-        for x, s, _y, _soft, _idx in face_loader(dataset, batch_size=chunk, workers=workers,
+        for x, s, *_ in face_loader(dataset, batch_size=chunk, workers=workers,
                                                  device=torch.device("cpu")):  # fmt: skip
             canvases.append(x)
             sizes.append(s)

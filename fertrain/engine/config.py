@@ -27,6 +27,7 @@ from fertrain.data.resident import DATA_ON_DEVICE
 from fertrain.engine.device import DEVICE_PATTERN
 from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
+from fertrain.yaml_files import read_yaml_file
 
 SELECT_METRICS = ("macro_f1", "accuracy", "auc")
 BACKBONE_ABBREV = {"resnet18": "RN18", "resnet34": "RN34", "resnet50": "RN50", "efficientnet_b0": "B0",
@@ -229,15 +230,7 @@ def check_value(cls: type[TrainConfig], name: str, value: Any, where: str) -> An
 
 def load_yaml_config(path: str | Path, cls: type[TrainConfig]) -> dict[str, Any]:
     """A YAML mapping of options for `cls`; a syntax error or unknown key names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"--config {where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    raw = read_yaml_file(path, "--config") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"--config {path}: expected a mapping of option: value")
     raw = {str(k).replace("-", "_"): v for k, v in raw.items()}

@@ -25,8 +25,6 @@ What each rank does (see `Trainer`):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 
@@ -118,17 +116,15 @@ class DistContext:
         if not self.enabled:
             return
         mine = {k: v for k, v in config.items() if k not in PER_RANK_KEYS}
-        digest = hashlib.sha256(json.dumps(mine, sort_keys=True, default=str).encode()).hexdigest()
-        seen = self.gather((digest, manifest_sha256, mine))
-        if len({d for d, _, _ in seen}) > 1:
-            base = seen[0][2]
-            for rank, (_, _, other) in enumerate(seen):
-                diff = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
-                if diff:
-                    raise ConfigError(f"torchrun ranks disagree: rank {rank} has "
-                                      + ", ".join(f"--{k.replace('_', '-')} {other.get(k)!r} (rank 0: "
-                                                  f"{base.get(k)!r})" for k in diff))  # fmt: skip
-        shas = [s for _, s, _ in seen]
+        seen = self.gather((mine, manifest_sha256))
+        base = seen[0][0]
+        for rank, (other, _) in enumerate(seen):
+            diff = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+            if diff:
+                raise ConfigError(f"torchrun ranks disagree: rank {rank} has "
+                                  + ", ".join(f"--{k.replace('_', '-')} {other.get(k)!r} (rank 0: "
+                                              f"{base.get(k)!r})" for k in diff))  # fmt: skip
+        shas = [s for _, s in seen]
         if len(set(shas)) > 1:
             raise ConfigError("torchrun ranks read different manifests: sha256 "
                               + ", ".join(f"rank {r} {s[:12]}…" for r, s in enumerate(shas)))  # fmt: skip

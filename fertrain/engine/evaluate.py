@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader
 from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.data.augment import uniform_size
-from fertrain.data.resident import as_device_batches
 from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -56,7 +55,7 @@ def collect_logits(
     amp: bool = False, channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader` (a face
-    DataLoader, or 6-tuple device batches such as `ResidentFaces.eval_batches`).
+    DataLoader, or the device-resident batches of `ResidentFaces.eval_batches`: the same tuples).
 
     `tta`: test-time augmentation (`tta_logits`). Logits stay on the device until the end: one
     copy to the host instead of a GPU sync per batch. (Copying and resizing on a side stream, to
@@ -67,8 +66,7 @@ def collect_logits(
     out, labels, index = [], [], []
     # under AMP the input is produced directly in the compute dtype (saves a full-size cast per batch)
     in_dtype = amp_dtype(device) if amp else torch.float32
-    batches = as_device_batches(loader) if isinstance(loader, DataLoader) else loader
-    for x, sizes, host_sizes, y, _soft, idx in batches:
+    for x, sizes, host_sizes, y, _soft, idx in loader:
         native = uniform_size(host_sizes)  # on the host copy: no device sync
         # non_blocking for sizes too: a blocking copy syncs the stream every batch (measured: 70 % of host time)
         x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,

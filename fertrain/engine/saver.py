@@ -51,14 +51,11 @@ class BackgroundWriter:
     (before a stop, the end of a run, or anything that reads the files) waits for all; a failed
     write raises there. Each file is still written atomically."""
 
-    def __init__(self, enabled: bool = True):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fertrain-ckpt") if enabled else None
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fertrain-ckpt")
         self.pending: list[Future] = []
 
     def submit(self, path: Path, payload: dict) -> None:
-        if self.pool is None:
-            save_checkpoint(path, payload)
-            return
         snapshot = host_snapshot(payload)
         self.flush()
         self.pending.append(self.pool.submit(save_checkpoint, path, snapshot))
@@ -72,21 +69,20 @@ class BackgroundWriter:
         try:
             self.flush()
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True)
 
 
 class CheckpointSaver:
     """checkpoint_last.pt (resume state), best.pt (weights, by the selection metric) and, with
     `keep` > 0, the weights of the `keep` best evaluations as checkpoint-epochN.pt (timm's
     --checkpoint-hist); worse ones are deleted as better ones arrive. Its own state (which
-    files are kept) travels in the resume state. `background`: files are written by a
-    `BackgroundWriter` (call `flush` before reading them)."""
+    files are kept) travels in the resume state. Files are written by a `BackgroundWriter`:
+    call `flush` before reading them."""
 
-    def __init__(self, out: Path, keep: int = 0, *, background: bool = False):
+    def __init__(self, out: Path, keep: int = 0):
         self.out, self.keep = out, keep
         self.kept: list[list] = []  # [metric, file name], best first
-        self.writer = BackgroundWriter(background)
+        self.writer = BackgroundWriter()
 
     def save_last(self, state: dict) -> None:
         self.writer.submit(self.out / CHECKPOINT_LAST, state)

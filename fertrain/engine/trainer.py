@@ -47,7 +47,7 @@ from fertrain.data import (
     step_generator,
 )
 from fertrain.data.order import epoch_length, epoch_order
-from fertrain.data.resident import ResidentFaces, as_device_batches, resident_bytes, use_data_on_device
+from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
@@ -193,7 +193,7 @@ class Trainer:
         fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
-        self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist, background=True)
+        self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
         self.logger = make_logger(cfg.log, self.out) if dist.is_main else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
@@ -417,17 +417,16 @@ class Trainer:
 
     def stop_if_requested(self) -> None:
         """After a checkpoint: stop if a signal asked for it (the checkpoint is the resume point)."""
-        signame = stop_requested()
-        if self.dist.enabled:  # every rank stops at the same step, or none does
-            signame = self.dist.broadcast(signame) if self.dist.any(signame is not None, self.device) else None
+        # under torchrun every rank stops at the same step, or none does
+        signame = next((s for s in self.dist.gather(stop_requested()) if s is not None), None)
         if signame is not None:
             self.saver.flush()
             raise RunInterrupted(signame, f"stopped after step {self.global_step}, {CHECKPOINT_LAST} saved")
 
     # --- training --------------------------------------------------------------------------
     def train_loader(self, epoch: int, skip_micro: int) -> Iterator[tuple]:
-        """The epoch's micro-batches from `skip_micro` on, as 6-tuples (images, sizes, host sizes,
-        labels, soft targets, row positions): gathered on the device, or from loader workers."""
+        """The epoch's micro-batches of this rank from `skip_micro` on (`collate_faces` tuples),
+        gathered on the device or from loader workers."""
         order = epoch_order(self.labels, seed=self.cfg.seed, epoch=epoch,
                             balanced_min_per_class=self.cfg.balanced_min_per_class)  # fmt: skip
         b, world = self.cfg.batch_size, self.dist.world_size
@@ -437,8 +436,8 @@ class Trainer:
         if self.resident_train is not None:
             return self.resident_train.batches(order, self.cfg.batch_size)
         self.saver.flush()  # no checkpoint thread running while loader workers fork
-        return as_device_batches(face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
-                                             device=self.device, order=order.tolist(), drop_last=True))  # fmt: skip
+        return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
+                           device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
 
     def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
         """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
@@ -452,11 +451,12 @@ class Trainer:
         return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
 
     def optimizer_step(self) -> None:
-        self.dist.average_gradients([p for g in self.optimizer.param_groups for p in g["params"]])
-        if self.cfg.clip_grad:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                           self.cfg.clip_grad)  # fmt: skip
+        if self.dist.enabled or self.cfg.clip_grad:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self.dist.average_gradients(params)
+            if self.cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -41,6 +41,7 @@ from fertrain.manifests.adapters import get_adapter
 from fertrain.manifests.dedup import DedupPolicy
 from fertrain.manifests.filters import SourceFilter
 from fertrain.manifests.schema import SPLITS
+from fertrain.yaml_files import read_yaml_file
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 RECIPE_KEYS = {"name", "output", "seed", "sources", "filters", "dedup", "description"}
@@ -161,14 +162,7 @@ def recipe_from_dict(raw: Any, origin: str) -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    return recipe_from_dict(raw, str(path))
+    return recipe_from_dict(read_yaml_file(path, "recipe"), str(path))
 
 
 def recipe_from_cli(sources: list[str], options: list[str], dedup: DedupPolicy, seed: int) -> Recipe:

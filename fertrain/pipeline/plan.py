@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fertrain.errors import ConfigError
+from fertrain.yaml_files import read_yaml_file
 
 # kind -> (allowed keys, keys that name other stages)
 KINDS: dict[str, tuple[set[str], set[str]]] = {
@@ -93,12 +92,7 @@ def load_plan(path: str | Path) -> Plan:
     """Read and check a plan: known kinds and keys, every reference to an earlier stage, no cycles,
     Stage B teachers initialized from a teacher."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: plan file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml_file(path, "plan")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with root and stages")
     unknown = sorted(set(raw) - PLAN_KEYS)
@@ -185,5 +179,5 @@ def teacher_stage(stage: Stage) -> str:
     value = (stage.spec.get("options") or {}).get("stage")
     config = Path(str(stage.spec.get("config") or ""))
     if value is None and config.is_file():
-        value = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("stage")
+        value = (read_yaml_file(config, "--config") or {}).get("stage")
     return str(value or "A").upper()

@@ -25,13 +25,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fertrain.atomic import atomic_write_json
 from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
+from fertrain.yaml_files import read_yaml_file
 
 STATE_FILE = "pipeline_state.json"
 
@@ -256,7 +255,7 @@ def _epochs_of(run: Path) -> int | None:
     cfg = run / "config.yaml"
     if not cfg.is_file():
         return None
-    data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+    data = read_yaml_file(cfg, "run config") or {}
     if data.get("strategy") == "two-stage":
         return int(data.get("epochs_s1", 0)) + int(data.get("epochs_s2", 0))
     return data.get("epochs")

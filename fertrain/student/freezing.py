@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from timm.models import group_parameters
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fertrain.errors import ConfigError
+from fertrain.yaml_files import read_yaml_file
 
 STRATEGIES = ("none", "two-stage", "two-phase", "conservative", "balanced", "aggressive", "layerwise", "custom")
 # progressive schedules: (epoch, number of top backbone groups trainable; None = all)
@@ -107,10 +107,8 @@ def load_custom_schedule(spec: str | list, groups: list[LayerGroup]) -> list[tup
     where = "--unfreeze-schedule"
     if isinstance(spec, str):
         path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"{where} {path}: file not found")
+        spec = read_yaml_file(path, where)
         where = f"{where} {path}"
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(spec, list) or not spec:
         raise ConfigError(f"{where}: expected a non-empty list of {{epoch, unfreeze, lr_mult}}")
     by_name = {g.name: i for i, g in enumerate(groups)}
