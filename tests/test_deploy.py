@@ -193,3 +193,57 @@ def test_haar_detector_comes_from_the_opencv_wheel():
     det = HaarDetector()
     assert not det.faces.empty() and not det.eyes.empty()
     assert int(cv2.__version__.split(".")[0]) == 4  # 5.x wheels ship no cascades: pinned below 5
+
+
+def serving_faces() -> list[np.ndarray]:
+    """Real FER2013 faces (48 px) and larger and smaller crops of them, prepared for a 112-px model."""
+    from fertrain.data import PreprocessSpec, prepare_face
+
+    spec = PreprocessSpec(img_size=112, color="grey")
+    files = sorted((real_data("fer2013") / "validation").rglob("*.jpg"))[::400][:8]
+    imgs = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    sized = imgs[:4] + [cv2.resize(im, (s, s)) for im, s in zip(imgs[4:], (30, 80, 112, 200), strict=True)]
+    return spec, [prepare_face(im, None, spec) for im in sized]
+
+
+def test_serving_input_without_torch_equals_the_evaluation_path():
+    """The NumPy/OpenCV input ONNX models are served with (no torch) equals `to_model_input` on
+    the same faces, one size per batch and sizes mixed, and its test-time augmentation equals
+    `tta_logits` for every mode (a linear model on real faces, so every pixel counts)."""
+    from fertrain.data import collate_faces, to_model_input
+    from fertrain.data.augment import uniform_size
+    from fertrain.data.serving import merge_views, model_input, tta_views
+    from fertrain.engine.evaluate import TTA_MODES, tta_logits
+
+    spec, faces = serving_faces()
+    for group in (faces[:4], faces):  # all 48 px (the interpolate path), then mixed sizes (grid_sample)
+        canvas, sizes, host_sizes, *_ = collate_faces([(f, 0, np.zeros(7, np.float32), i) for i, f in enumerate(group)])
+        expected = to_model_input(canvas, sizes, 112, spec.mean, spec.std, native=uniform_size(host_sizes)).numpy()
+        got = model_input(group, spec)
+        assert got.shape == expected.shape == (len(group), 3, 112, 112)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+    weights = np.random.default_rng(0).standard_normal((3 * 112 * 112, 7)).astype(np.float32) / 100
+    x = model_input(faces, spec)
+    for mode in TTA_MODES:
+        expected = tta_logits(lambda t: t.flatten(1) @ torch.from_numpy(weights), torch.from_numpy(x), mode).numpy()
+        got = merge_views([v.reshape(len(v), -1) @ weights for v in tta_views(x, mode)], mode)
+        np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-4, err_msg=mode)
+
+
+def test_predict_with_an_onnx_model_never_imports_torch(demo_pipeline, tmp_path):
+    """Serving an ONNX model needs onnxruntime, OpenCV and NumPy: importing torch alone cost ~1.3 s
+    of a `fertrain predict` command on the 2-core machine."""
+    import subprocess
+    import sys
+
+    face = next((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))
+    out = tmp_path / "faces.csv"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "fertrain", "predict",
+                           str(teacher_a(demo_pipeline) / "model.onnx"), str(face), "--detector", "none", "--out", str(out),
+                           "-q"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in modules and "cv2" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "timm", "torchvision", "pandas")}
+    assert out.read_text().count("\n") >= 2  # a header and at least one face

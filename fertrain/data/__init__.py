@@ -1,24 +1,16 @@
-"""Data path: uint8 faces from workers, float work batched on the training device."""
+"""Data path: uint8 faces from workers, float work batched on the training device.
 
-from fertrain.data.augment import AugmentConfig, augment_batch, augment_config, step_generator, to_model_input
-from fertrain.data.dataset import FaceArrays, ManifestFaces, collate_faces, face_loader
-from fertrain.data.order import epoch_length, epoch_order
-from fertrain.data.preprocess import PreprocessSpec, color_mode_of, load_prepared, prepare_face
+Names are imported from their submodules on first use (see `fertrain.lazy`): serving code that
+needs only `fertrain.data.preprocess` (OpenCV and NumPy) does not load torch."""
 
-__all__ = [
-    "AugmentConfig",
-    "FaceArrays",
-    "ManifestFaces",
-    "PreprocessSpec",
-    "augment_batch",
-    "augment_config",
-    "collate_faces",
-    "color_mode_of",
-    "epoch_length",
-    "epoch_order",
-    "face_loader",
-    "load_prepared",
-    "prepare_face",
-    "step_generator",
-    "to_model_input",
-]  # fmt: skip
+from fertrain.lazy import lazy_exports
+
+_EXPORTS = {
+    "AugmentConfig": "augment", "augment_batch": "augment", "augment_config": "augment",
+    "step_generator": "augment", "to_model_input": "augment", "FaceArrays": "dataset", "ManifestFaces": "dataset",
+    "collate_faces": "dataset", "face_loader": "dataset", "epoch_length": "order", "epoch_order": "order",
+    "PreprocessSpec": "preprocess", "color_mode_of": "preprocess", "load_prepared": "preprocess",
+    "prepare_face": "preprocess",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -79,6 +79,8 @@ def load_prepared(path: str | Path, box: tuple[int, int, int, int] | None, spec:
 
 
 COLOR_MODES = ("rgb", "grey")
+TTA_MODES = ("none", "flip", "five", "ten")  # test-time augmentation of evaluation and serving
+TTA_CROP = 0.875  # side of each multi-crop view, as a fraction of the face (the training crops' typical size)
 
 
 def color_mode_of(paths: list, sample: int = 256) -> str:

@@ -1,7 +1,10 @@
 """What turns face crops into calibrated probabilities: a trained run or ensemble (PyTorch), or a
 `model.onnx` with its sidecar (onnxruntime). Both prepare faces with the run's own preprocessing
-contract (`prepare_face` and the evaluation resize/normalize of `collect_logits`), so a face gets
-the same probabilities here as in `fertrain evaluate`."""
+contract (`prepare_face`, then the evaluation resize/normalize), so a face gets the same
+probabilities here as in `fertrain evaluate`.
+
+An ONNX model is served with NumPy and OpenCV only (`session_logits`): torch, timm and the engine
+load only for a PyTorch model, through the lazy packages below."""
 
 from __future__ import annotations
 
@@ -10,26 +13,26 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
-import fertrain.ensemble as ensemble  # a lazy package: timm loads only for PyTorch models
-from fertrain.calibration import scale_logits
-from fertrain.data import FaceArrays, PreprocessSpec, face_loader
-from fertrain.engine.evaluate import collect_logits
-from fertrain.errors import InputError
-from fertrain.export.ort_module import OrtModule
+import fertrain.engine as engine  # lazy packages: torch and timm load only for PyTorch models
+import fertrain.ensemble as ensemble
+from fertrain.data.preprocess import TTA_MODES, PreprocessSpec, prepare_face
+from fertrain.data.serving import calibrated_probs
+from fertrain.errors import ConfigError, InputError
+from fertrain.export.ort_session import session_logits
 from fertrain.labels import CLASS_NAMES
 
 
 class TorchModel:
-    """A run directory or ENSEMBLE.json, on `device`."""
+    """A run directory or ENSEMBLE.json, on `device` (auto, cpu, cuda, cuda:N, mps)."""
 
-    def __init__(self, path: str | Path, device: torch.device, tta: str = "none"):
+    def __init__(self, path: str | Path, device: str, tta: str = "none"):
+        self.device = engine.resolve_device(device)
         self.teacher = ensemble.load_teacher(path)
-        self.device, self.tta = device, tta
+        self.tta = tta
         self.spec = self.teacher.members[0].spec
         self.class_names = list(CLASS_NAMES)
-        self.describe = {"backend": "torch", "model": str(path), "device": str(device),
+        self.describe = {"backend": "torch", "model": str(path), "device": str(self.device),
                          "temperature": self.teacher.temperature, "tta": tta}  # fmt: skip
 
     def face_probs(self, faces: list[np.ndarray]) -> np.ndarray:
@@ -41,6 +44,8 @@ class OnnxModel:
 
     def __init__(self, path: str | Path, threads: int | None = None, tta: str = "none"):
         path, self.tta = Path(path), tta
+        if tta not in TTA_MODES:
+            raise ConfigError(f"--tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
         sidecar = Path(f"{path}.json")
         if not path.is_file() or not sidecar.is_file():
             raise InputError(sidecar if path.is_file() else path, "an ONNX model needs the file and its .json sidecar "
@@ -54,18 +59,19 @@ class OnnxModel:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.module = OrtModule(self.session)
         self.describe = {"backend": "onnxruntime", "model": str(path), "temperature": self.temperature,
                          "int8": meta.get("int8") is not None, "tta": tta}  # fmt: skip
 
+    def logits(self, faces: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Serving logits of uint8 face crops (RGB or grey), `batch_size` faces per session call."""
+        prepared = [prepare_face(f, None, self.spec) for f in faces]
+        return session_logits(self.session, prepared, self.spec, tta=self.tta, batch_size=batch_size)
+
     def face_probs(self, faces: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        cpu = torch.device("cpu")
-        loader = face_loader(FaceArrays(faces, self.spec), batch_size=batch_size, workers=0, device=cpu)
-        logits, _, _ = collect_logits(self.module, loader, cpu, self.spec, tta=self.tta)
-        return torch.softmax(scale_logits(torch.as_tensor(logits, dtype=torch.float64), self.temperature), 1).numpy()
+        return calibrated_probs(self.logits(faces, batch_size), self.temperature)
 
 
-def load_model(path: str | Path, *, device: torch.device, threads: int | None = None,
+def load_model(path: str | Path, *, device: str = "cpu", threads: int | None = None,
                tta: str = "none") -> TorchModel | OnnxModel:  # fmt: skip
     """A run directory or ENSEMBLE.json (PyTorch), or a .onnx file with its sidecar (onnxruntime);
     `tta`: test-time augmentation of every face (none|flip|five|ten)."""

@@ -5,12 +5,12 @@ with a non-zero status."""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import pandas as pd
 from rich.table import Table
 
 from fertrain.atomic import atomic_path, atomic_write_bytes, atomic_write_json
@@ -129,8 +129,11 @@ def write_rows(report: PredictReport, out: str | Path) -> str:
     if out.suffix.lower() == ".json":
         atomic_write_json(out, {"faces": report.rows, "errors": [{"file": f, "error": e} for f, e in report.errors]})
     elif out.suffix.lower() == ".csv":
-        with atomic_path(out) as tmp:
-            pd.DataFrame(report.rows).to_csv(tmp, index=False, lineterminator="\n")
+        columns = list(dict.fromkeys(k for row in report.rows for k in row))  # every row's keys, in order
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(report.rows)
     else:
         raise ConfigError(f"--out {out}: expected a .csv or .json file")
     return str(out)

@@ -22,7 +22,6 @@ import numpy as np
 from fertrain.deploy.align import aligned_crop
 from fertrain.deploy.detect import Detection, WholeImage, make_detector
 from fertrain.deploy.model import load_model
-from fertrain.engine.device import resolve_device
 from fertrain.errors import InputError
 from fertrain.manifests.imageprobe import oversize
 
@@ -68,7 +67,7 @@ class Recognizer:
     def __init__(self, model: str | Path, *, detector: str = "haar", align: bool = True, margin: float | None = None,
                  device: str = "cpu", threads: int | None = None, min_face: int = 24,
                  detect_size: int = 320, detect_scale: float = 1.1, tta: str = "none"):  # fmt: skip
-        self.model = load_model(model, device=resolve_device(device), threads=threads, tta=tta)
+        self.model = load_model(model, device=device, threads=threads, tta=tta)
         self.detector = make_detector(detector, min_face, detect_size, detect_scale)
         self.align = align
         self.margin = self.model.spec.face_margin if margin is None else margin

@@ -12,11 +12,9 @@ from torch.utils.data import DataLoader
 from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.data.preprocess import TTA_CROP, TTA_MODES
 from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
-
-TTA_MODES = ("none", "flip", "five", "ten")
-TTA_CROP = 0.875  # side of each multi-crop view, as a fraction of the face (the training crops' typical size)
 
 
 def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

@@ -19,19 +19,18 @@ import io
 import json
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
 from fertrain.atomic import atomic_path, atomic_write_json
-from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
-from fertrain.data.augment import to_model_input, uniform_size
-from fertrain.engine.evaluate import collect_logits
+from fertrain.data import ManifestFaces, PreprocessSpec
+from fertrain.data.serving import model_input, softmax
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.export.onnx import ONNX_NAME, export_onnx
-from fertrain.export.ort_module import OrtModule
+from fertrain.export.ort_session import session_logits
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.runs.checkpoints import run_checkpoint
 from fertrain.runs.reports import ALIGNMENT_REPORT
@@ -46,29 +45,27 @@ def run_manifest(run_dir: Path) -> str:
     return json.loads(report.read_text(encoding="utf-8"))["manifest_resolved"]
 
 
-class ManifestCalibration:
-    """onnxruntime's calibration data reader over manifest rows, prepared as the run prepares them."""
+def prepared_rows(manifest, rows, spec: PreprocessSpec, workers: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """The rows' faces prepared as the run prepares them (`workers` threads decode), and their labels."""
+    faces = ManifestFaces(manifest, rows, spec)
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # OpenCV decodes without the GIL
+        items = list(pool.map(faces.__getitem__, range(len(faces))))
+    return [it[0] for it in items], np.array([it[1] for it in items], dtype=np.int64)
 
-    def __init__(self, manifest, rows, spec: PreprocessSpec, batch_size: int = 32, workers: int = 0):
-        self.batches = iter(face_loader(ManifestFaces(manifest, rows, spec), batch_size=batch_size, workers=workers,
-                                        device=torch.device("cpu")))  # fmt: skip
-        self.spec = spec
+
+class PreparedCalibration:
+    """onnxruntime's calibration data reader: the serving input of prepared faces, in batches."""
+
+    def __init__(self, prepared: list[np.ndarray], spec: PreprocessSpec, batch_size: int = 32):
+        self.batches = (model_input(prepared[i : i + batch_size], spec) for i in range(0, len(prepared), batch_size))
 
     def get_next(self) -> dict | None:
-        batch = next(self.batches, None)
-        if batch is None:
-            return None
-        x, sizes = batch[0], batch[1]
-        s = self.spec
-        return {"input": to_model_input(x, sizes, s.img_size, s.mean, s.std, native=uniform_size(sizes)).numpy()}
+        x = next(self.batches, None)
+        return None if x is None else {"input": x}
 
 
-def evaluate_onnx(path: Path, manifest, rows, spec: PreprocessSpec, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    cpu = torch.device("cpu")
-    loader = face_loader(ManifestFaces(manifest, rows, spec), batch_size=128, workers=workers, device=cpu)
-    logits, labels, _ = collect_logits(OrtModule(session), loader, torch.device("cpu"), spec)
-    return logits, labels
+def session_of(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def quantize(pre: Path, out: Path, *, dynamic: bool, per_channel: bool, reader_factory) -> None:
@@ -110,8 +107,10 @@ def export_int8(run_or_ckpt: str | Path, *, out: str | Path | None = None, dynam
     if len(held) == 0 or (not dynamic and len(calib) == 0):
         raise ConfigError(f"{m.path}: need train rows to calibrate and {split!r} rows to check the int8 model")
     out = Path(out) if out else run_dir / INT8_NAME
-    ref_logits, labels = evaluate_onnx(fp32, m, held, spec, workers)
-    ref_probs = torch.softmax(torch.as_tensor(ref_logits, dtype=torch.float64), 1).numpy()
+    held_faces, labels = prepared_rows(m, held, spec, workers)
+    calib_faces = [] if dynamic else prepared_rows(m, calib, spec, workers)[0]
+    ref_logits = session_logits(session_of(fp32), held_faces, spec, batch_size=128)
+    ref_probs = softmax(ref_logits.astype(np.float64))
     ref_acc = float((ref_logits.argmax(1) == labels).mean())
     tried = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,9 +119,9 @@ def export_int8(run_or_ckpt: str | Path, *, out: str | Path | None = None, dynam
         for per_channel in ([False] if dynamic else [True, False]):
             candidate = Path(tmp) / f"int8_{'channel' if per_channel else 'tensor'}.onnx"
             quantize(pre, candidate, dynamic=dynamic, per_channel=per_channel,
-                     reader_factory=lambda: ManifestCalibration(m, calib, spec, workers=workers))  # fmt: skip
-            logits, _ = evaluate_onnx(candidate, m, held, spec, workers)
-            probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).numpy()
+                     reader_factory=lambda: PreparedCalibration(calib_faces, spec))  # fmt: skip
+            logits = session_logits(session_of(candidate), held_faces, spec, batch_size=128)
+            probs = softmax(logits.astype(np.float64))
             tried.append({
                 "weights": "per-channel" if per_channel else "per-tensor", "path": candidate,
                 "accuracy": float((logits.argmax(1) == labels).mean()),
