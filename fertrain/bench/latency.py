@@ -66,7 +66,7 @@ def time_calls(fn, runs: int, warmup: int) -> list[float]:
 
 def bench_latency(target: str | Path, image: str | Path | None = None, *, runs: int = 200, warmup: int = 20,
                   detector: str = "haar", detect_size: int = 320,
-                  detect_scale: float = 1.1) -> list[LatencyRow]:  # fmt: skip
+                  detect_scale: float = 1.1, min_face: int = 24) -> list[LatencyRow]:  # fmt: skip
     rows = []
     for kind, path in models_of(Path(target)).items():
         for threads in sorted({1, available_cores()}):
@@ -82,7 +82,7 @@ def bench_latency(target: str | Path, image: str | Path | None = None, *, runs: 
             row = LatencyRow(kind, threads, *percentiles(model_only))
             if image is not None:
                 recognizer = Recognizer(path, detector=detector, threads=threads, detect_size=detect_size,
-                                        detect_scale=detect_scale)  # fmt: skip
+                                        detect_scale=detect_scale, min_face=min_face)  # fmt: skip
                 row.faces = len(recognizer.predict(image))
                 times = time_calls(lambda r=recognizer: r.predict(image), max(20, runs // 4), max(3, warmup // 4))
                 row.predict_p50_ms, row.predict_p95_ms = percentiles(times)

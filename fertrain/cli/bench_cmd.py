@@ -1,4 +1,4 @@
-"""`fertrain bench train` and `fertrain bench export`."""
+"""`fertrain bench train`, `export`, `latency` and `detect`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from fertrain.console import console
 app = typer.Typer(help="Throughput benchmarks: end-to-end img/s against the model-only ceiling.\n\n\b\nExamples:\n"
                   "  fertrain bench train --manifest M.parquet --backbone resnet18 --img-size 224\n"
                   "  fertrain bench export --manifest M.parquet --backbone resnet18 --img-size 112\n"
-                  "  fertrain bench latency outputs/students/RUN --image photo.jpg",
+                  "  fertrain bench latency outputs/students/RUN --image photo.jpg\n"
+                  "  fertrain bench detect expw.parquet --detect-size 256 --detect-size 320 --model RUN",
                   no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
 
@@ -91,19 +92,21 @@ def latency(
                                     callback=at_least(64)),
     detect_scale: float = typer.Option(1.1, "--detect-scale", help="haar: step between searched face sizes.",
                                        callback=at_least(1, strict=True)),
+    min_face: int = typer.Option(24, "--min-face", help="Smallest face the detector looks for, in pixels.",
+                                 callback=at_least(8)),
 ) -> None:
     """CPU latency per face at batch 1: model alone and the whole predict path, 1 thread and all, fp32 vs int8.
 
     \b
     Example:
-      fertrain bench latency outputs/students/RUN --image photo.jpg
+      fertrain bench latency outputs/students/RUN --image photo.jpg --min-face 80
     """
     from rich.table import Table
 
     from fertrain.bench.latency import bench_latency
 
     rows = bench_latency(model, image, runs=runs, detector=detector, detect_size=detect_size,
-                         detect_scale=detect_scale)  # fmt: skip
+                         detect_scale=detect_scale, min_face=min_face)  # fmt: skip
     t = Table(title=f"latency per face, batch 1 ({model})", title_justify="left")
     for col in ("model", "threads", "model p50 ms", "model p95 ms", "predict p50 ms", "predict p95 ms", "faces"):
         t.add_column(col, justify="right")
@@ -112,5 +115,49 @@ def latency(
                   "-" if r.predict_p50_ms is None else f"{r.predict_p50_ms:.2f}",
                   "-" if r.predict_p95_ms is None else f"{r.predict_p95_ms:.2f}",
                   "-" if r.faces is None else str(r.faces))  # fmt: skip
+    console.print(t)
+    console.print(json.dumps([r.to_dict() for r in rows]))
+
+
+@app.command("detect")
+def detect(
+    manifest: Path = typer.Argument(..., help="Manifest of uncropped photos with a face box per row (e.g. ExpW)."),
+    detect_size: list[int] = typer.Option([320], "--detect-size", help="haar: long side of the searched copy "
+                                          "(repeatable: one row per size and scale).", callback=at_least(64)),
+    detect_scale: list[float] = typer.Option([1.1], "--detect-scale", help="haar: step between searched face "
+                                             "sizes (repeatable).", callback=at_least(1, strict=True)),
+    model: Path | None = typer.Option(None, "--model", help="Also predict on detected faces and on the labelled "
+                                      "boxes: run directory, ENSEMBLE.json or model.onnx."),
+    split: str | None = typer.Option(None, "--split", help="Only rows of this split [all]."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N photos.", callback=at_least(1)),
+    min_face: int = typer.Option(24, "--min-face", help="Smallest face the detector reports, in pixels.",
+                                 callback=at_least(8)),
+    no_align: bool = typer.Option(False, "--no-align", help="Do not rotate detected faces by their eyes."),
+) -> None:
+    """Detection recall and IoU against labelled face boxes, time per photo, and predictions on detected
+    faces next to predictions on the labelled boxes.
+
+    \b
+    Example:
+      fertrain manifest build --source expw=../shared/datasets/expw_mini --out expw.parquet
+      fertrain bench detect expw.parquet --detect-size 256 --detect-size 320 --detect-scale 1.2 --model RUN
+    """
+    from rich.table import Table
+
+    from fertrain.bench.detect import bench_detect
+
+    rows = bench_detect(manifest, [(s, f) for s in detect_size for f in detect_scale], model=model, split=split,
+                        limit=limit, min_face=min_face, align=not no_align)  # fmt: skip
+    t = Table(title=f"face detection against the labelled boxes of {manifest}", title_justify="left")
+    cols = ["size", "scale", "photos", "faces", "recall", "large faces", "recall large", "IoU", "det/photo",
+            "ms/photo"] + (["matched", "acc detected", "acc boxes", "agreement"] if model else [])  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="right")
+    for r in rows:
+        values = [r.detect_size, r.detect_scale, r.photos, r.faces, r.recall, r.large_faces, r.large_recall,
+                  r.mean_iou, r.detections_per_photo, r.p50_ms_per_photo]  # fmt: skip
+        if model:
+            values += [r.matched, r.accuracy_detected, r.accuracy_boxes, r.agreement]
+        t.add_row(*[str(v) for v in values])
     console.print(t)
     console.print(json.dumps([r.to_dict() for r in rows]))

@@ -42,6 +42,8 @@ def at_least(low: float, *, strict: bool = False, high: float | None = None) -> 
     def check(value):
         if value is None:
             return value
+        if isinstance(value, list):  # a repeatable option: every value
+            return [check(v) for v in value]
         too_low = value < low or (strict and value == low)
         if not math.isfinite(value) or too_low or (high is not None and value > high):
             bound = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
