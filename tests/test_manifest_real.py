@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fertrain.data import ManifestFaces, PreprocessSpec
 from fertrain.errors import InputError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests import DedupPolicy, build_manifest, load_manifest, load_recipe, recipe_from_cli
-from fertrain.manifests.faces import load_face, row_box
 from fertrain.manifests.imageprobe import sha256_file
 
 from .clitools import run_cli
@@ -181,6 +181,7 @@ def test_expw_boxes_groups_and_crops(tmp_path):
     assert len(df) == len(label_lines) == 191
     assert res.summary["sources"]["expw"]["notes"]["boxes_clipped"] == 1  # angry_family_55: right=301 > 300
     paths = m.image_paths()
+    faces = ManifestFaces(m, df, PreprocessSpec(img_size=10_000, color="rgb"))  # the training load path, no resize
     by_id = {rid: i for i, rid in enumerate(df.row_id)}
     for name, face_id, top, left, right, bottom, _conf, label in label_lines:
         i = by_id[f"expw:image/origin/{name}#{face_id}"]
@@ -188,8 +189,7 @@ def test_expw_boxes_groups_and_crops(tmp_path):
         assert row.label == int(label) and row.group == name
         img = cv2.cvtColor(cv2.imread(str(paths[i])), cv2.COLOR_BGR2RGB)
         expected = img[int(top) : int(bottom), int(left) : int(right)]  # the README's crop
-        face = load_face(paths[i], row_box(row))
-        assert np.array_equal(face, expected)
+        assert np.array_equal(faces[i][0], expected)
     # faces of one photo never straddle splits; all three splits exist
     assert df.groupby("group")["split"].nunique().max() == 1
     assert set(df.split) == {"train", "val", "test"}
