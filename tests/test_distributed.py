@@ -143,3 +143,18 @@ def test_a_rank_other_than_0_reads_the_run_without_writing_or_locking(lowres_man
     run.note("resume_overrides", [{"at_step": 3}])  # recorded by rank 0 only
     run.mark_started()
     assert list(out.iterdir()) == [] and read_lock(out) is None
+
+
+def test_bench_train_under_torchrun_reports_all_ranks_together(lowres_manifest):
+    """`torchrun -m fertrain bench train`: two ranks step in lockstep with averaged gradients; one
+    report (rank 0's), with img/s for both ranks together."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = run([*launcher, "-m", "fertrain", "bench", "train", "--manifest", str(lowres_manifest), "--backbone",
+                "test_convnext", "--img-size", "32", "-b", "8", "--steps", "3", "--warmup", "1", "-j", "0",
+                "--device", "cpu", "--no-amp", "--no-channels-last"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stderr  # fertrain's console writes to stderr
+    assert out.count('"world_size"') == 1  # printed once, by rank 0
+    report = json.loads(out[out.index('{\n  "device"') : out.index("}", out.index('"world_size"')) + 1])
+    assert report["world_size"] == 2 and report["rank"] == 0 and report["batch_size"] == 8
+    assert report["model_only_img_s"] > 0 and report["end_to_end_img_s"] > 0

@@ -5,6 +5,10 @@ teacher trainer): model-only feeds synthetic normalized tensors already on the d
 end-to-end feeds the real manifest through the training data path (the split held on the device,
 or uint8 decode in loader workers: --data-on-device) and the batched device augmentation. Their
 ratio says whether the GPU waits for the CPU.
+
+Under torchrun (`torchrun --nproc-per-node N -m fertrain bench train ...`) every rank runs the
+same steps on its own GPU with `-b` images, gradients averaged as in training (the engine's
+`optimizer_step`), and both numbers are for all ranks together (N x -b images per step).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 import torch
 
 from fertrain.bench.result import BenchResult, sync
-from fertrain.engine import Batch
+from fertrain.engine import Batch, resolve_device
+from fertrain.engine.distributed import start_distributed
 from fertrain.engine.trainer import SYNC_EVERY
 from fertrain.manifests import SourceFilter
 from fertrain.runs import open_run
@@ -31,6 +36,8 @@ class TrainBench(BenchResult):
     channels_last: bool = True
     compile: bool = False
     data_on_device: bool = False
+    world_size: int = 1  # torchrun processes; img/s are for all of them together
+    rank: int = 0
 
 
 def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
@@ -46,8 +53,9 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                           "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0},
                                  config)  # fmt: skip
     train_only = SourceFilter(splits=["train"])
+    dist = start_distributed(resolve_device(cfg.device))
     with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
-        tr = TeacherTrainer(cfg, run, show_progress=False)
+        tr = TeacherTrainer(cfg, run, show_progress=False, dist=dist)
         tr.model.train()
         dev = tr.device
         tr.margin = cfg.arcface_m
@@ -84,6 +92,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
             epoch += 1
         sync(dev)
         e2e = steps * batch_size / (time.perf_counter() - t0)
-    return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only, 1), round(e2e, 1),
-                      steps=steps, amp=amp, channels_last=channels_last, compile=compile,
-                      data_on_device=tr.resident_train is not None)  # fmt: skip
+    world = dist.world_size  # every rank stepped in lockstep (gradients averaged each step)
+    return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only * world, 1),
+                      round(e2e * world, 1), steps=steps, amp=amp, channels_last=channels_last, compile=compile,
+                      data_on_device=tr.resident_train is not None, world_size=world, rank=dist.rank)  # fmt: skip

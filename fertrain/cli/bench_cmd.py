@@ -37,20 +37,23 @@ def train(
     data_on_device: str = typer.Option("auto", help="auto|on|off: the training split held on the device, or "
                                        "fed by --workers loader processes."),
 ) -> None:
-    """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio.
+    """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio (under torchrun: of
+    all ranks together, -b images each per step).
 
     \b
     Example:
       fertrain bench train --backbone resnet18 --img-size 224 --manifest outputs/manifests/fer2013.parquet
       fertrain bench train -c fertrain/configs/fer2013_resnet18.yaml --img-size 112 --manifest M.parquet
+      torchrun --standalone --nproc-per-node 2 -m fertrain bench train --img-size 224 -b 128 --manifest M.parquet
     """
     from fertrain.bench.train_bench import bench_train
 
     res = bench_train(manifest, backbone=backbone, img_size=img_size, batch_size=batch_size, steps=steps,
                       warmup=warmup, workers=workers, amp=amp, channels_last=channels_last, compile=compile,
                       device=device, clahe=clahe, data_on_device=data_on_device, config=config)  # fmt: skip
-    console.print(json.dumps(res.to_dict(), indent=2))
-    console.print(res.summary())
+    if res.rank == 0:  # under torchrun the other ranks print nothing
+        console.print(json.dumps(res.to_dict(), indent=2))
+        console.print(res.summary())
 
 
 @app.command("export")
