@@ -54,45 +54,48 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                                  config)  # fmt: skip
     train_only = SourceFilter(splits=["train"])
     dist = start_distributed(resolve_device(cfg.device))
-    with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
-        tr = TeacherTrainer(cfg, run, show_progress=False, dist=dist)
-        tr.model.train()
-        dev = tr.device
-        tr.margin = cfg.arcface_m
-        # model-only: synthetic normalized batch on the device
-        x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
-        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-        y = torch.randint(0, 7, (batch_size,), device=dev)
-        synthetic = Batch(x, None, None, y, torch.full((batch_size, 7), float("nan"), device=dev), None, 0)
-        for i in range(warmup + steps):
-            if i == warmup:
-                sync(dev)
-                t0 = time.perf_counter()
-            loss = tr.forward_loss(x, synthetic)["loss"]
-            tr.scaler.scale(loss).backward()
-            tr.optimizer_step()
-            if (i + 1) % SYNC_EVERY == 0:
-                float(loss)
-        sync(dev)
-        model_only = steps * batch_size / (time.perf_counter() - t0)
-        # end-to-end: real data path, epochs chained until enough steps were taken
-        done, epoch = 0, 0
-        while done < warmup + steps:
-            for micro, raw in enumerate(tr.train_loader(epoch, 0)):
-                if done == warmup:
+    try:
+        with tempfile.TemporaryDirectory() as tmp, open_run(tmp, manifest=manifest, source_filter=train_only) as run:
+            tr = TeacherTrainer(cfg, run, show_progress=False, dist=dist)
+            tr.model.train()
+            dev = tr.device
+            tr.margin = cfg.arcface_m
+            # model-only: synthetic normalized batch on the device
+            x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            y = torch.randint(0, 7, (batch_size,), device=dev)
+            synthetic = Batch(x, None, None, y, torch.full((batch_size, 7), float("nan"), device=dev), None, 0)
+            for i in range(warmup + steps):
+                if i == warmup:
                     sync(dev)
                     t0 = time.perf_counter()
-                loss = tr.micro_step(raw, micro)["loss"]
+                loss = tr.forward_loss(x, synthetic)["loss"]
+                tr.scaler.scale(loss).backward()
                 tr.optimizer_step()
-                done += 1
-                if done % SYNC_EVERY == 0:
+                if (i + 1) % SYNC_EVERY == 0:
                     float(loss)
-                if done == warmup + steps:
-                    break
-            epoch += 1
-        sync(dev)
-        e2e = steps * batch_size / (time.perf_counter() - t0)
-    world = dist.world_size  # every rank stepped in lockstep (gradients averaged each step)
-    return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only * world, 1),
-                      round(e2e * world, 1), steps=steps, amp=amp, channels_last=channels_last, compile=compile,
-                      data_on_device=tr.resident_train is not None, world_size=world, rank=dist.rank)  # fmt: skip
+            sync(dev)
+            model_only = steps * batch_size / (time.perf_counter() - t0)
+            # end-to-end: real data path, epochs chained until enough steps were taken
+            done, epoch = 0, 0
+            while done < warmup + steps:
+                for micro, raw in enumerate(tr.train_loader(epoch, 0)):
+                    if done == warmup:
+                        sync(dev)
+                        t0 = time.perf_counter()
+                    loss = tr.micro_step(raw, micro)["loss"]
+                    tr.optimizer_step()
+                    done += 1
+                    if done % SYNC_EVERY == 0:
+                        float(loss)
+                    if done == warmup + steps:
+                        break
+                epoch += 1
+            sync(dev)
+            e2e = steps * batch_size / (time.perf_counter() - t0)
+        world = dist.world_size  # every rank stepped in lockstep (gradients averaged each step)
+        return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only * world, 1),
+                          round(e2e * world, 1), steps=steps, amp=amp, channels_last=channels_last, compile=compile,
+                          data_on_device=tr.resident_train is not None, world_size=world, rank=dist.rank)  # fmt: skip
+    finally:
+        dist.shutdown()
