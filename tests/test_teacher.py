@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -318,6 +319,29 @@ def test_preprocessing_contract_grey_clahe_and_device_resize():
     out = to_model_input(x, sizes, 112, (0.0,) * 3, (1.0,) * 3, fused=False)
     assert out.shape == (2, 3, 112, 112)
     assert torch.allclose(out[1], torch.full_like(out[1], 200 / 255), atol=1e-5)  # edge padding never leaks in
+
+
+def test_a_grey_face_is_shrunk_as_one_channel_with_the_same_pixels():
+    """`prepare_face` shrinks a grey face before replicating it to RGB: value for value what
+    replicating first and shrinking three channels gives (real ExpW photos, many crop sizes)."""
+    from fertrain.data import PreprocessSpec, prepare_face
+
+    from .conftest import real_data
+
+    photos = sorted((real_data("expw_mini") / "image" / "origin").glob("*.jpg"))[:12]
+    rng = np.random.default_rng(0)
+    spec = PreprocessSpec(img_size=112, color="grey")
+    for path in photos:
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        for _ in range(5):
+            w, h = (int(v) for v in rng.integers(60, min(rgb.shape[:2]), 2))
+            box = (int(rng.integers(0, rgb.shape[1] - w + 1)), int(rng.integers(0, rgb.shape[0] - h + 1)), w, h)
+            x, y = box[:2]
+            grey = cv2.cvtColor(rgb[y : y + h, x : x + w], cv2.COLOR_RGB2GRAY)
+            reference = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+            if max(h, w) > 112:
+                reference = cv2.resize(reference, (112, 112), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(prepare_face(rgb, box, spec), reference), (path.name, box)
 
 
 def test_bench_train_and_export_run_the_real_step_code_on_cpu(demo_pipeline, capsys):

@@ -86,18 +86,52 @@ def labelled_photos(manifest: str | Path, split: str | None, limit: int | None) 
     return photos[:limit] if limit else photos
 
 
+class PairedPredictions:
+    """Labels predicted on detected crops and on labelled-box crops of the same faces, in batches
+    of `batch` faces (crops are not all held at once: a manifest may have many thousand faces)."""
+
+    def __init__(self, model, batch: int = 256):
+        self.model, self.batch = model, batch
+        self.detected, self.boxes, self.labels = [], [], []
+        self.pending: tuple[list, list] = ([], [])
+
+    def add(self, detected_crop: np.ndarray, box_crop: np.ndarray, label: int) -> None:
+        self.pending[0].append(detected_crop)
+        self.pending[1].append(box_crop)
+        self.labels.append(label)
+        if len(self.pending[0]) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending[0]:
+            self.detected += self.model.face_probs(self.pending[0]).argmax(1).tolist()
+            self.boxes += self.model.face_probs(self.pending[1]).argmax(1).tolist()
+            self.pending = ([], [])
+
+    def fill(self, row: DetectRow) -> None:
+        self.flush()
+        if not self.labels:
+            return
+        detected, boxes, truth = np.asarray(self.detected), np.asarray(self.boxes), np.asarray(self.labels)
+        row.matched = len(truth)
+        row.accuracy_detected = round(float((detected == truth).mean()), 4)
+        row.accuracy_boxes = round(float((boxes == truth).mean()), 4)
+        row.agreement = round(float((detected == boxes).mean()), 4)
+
+
 def bench_detect(manifest: str | Path, settings: list[tuple[int, float]], *, model: str | Path | None = None,
                  split: str | None = None, limit: int | None = None, min_face: int = 24, min_iou: float = 0.4,
                  large: int = 80, align: bool = True) -> list[DetectRow]:  # fmt: skip
     photos = labelled_photos(manifest, split, limit)
-    images = [read_image(p) for p, _, _ in photos]
     served = load_model(model) if model else None
+    faces = sum(len(b) for _, b, _ in photos)
     rows = []
     for size, scale in settings:
         detector = make_detector("haar", min_face, size, scale)
         times, found_total, overlaps, large_total, large_found = [], 0, [], 0, 0
-        detected_crops, box_crops, labels = [], [], []
-        for (_, boxes, face_labels), img in zip(photos, images, strict=True):
+        paired = PairedPredictions(served) if served is not None else None
+        for path, boxes, face_labels in photos:
+            img = read_image(path)  # one photo at a time: decoding is not timed
             t0 = time.perf_counter()
             found = detector.detect(img)
             times.append(time.perf_counter() - t0)
@@ -107,24 +141,14 @@ def bench_detect(manifest: str | Path, settings: list[tuple[int, float]], *, mod
             is_large = [max(b[2], b[3]) >= large for b in boxes]
             large_total += sum(is_large)
             large_found += sum(is_large[i] for i, _, _ in pairs)
-            if served is not None:
-                margin = served.spec.face_margin
-                detected_crops += [aligned_crop(img, found[j], margin, align) for _, j, _ in pairs]
-                box_crops += [crop_box(img, boxes[i]) for i, _, _ in pairs]
-                labels += [face_labels[i] for i, _, _ in pairs]
-        faces = sum(len(b) for _, b, _ in photos)
+            for i, j, _ in pairs if paired is not None else []:
+                paired.add(aligned_crop(img, found[j], served.spec.face_margin, align), crop_box(img, boxes[i]),
+                           face_labels[i])  # fmt: skip
         row = DetectRow(size, scale, len(photos), faces, round(len(overlaps) / faces, 4), large_total,
                         round(large_found / large_total, 4) if large_total else float("nan"),
                         round(float(np.mean(overlaps)), 4) if overlaps else float("nan"),
                         round(found_total / len(photos), 3), round(statistics.median(times) * 1000, 2))  # fmt: skip
-        if served is not None and labels:
-            on_detected = served.face_probs(detected_crops).argmax(1)
-            on_boxes = served.face_probs(box_crops).argmax(1)
-            truth = np.asarray(labels)
-            row.matched = len(labels)
-            row.accuracy_detected = round(float((on_detected == truth).mean()), 4)
-            row.accuracy_boxes = round(float((on_boxes == truth).mean()), 4)
-            row.agreement = round(float((on_detected == on_boxes).mean()), 4)
+        if paired is not None:
+            paired.fill(row)
         rows.append(row)
     return rows
-

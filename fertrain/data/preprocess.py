@@ -60,11 +60,16 @@ def prepare_face(img: np.ndarray, box: tuple[int, int, int, int] | None, spec: P
     face = crop_box(img, box)
     if face.ndim == 3 and face.shape[2] == 3 and spec.color == "grey":
         face = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
-    if face.ndim == 2 or face.shape[2] == 1:
-        face = cv2.cvtColor(face.reshape(face.shape[0], face.shape[1]), cv2.COLOR_GRAY2RGB)
+    s = spec.img_size
+    if face.ndim == 3 and face.shape[2] == 1:
+        face = face.reshape(face.shape[0], face.shape[1])
+    if face.ndim == 2 and not spec.clahe and max(face.shape) > s:
+        # a grey face shrinks as one channel before it is replicated: the same pixels, a third of the work
+        face = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
+    if face.ndim == 2:
+        face = cv2.cvtColor(face, cv2.COLOR_GRAY2RGB)
     if spec.clahe:
         face = apply_clahe(face, spec.clahe_clip, spec.clahe_tile)
-    s = spec.img_size
     if max(face.shape[0], face.shape[1]) > s:
         face = cv2.resize(face, (s, s), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(face)
