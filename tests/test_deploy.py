@@ -242,6 +242,8 @@ def test_serving_input_without_torch_equals_the_evaluation_path():
         expected = tta_logits(lambda t: t.flatten(1) @ torch.from_numpy(weights), torch.from_numpy(x), mode).numpy()
         got = merge_views([v.reshape(len(v), -1) @ weights for v in tta_views(x, mode)], mode)
         np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-4, err_msg=mode)
+    with pytest.raises(ValueError, match="unknown TTA mode 'six'"):
+        tta_views(x, "six")
 
 
 def test_predict_with_an_onnx_model_never_imports_torch(demo_pipeline, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fertrain.data.preprocess import TTA_CROP, PreprocessSpec
+from fertrain.data.preprocess import TTA_CROP, TTA_MODES, PreprocessSpec
 
 
 def model_input(faces: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
@@ -38,6 +38,8 @@ def tta_views(x: np.ndarray, mode: str) -> list[np.ndarray]:
         return [x]
     if mode == "flip":
         return [x, np.ascontiguousarray(x[..., ::-1])]
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown TTA mode {mode!r}; expected one of {', '.join(TTA_MODES)}")
     s = x.shape[-1]
     k = max(1, round(s * TTA_CROP))
     origins = [(0, 0), (0, s - k), (s - k, 0), (s - k, s - k), ((s - k) // 2, (s - k) // 2)]
