@@ -194,3 +194,40 @@ def test_cpu_threads_are_set_deliberately(monkeypatch):
         assert configure_cpu_threads(0) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_model_ema_updates_exactly_as_timms_with_buffers_replaced_midway():
+    """The engine's EMA (tensor lists gathered once) gives timm's ModelEmaV3 values bit for bit:
+    parameters lerped with the warmup decay, integer buffers copied, and after `.to()` replaced
+    every buffer (here a round trip through float64) it follows the new tensors."""
+    import timm
+    from timm.utils import ModelEmaV3
+
+    from fertrain.engine.ema import ModelEma
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", num_classes=7)
+    reference, ours = ModelEmaV3(model, decay=0.99, use_warmup=True), ModelEma(model, decay=0.99, use_warmup=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train_step(step: int) -> None:
+        loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        reference.update(model, step=step)
+        ours.update(model, step=step)
+
+    for step in range(1, 6):
+        train_step(step)
+    for m in (model, reference.module, ours.module):
+        m.double().float()  # new buffer tensors everywhere (parameters keep their identity)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(6, 9):
+        train_step(step)
+    got, expected = ours.module.state_dict(), reference.module.state_dict()
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+    assert int(got["bn1.num_batches_tracked"]) == 8  # integer buffers follow the model
+    assert not torch.equal(got["fc.weight"], model.state_dict()["fc.weight"])  # an average, not a copy

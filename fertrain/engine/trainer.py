@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 import yaml
 from timm.optim import create_optimizer_v2
-from timm.utils import ModelEmaV3
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.console import console
@@ -51,6 +50,7 @@ from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_de
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
+from fertrain.engine.ema import ModelEma
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
 from fertrain.engine.history import write_curves, write_history
 from fertrain.engine.loggers import make_logger
@@ -192,7 +192,7 @@ class Trainer:
         self.scheduler = self.create_scheduler()
         fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
+        self.ema = ModelEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
         self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
         self.logger = make_logger(cfg.log, self.out) if dist.is_main else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
