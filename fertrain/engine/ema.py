@@ -19,7 +19,7 @@ from timm.utils import ModelEmaV3
 class ModelEma(ModelEmaV3):
     def __init__(self, model: torch.nn.Module, **kwargs):
         super().__init__(model, **kwargs)
-        self._lists: tuple | None = None  # (model, its buffers, ema floats, model floats, ema others, model others)
+        self._lists: tuple | None = None  # (model, buffer slots, ema floats, model floats, ema others, model others)
 
     def _gather(self, model: torch.nn.Module) -> tuple:
         ema_float, model_float, ema_other, model_other = [], [], [], []
@@ -32,14 +32,16 @@ class ModelEma(ModelEmaV3):
             else:
                 ema_other.append(ema_v)
                 model_other.append(model_v)
-        return model, tuple(model.buffers()) + tuple(self.module.buffers()), ema_float, model_float, ema_other, \
-            model_other  # fmt: skip
+        # where each buffer lives: `.to()` replaces a buffer by assigning into its module's `_buffers`
+        slots = [(m._buffers, name, b) for root in (model, self.module) for m in root.modules()
+                 for name, b in m._buffers.items() if b is not None]  # fmt: skip
+        return model, slots, ema_float, model_float, ema_other, model_other
 
     def _current(self, model: torch.nn.Module) -> tuple:
+        """The gathered lists, gathered again when `model` is another module or a buffer was replaced
+        (a flat check of the recorded slots: walking the module tree every step costs more)."""
         lists = self._lists
-        buffers = tuple(model.buffers()) + tuple(self.module.buffers())
-        if lists is None or lists[0] is not model or len(lists[1]) != len(buffers) or \
-                any(a is not b for a, b in zip(lists[1], buffers, strict=True)):  # fmt: skip
+        if lists is None or lists[0] is not model or any(d.get(n) is not b for d, n, b in lists[1]):
             self._lists = lists = self._gather(model)
         return lists
 
