@@ -378,3 +378,33 @@ def test_uniform_size_resize_fast_path_samples_like_the_per_face_resample():
         fast = to_model_input(x, sizes, out_size, mean, std, fused=False, native=(48, 48))
         assert fast.shape == slow.shape == (4, 3, out_size, out_size)
         assert torch.allclose(fast, slow, atol=2e-4), (out_size, (fast - slow).abs().max())
+
+
+def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(lowres_manifest, tmp_path, capsys):
+    """`--backbone fer_vgg` (registered with timm by fertrain): a run at FER2013's own 48 px,
+    its ONNX export with the parity check, and the same probabilities from the run and the ONNX."""
+    import timm
+
+    from fertrain import Recognizer
+
+    from .clitools import run_cli
+    from .conftest import real_data
+
+    out = tmp_path / "vgg"
+    code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", "fer_vgg", "--head", "linear",
+                          "--img-size", "48", "--epochs", "2", "-b", "32", "-j", "0", "--device", "cpu",
+                          "--output-dir", out, "-q"], capsys)  # fmt: skip
+    assert code == 0, text
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist) == 2 and all(math.isfinite(r["train_loss"]) and 0 <= r["val_accuracy"] <= 1 for r in hist)
+    sidecar = json.loads((out / "model.onnx.json").read_text())
+    assert sidecar["backbone"] == "fer_vgg" and sidecar["parity"]["max_abs_diff"] < 1e-3
+    files = sorted((real_data("fer2013") / "validation").rglob("*.jpg"))[::900][:4]
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files]
+    run_probs = [f.probabilities for f in Recognizer(out, detector="none").predict_faces(faces)]
+    onnx_probs = [f.probabilities for f in Recognizer(out / "model.onnx", detector="none").predict_faces(faces)]
+    for a, b in zip(run_probs, onnx_probs, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+    assert sum(p.numel() for p in timm.create_model("fer_vgg").parameters()) == pytest.approx(4.69e6, rel=0.01)
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        timm.create_model("fer_vgg", pretrained=True)
