@@ -78,6 +78,11 @@ def test_haar_finds_the_labelled_faces_of_expw_photos(demo_pipeline, expw_manife
     assert fast["photos"] == full.photos == 40 and fast["recall"] <= full.recall
 
 
+def test_bench_detect_refuses_a_manifest_without_face_boxes(lowres_manifest, capsys):
+    code, text = run_cli(["bench", "detect", lowres_manifest], capsys)
+    assert code == 2 and "no rows with a face box" in text and str(lowres_manifest.name) in text
+
+
 def test_detections_match_labelled_boxes_once_each_by_overlap():
     from fertrain.bench.detect import iou, match
     from fertrain.deploy.detect import Detection
