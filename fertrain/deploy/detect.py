@@ -61,13 +61,14 @@ class HaarDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-        # no finer than needed: the smallest face sought shrinks to the cascade's own window
+        # no finer than needed: the smallest face sought (min_size, or what detect_size leaves) shrinks to
+        # the cascade's own window, so the search starts at that window
         s = min(1.0, self.detect_size / max(gray.shape), CASCADE_WINDOW / self.min_size)
         small = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else gray
         small = cv2.equalizeHist(small)
-        window = max(CASCADE_WINDOW, round(self.min_size * s))
         boxes, _, weights = self.faces.detectMultiScale3(small, scaleFactor=self.scale_factor,
-                                                          minNeighbors=self.min_neighbors, minSize=(window, window),
+                                                          minNeighbors=self.min_neighbors,
+                                                          minSize=(CASCADE_WINDOW, CASCADE_WINDOW),
                                                           outputRejectLevels=True)  # fmt: skip
         found = []
         for box, weight in zip(np.asarray(boxes).reshape(-1, 4).tolist(), np.ravel(weights).tolist(), strict=True):
