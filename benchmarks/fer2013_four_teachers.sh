@@ -42,26 +42,4 @@ ensemble two recipe mixup0 &
 ensemble three recipe mixup0 seed2 &
 ensemble four recipe mixup0 seed2 px64 &
 wait
-python3 - "$out" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-rows = {}
-for d in sorted(p for p in out.iterdir() if p.is_dir()):
-    hist = json.loads((d / "history.json").read_text()) if (d / "history.json").is_file() else []
-    evals = [r for r in hist if "val_accuracy" in r]
-    if evals:
-        best = max(evals, key=lambda r: r["val_macro_f1"])
-        rows[d.name] = {"epochs_done": len(hist), "wall_min": round(hist[-1]["total_sec"] / 60, 2),
-                        "best_epoch": best["epoch"], "best_val_acc": best["val_accuracy"],
-                        "best_val_macro_f1": best["val_macro_f1"], "best_weights": best.get("selected_weights")}
-for ev in sorted(out.rglob("*evaluation_*val*.json")):
-    e = json.loads(ev.read_text())
-    name = ev.parent.name if ev.parent != out else ev.name.split(".")[0]
-    rows.setdefault(name, {})[f"tta_{e['tta']}"] = {
-        "acc": e["accuracy"], "macro_f1": e["macro_f1"], "nll_scaled": e["calibration"]["scaled"].get("nll"),
-        "ece_scaled": e["calibration"]["scaled"]["ece"],
-        "recall": {k: round(v["recall"], 3) for k, v in e.get("per_class", {}).items()}}
-(out / "summary.json").write_text(json.dumps(rows, indent=1))
-print(json.dumps(rows, indent=1))
-PY
+python3 benchmarks/summarize_runs.py "$out"

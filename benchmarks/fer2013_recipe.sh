@@ -22,26 +22,4 @@ done
 fer calibrate "$out/recipe" --manifest "$manifest" --split val --exclude-overlap -j 8 >> "$out/recipe.log" 2>&1
 fer export-softlabels --teacher "$out/recipe" --manifest "$manifest" --split train --out "$out/softlabels.parquet" \
     -b 512 -j 8 -q >> "$out/recipe.log" 2>&1
-python3 - "$out" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-rows = {}
-for run in ("recipe", "ablation"):
-    d = out / run
-    if not (d / "history.json").is_file():
-        continue
-    hist = json.loads((d / "history.json").read_text())
-    best = max((r for r in hist if "val_macro_f1" in r), key=lambda r: r["val_macro_f1"])
-    rows[run] = {"epochs_done": len(hist), "wall_min": round(hist[-1]["total_sec"] / 60, 1),
-                 "img_per_sec_last": hist[-1]["img_per_sec"], "best_epoch": best["epoch"],
-                 "best_val_acc": best["val_accuracy"], "best_val_macro_f1": best["val_macro_f1"],
-                 "best_val_nll": best["val_nll"], "best_weights": best.get("selected_weights")}
-    for ev in sorted(d.glob("evaluation_*_val*.json")):
-        e = json.loads(ev.read_text())
-        rows[run][f"tta_{e['tta']}"] = {"acc": e["accuracy"], "macro_f1": e["macro_f1"],
-                                        "ece_scaled": e["calibration"]["scaled"]["ece"],
-                                        "recall": e.get("per_class", {})}
-(out / "summary.json").write_text(json.dumps(rows, indent=1))
-print(json.dumps({k: {kk: vv for kk, vv in v.items() if not kk.startswith("tta")} for k, v in rows.items()}, indent=1))
-PY
+python3 benchmarks/summarize_runs.py "$out"

@@ -81,6 +81,9 @@ def test_haar_finds_the_labelled_faces_of_expw_photos(demo_pipeline, expw_manife
 def test_bench_detect_refuses_a_manifest_without_face_boxes(lowres_manifest, capsys):
     code, text = run_cli(["bench", "detect", lowres_manifest], capsys)
     assert code == 2 and "no rows with a face box" in text and str(lowres_manifest.name) in text
+    # a repeatable option checks every value it is given
+    code, text = run_cli(["bench", "detect", lowres_manifest, "--detect-size", "320", "--detect-size", "10"], capsys)
+    assert code == 2 and "--detect-size" in text and "must be >= 64, got 10" in text
 
 
 def test_detections_match_labelled_boxes_once_each_by_overlap():

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
-import torch
 
 from fertrain.deploy.recognizer import Recognizer
 from fertrain.engine.device import available_cores
@@ -71,18 +69,15 @@ def bench_latency(target: str | Path, image: str | Path | None = None, *, runs: 
     for kind, path in models_of(Path(target)).items():
         for threads in sorted({1, available_cores()}):
             cv2.setNumThreads(threads)
-            torch.set_num_threads(threads)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            recognizer = Recognizer(path, detector=detector, threads=threads, detect_size=detect_size,
+                                    detect_scale=detect_scale, min_face=min_face)  # fmt: skip
+            session = recognizer.model.session  # the predict path's own onnxruntime session
             shape = session.get_inputs()[0].shape
             x = np.random.default_rng(0).standard_normal((1, 3, shape[2], shape[3])).astype(np.float32)
             feed = {session.get_inputs()[0].name: x}
             model_only = time_calls(lambda s=session, f=feed: s.run(None, f), runs, warmup)
             row = LatencyRow(kind, threads, *percentiles(model_only))
             if image is not None:
-                recognizer = Recognizer(path, detector=detector, threads=threads, detect_size=detect_size,
-                                        detect_scale=detect_scale, min_face=min_face)  # fmt: skip
                 row.faces = len(recognizer.predict(image))
                 times = time_calls(lambda r=recognizer: r.predict(image), max(20, runs // 4), max(3, warmup // 4))
                 row.predict_p50_ms, row.predict_p95_ms = percentiles(times)

@@ -16,9 +16,9 @@ import onnxruntime as ort
 
 import fertrain.engine as engine  # lazy packages: torch and timm load only for PyTorch models
 import fertrain.ensemble as ensemble
-from fertrain.data.preprocess import TTA_MODES, PreprocessSpec, prepare_face
+from fertrain.data.preprocess import PreprocessSpec, prepare_face
 from fertrain.data.serving import calibrated_probs
-from fertrain.errors import ConfigError, InputError
+from fertrain.errors import InputError
 from fertrain.export.ort_session import session_logits
 from fertrain.labels import CLASS_NAMES
 
@@ -44,8 +44,6 @@ class OnnxModel:
 
     def __init__(self, path: str | Path, threads: int | None = None, tta: str = "none"):
         path, self.tta = Path(path), tta
-        if tta not in TTA_MODES:
-            raise ConfigError(f"--tta {tta!r}; expected one of {', '.join(TTA_MODES)}")
         sidecar = Path(f"{path}.json")
         if not path.is_file() or not sidecar.is_file():
             raise InputError(sidecar if path.is_file() else path, "an ONNX model needs the file and its .json sidecar "

@@ -13,6 +13,7 @@ from fertrain.calibration import calibration_report, fit_temperature
 from fertrain.data import PreprocessSpec, to_model_input
 from fertrain.data.augment import uniform_size
 from fertrain.data.preprocess import TTA_CROP, TTA_MODES
+from fertrain.data.serving import softmax
 from fertrain.engine.device import amp_dtype, autocast_for
 from fertrain.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -83,7 +84,7 @@ def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float:
     """Macro one-vs-rest ROC AUC over the classes present with both outcomes."""
     from sklearn.metrics import roc_auc_score
 
-    probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), 1).numpy()
+    probs = softmax(np.asarray(logits, np.float64))
     present = [c for c in range(probs.shape[1]) if 0 < (labels == c).sum() < len(labels)]
     scores = [roc_auc_score(labels == c, probs[:, c]) for c in present]
     return float(np.mean(scores)) if scores else float("nan")

@@ -353,7 +353,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "rng": rngs[0], "rng_ranks": rngs, "world_size": self.dist.world_size, "config": self.cfg.to_dict(),
+            "rng_ranks": rngs, "world_size": self.dist.world_size, "config": self.cfg.to_dict(),
             "class_names": list(CLASS_NAMES),
             "preprocess": self.spec.to_dict(), "best": self.best, "history": self.history,
             "total_sec": self.total_sec, "running": self.meter.state_dict(), "saver": self.saver.state_dict(),
@@ -380,8 +380,8 @@ class Trainer:
         self.overrides = list(ckpt["overrides"])
         self.scalars = dict(ckpt["scalars"])  # the last step's LR etc.: an epoch resumed at its end records them
         self.restore_extra(ckpt)
-        rngs = ckpt.get("rng_ranks") or [ckpt["rng"]]
-        set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else ckpt["rng"])
+        rngs = ckpt.get("rng_ranks") or [ckpt["rng"]]  # "rng": one process's state, before torchrun support
+        set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world_size else rngs[0])
         self.resumed_from_step = self.saved_step = self.global_step
         self.resumed_from_epoch = self.epoch
         if changes:

@@ -17,6 +17,7 @@ from sklearn.metrics import f1_score
 
 from fertrain.calibration import nll
 from fertrain.calibration.temperature import scale_logits
+from fertrain.data.serving import calibrated_probs
 from fertrain.errors import ConfigError
 
 OBJECTIVES = ("macro_f1", "nll")
@@ -27,7 +28,7 @@ def member_probs(logits, temperature):
     device (the online student teacher fuses on the GPU with this same code)."""
     if isinstance(logits, torch.Tensor):
         return torch.softmax(scale_logits(logits, temperature), dim=1)
-    return member_probs(torch.as_tensor(logits, dtype=torch.float64), temperature).numpy()
+    return calibrated_probs(logits, temperature)
 
 
 def fuse(probs: list, weights: list[float], fusion_t: float = 1.0):

@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 
 from fertrain.atomic import atomic_write_json
-from fertrain.calibration.temperature import scale_logits
 from fertrain.ensemble.fusion import fuse, member_probs
 from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, manifest_faces
 from fertrain.errors import ConfigError, InputError
@@ -95,7 +94,7 @@ class Teacher:
         return contextlib.nullcontext() if self.is_ensemble else run_lock(self.path, recover_stale=recover_stale)
 
     def calibrated_probs(self, logits: np.ndarray) -> np.ndarray:
-        return torch.softmax(scale_logits(torch.as_tensor(logits, dtype=torch.float64), self.temperature), 1).numpy()
+        return member_probs(logits, self.temperature)
 
     def describe(self) -> dict:
         """Provenance for soft-label metadata and reports."""
