@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+import timm
 import torch
 import torchvision.transforms.functional as TF
 from timm.data.mixup import mixup_target
@@ -17,6 +19,8 @@ from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_
 from fertrain.engine.evaluate import TTA_MODES, tta_logits
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import ConfigError
+from fertrain.models.factory import create_backbone
+from fertrain.student.config import resolve_student_config
 from fertrain.teacher import resolve_teacher_config, train_teacher
 from fertrain.teacher.losses import target_distribution, teacher_loss
 
@@ -251,3 +255,19 @@ def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(dem
     assert a["tta"] == "none" and b["tta"] == "ten" and a["n"] == b["n"] > 0
     assert b["temperature"] != pytest.approx(a["temperature"], abs=1e-4)  # fitted on other logits
     assert json.loads(ten.read_text())["temperature"] == b["temperature"]
+
+
+@pytest.mark.parametrize("name", ["fer2013_resnet18", "fer2013_vgg", "fer2013_student", "fer2013_student_vgg"])
+def test_shipped_fer2013_configs_resolve_to_what_docs_measured(name):
+    """The configs docs/accuracy.md quotes load through the CLI's own resolvers, on backbones timm builds."""
+    path = Path(__file__).resolve().parents[1] / "fertrain" / "configs" / f"{name}.yaml"
+    if "student" in name:
+        cfg = resolve_student_config({"manifest": "m.parquet", "teacher": "ens.json"}, path)
+        assert cfg.loss["name"] in ("kd", "dkd") and cfg.strategy == "none"
+    else:
+        cfg = resolve_teacher_config({"manifest": "m.parquet"}, path)
+        recipe = (cfg.opt, cfg.lr, cfg.head, cfg.mixup, cfg.smoothing, cfg.model_ema)
+        assert recipe == ("sgd", 0.1, "linear", 0.2, 0.1, True)
+    assert cfg.augment == {"rotate": 10} and cfg.amp and cfg.batch_size == 256
+    assert timm.is_model(cfg.backbone)
+    assert create_backbone(cfg.backbone)(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).shape[0] == 1

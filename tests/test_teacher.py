@@ -408,3 +408,52 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(lowres_manifes
     assert sum(p.numel() for p in timm.create_model("fer_vgg").parameters()) == pytest.approx(4.69e6, rel=0.01)
     with pytest.raises(ConfigError, match="no pretrained weights"):
         timm.create_model("fer_vgg", pretrained=True)
+
+
+def test_fer_resnet18_keeps_full_resolution_in_its_first_stage():
+    """fer_resnet18: resnet18's blocks behind a 3x3 stride-1 stem without max-pool, so a 48-px face
+    reaches the first stage at 48x48 (timm's resnet18 stem gives 12x12) and the last at 6x6."""
+    import timm
+
+    lowres, stock = timm.create_model("fer_resnet18", num_classes=0), timm.create_model("resnet18", num_classes=0)
+    x = torch.randn(2, 3, 48, 48)
+    first = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            first[name] = output.shape[-1]
+
+        return hook
+
+    lowres.layer1.register_forward_hook(record("lowres"))
+    stock.layer1.register_forward_hook(record("stock"))
+    assert lowres.forward_features(x).shape == (2, 512, 6, 6) and stock.forward_features(x).shape[-1] == 2
+    assert first == {"lowres": 48, "stock": 12}
+    n = sum(p.numel() for p in lowres.parameters())
+    assert n == pytest.approx(sum(p.numel() for p in stock.parameters()), rel=0.01)
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        timm.create_model("fer_resnet18", pretrained=True)
+
+
+def test_fer_vgg_s_is_a_quarter_of_fer_vgg_and_trains_as_a_student(lowres_manifest, tmp_path, capsys):
+    """The student net: a quarter of fer_vgg's parameters, one timm layer group per stage in depth
+    order (what progressive unfreezing needs), and `fertrain student --backbone fer_vgg_s` trains."""
+    import timm
+
+    from fertrain.student.freezing import layer_groups
+
+    from .clitools import run_cli
+
+    small, big = timm.create_model("fer_vgg_s", num_classes=0), timm.create_model("fer_vgg", num_classes=0)
+    ratio = sum(p.numel() for p in small.parameters()) / sum(p.numel() for p in big.parameters())
+    assert 0.24 < ratio < 0.251  # 1.18 M of 4.69 M: the BatchNorm scales do not shrink with the square
+    groups = layer_groups(small)
+    assert len(groups) == 4
+    assert [sorted({int(n.split(".")[1]) // 7 for n in g.params}) for g in groups] == [[0], [1], [2], [3]]
+    out = tmp_path / "s"
+    code, text = run_cli(["student", "-m", lowres_manifest, "--loss", "ce", "--backbone", "fer_vgg_s",
+                          "--img-size", "48", "--epochs", "1", "-b", "32", "-j", "0", "--device", "cpu",
+                          "--strategy", "two-phase", "--epochs-s1", "1", "--output-dir", out, "--skip-onnx", "-q"],
+                         capsys)  # fmt: skip
+    assert code == 0, text
+    assert len(json.loads((out / "history.json").read_text())) == 1

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# FER2013 teachers side by side: one `fertrain teacher` per NAME=FLAGS argument, all at once, spread
+# round-robin over the visible GPUs (several runs share a GPU when there are more runs than GPUs:
+# at 48-112 px one run leaves most of an H100/H200 idle). Every run starts from the shipped recipe
+# (CONFIG=fertrain/configs/fer2013_resnet18.yaml) with its own flags on top. Re-running the same
+# command resumes unfinished runs from their checkpoint_last.pt; each finished run is then evaluated
+# on PublicTest with every TTA mode in TTA ("none ten"), once.
+# Usage: benchmarks/fer2013_runs.sh MANIFEST OUT EPOCHS TIME_LIMIT_S NAME=FLAGS...
+#   benchmarks/fer2013_runs.sh fer2013.parquet out 120 560 vgg48="--backbone fer_vgg --img-size 48" \
+#       recipe=""
+# Writes OUT/NAME/ (run directories), OUT/NAME.log and OUT/summary.json.
+set -uo pipefail
+manifest=$1; out=$2; epochs=$3; limit=$4; shift 4
+cfg=${CONFIG:-fertrain/configs/fer2013_resnet18.yaml}
+ttas=${TTA:-none ten}
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+mkdir -p "$out"
+on_gpu() {  # INDEX CMD...: run CMD on GPU INDEX mod the GPU count (as is without GPUs)
+  local index=$1; shift
+  if [ "${gpus:-0}" -gt 0 ]; then CUDA_VISIBLE_DEVICES=$((index % gpus)) "$@"; else "$@"; fi
+}
+finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
+    "$1/run_status.json" 2>/dev/null)" = finished ]; }
+i=0
+for spec in "$@"; do
+  name=${spec%%=*}; flags=${spec#*=}
+  if ! finished "$out/$name"; then
+    # shellcheck disable=SC2086  # the flags are words
+    on_gpu $i timeout -s INT "$limit" python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" \
+        --epochs "$epochs" $flags --output-dir "$out/$name" --skip-onnx -q >> "$out/$name.log" 2>&1 &
+  fi
+  i=$((i + 1))
+done
+wait
+i=0
+for spec in "$@"; do
+  name=${spec%%=*}
+  if finished "$out/$name"; then
+    ( for tta in $ttas; do
+        [ -f "$out/$name/evaluation_fer2013_val$([ "$tta" = none ] || echo "_tta-$tta").json" ] ||
+          on_gpu $i python3 -m fertrain evaluate "$out/$name" --manifest "$manifest" --split val --tta "$tta" \
+              -j 4 > /dev/null 2>> "$out/$name.log"
+      done ) &
+  fi
+  i=$((i + 1))
+done
+wait
+python3 benchmarks/summarize_runs.py "$out" > /dev/null

@@ -1,0 +1,96 @@
+"""Backbones for FER2013's own 48-px faces, registered with timm so that `--backbone NAME` (and
+`timm.create_model(NAME)`) builds them like any timm model. No pretrained weights exist for them.
+
+`fer_vgg`: four stages of two 3x3 convolutions (BatchNorm, ReLU) and a 2x2 max-pool, 64/128/256/512 wide
+(4.7 M parameters), then global average pooling: the shape of the VGG nets that reach 72-73 %
+on FER2013 from scratch at 48 px (Khaireddin & Chen 2021), with the pooled head fertrain puts on
+every backbone instead of their 4096-wide fully connected layers, so any input size from 32 px
+works. `fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it.
+
+`fer_resnet18`: timm's resnet18 with the stem of the CIFAR-style ResNets that published FER2013
+results use at 48 px: one 3x3 stride-1 convolution and no max-pool, so a 48-px face keeps 48x48
+feature maps in the first stage instead of 12x12 (timm's 7x7 stride-2 stem and max-pool are made
+for 224-px photos). Same 11.2 M parameters as resnet18; about 3x its compute at 112 px.
+"""
+
+from __future__ import annotations
+
+from timm.models import register_model
+from timm.models.resnet import BasicBlock, ResNet
+from torch import nn
+
+from fertrain.errors import ConfigError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class FerVGG(nn.Module):
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), convs_per_stage: int = 2, num_classes: int = 0,
+                 in_chans: int = 3, drop_rate: float = 0.0):  # fmt: skip
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_chans
+        for width in widths:
+            for _ in range(convs_per_stage):
+                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.ReLU(inplace=True)]  # fmt: skip
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.modules_per_stage = 3 * convs_per_stage + 1
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = channels
+        self.drop = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.pretrained_cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the normalization fertrain reads
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def group_matcher(self, coarse: bool = False):
+        """timm's layer grouping (progressive unfreezing uses it): one group per stage, then the classifier."""
+
+        def stage_of(name: str) -> float:
+            if name.startswith("features."):
+                return int(name.split(".")[1]) // self.modules_per_stage
+            return float("inf")
+
+        return stage_of
+
+    def forward(self, x):
+        return self.classifier(self.drop(self.pool(self.features(x)).flatten(1)))
+
+
+@register_model
+def fer_vgg(pretrained: bool = False, **kwargs) -> FerVGG:
+    _refuse_pretrained("fer_vgg", pretrained)
+    return FerVGG(**_known(kwargs))
+
+
+@register_model
+def fer_vgg_s(pretrained: bool = False, **kwargs) -> FerVGG:
+    """fer_vgg at half the width (32-256 channels): 1.2 M parameters, a quarter of fer_vgg's, for students."""
+    _refuse_pretrained("fer_vgg_s", pretrained)
+    return FerVGG(widths=(32, 64, 128, 256), **_known(kwargs))
+
+
+@register_model
+def fer_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
+    _refuse_pretrained("fer_resnet18", pretrained)
+    kwargs = _known(kwargs)
+    model = ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+    model.conv1 = nn.Conv2d(kwargs.get("in_chans", 3), model.bn1.num_features, 3, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+    model.pretrained_cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return model
+
+
+def _refuse_pretrained(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ConfigError(f"--backbone {name} has no pretrained weights; train it from scratch")
+
+
+def _known(kwargs: dict) -> dict:
+    """The timm.create_model arguments these nets take (timm passes more, e.g. pretrained_cfg)."""
+    return {k: v for k, v in kwargs.items() if k in ("num_classes", "in_chans", "drop_rate")}
