@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from fertrain.data import epoch_order
 from fertrain.engine.schedules import build_lr_scheduler, set_lr_for_step
@@ -25,6 +26,7 @@ from fertrain.runs import RunLockedError, find_runs, run_lock
 from fertrain.runs.checkpoints import load_checkpoint
 from fertrain.teacher import margin_at_step, run_name, train_teacher
 from fertrain.teacher import resolve_teacher_config as resolve_config
+from fertrain.teacher.config import TeacherConfig
 from fertrain.teacher.losses import class_weights, teacher_loss
 
 from .clitools import run_cli
@@ -155,11 +157,13 @@ def test_stage_a_learns_above_chance_with_the_arcface_schedule(demo_pipeline):
     assert max(h["val_macro_f1"] for h in history) > 0.25
     # the recorded margin follows the schedule (warmup 3 epochs, ramp 3 -> 8)
     spe = history[0]["global_step"]
+    margin = TeacherConfig.arcface_m  # the demo config keeps the default
+    assert yaml.safe_load((run / "config.yaml").read_text())["arcface_m"] == margin == 0.1
     for h in history:
         last_step = h["global_step"] - 1
-        assert h["margin"] == pytest.approx(margin_at_step(last_step, spe, margin=0.35, plain_warmup_epochs=3,
+        assert h["margin"] == pytest.approx(margin_at_step(last_step, spe, margin=margin, plain_warmup_epochs=3,
                                                            ramp_start_epoch=3, ramp_end_epoch=8))  # fmt: skip
-    assert history[0]["margin"] == 0 and history[-1]["margin"] == pytest.approx(0.35)
+    assert history[0]["margin"] == 0 and history[-1]["margin"] == pytest.approx(margin)
     for name in ("alignmentreport.json", "environment.json", "config.yaml", "metrics.csv", "training_curves.png",
                  "checkpoint_last.pt",
                  "best.pt", "calibration.json", "model.onnx", "model.onnx.json", "run_status.json"):  # fmt: skip
