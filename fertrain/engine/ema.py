@@ -51,10 +51,8 @@ class ModelEma(ModelEmaV3):
             super().apply_update_(model, decay)
             return
         _, _, ema_float, model_float, ema_other, model_other = self._current(model)
-        if all(e.dtype == m.dtype for e, m in zip(ema_float, model_float, strict=True)):
-            torch._foreach_lerp_(ema_float, model_float, weight=1.0 - decay)
-        else:  # mixed dtypes: add_ promotes inside the kernel (timm's private helper for this differs by version)
-            torch._foreach_mul_(ema_float, decay)
-            torch._foreach_add_(ema_float, model_float, alpha=1.0 - decay)
+        # torch's own kernel, not timm's private helper (absent in timm 1.0.29); the EMA is a deep copy
+        # of the model, so each pair has one dtype
+        torch._foreach_lerp_(ema_float, model_float, weight=1.0 - decay)
         if ema_other:
             torch._foreach_copy_(ema_other, model_other)
