@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# FER2013 teachers side by side: one `fertrain teacher` per NAME=FLAGS argument, all at once, spread
-# round-robin over the visible GPUs (several runs share a GPU when there are more runs than GPUs:
-# at 48-112 px one run leaves most of an H100/H200 idle). Every run starts from the shipped recipe
-# (CONFIG=fertrain/configs/fer2013_resnet18.yaml) with its own flags on top. Re-running the same
+# FER2013 runs side by side: one `fertrain teacher` (or COMMAND=student) per NAME=FLAGS argument, all
+# at once, spread round-robin over the visible GPUs (several runs share a GPU when there are more
+# runs than GPUs: at 48-112 px one run leaves most of an H100/H200 idle). Every run starts from
+# CONFIG (default: the shipped teacher recipe fertrain/configs/fer2013_resnet18.yaml) with its own flags on top. Re-running the same
 # command resumes unfinished runs from their checkpoint_last.pt; each finished run is then evaluated
 # on PublicTest with every TTA mode in TTA ("none ten"), once.
 # Usage: benchmarks/fer2013_runs.sh MANIFEST OUT EPOCHS TIME_LIMIT_S NAME=FLAGS...
@@ -12,6 +12,7 @@
 set -uo pipefail
 manifest=$1; out=$2; epochs=$3; limit=$4; shift 4
 cfg=${CONFIG:-fertrain/configs/fer2013_resnet18.yaml}
+command=${COMMAND:-teacher}
 ttas=${TTA:-none ten}
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 mkdir -p "$out"
@@ -26,7 +27,7 @@ for spec in "$@"; do
   name=${spec%%=*}; flags=${spec#*=}
   if ! finished "$out/$name"; then
     # shellcheck disable=SC2086  # the flags are words
-    on_gpu $i timeout -s INT "$limit" python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" \
+    on_gpu $i timeout -s INT "$limit" python3 -m fertrain "$command" --config "$cfg" --manifest "$manifest" \
         --epochs "$epochs" $flags --output-dir "$out/$name" --skip-onnx -q >> "$out/$name.log" 2>&1 &
   fi
   i=$((i + 1))

@@ -231,3 +231,22 @@ def test_model_ema_updates_exactly_as_timms_with_buffers_replaced_midway():
         assert torch.equal(got[key], expected[key]), key
     assert int(got["bn1.num_batches_tracked"]) == 8  # integer buffers follow the model
     assert not torch.equal(got["fc.weight"], model.state_dict()["fc.weight"])  # an average, not a copy
+
+
+def test_model_ema_runs_on_a_timm_without_its_private_lerp_helper(monkeypatch):
+    """timm 1.0.29 (the GPU machines') has no `ModelEmaV3._foreach_lerp_`; an EMA update built on it
+    crashed every `--model-ema` run at its first step there."""
+    from timm.utils import ModelEmaV3
+
+    from fertrain.engine.ema import ModelEma
+
+    monkeypatch.delattr(ModelEmaV3, "_foreach_lerp_", raising=False)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.75)
+    before = ema.module[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 3
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, 0.75 * before + 0.25 * model[0].weight)
+    assert int(ema.module[1].num_batches_tracked) == 3

@@ -141,9 +141,10 @@ def bench_detect(manifest: str | Path, settings: list[tuple[int, float]], *, mod
             is_large = [max(b[2], b[3]) >= large for b in boxes]
             large_total += sum(is_large)
             large_found += sum(is_large[i] for i, _, _ in pairs)
-            for i, j, _ in pairs if paired is not None else []:
-                paired.add(aligned_crop(img, found[j], served.spec.face_margin, align), crop_box(img, boxes[i]),
-                           face_labels[i])  # fmt: skip
+            if paired is not None:
+                for i, j, _ in pairs:
+                    paired.add(aligned_crop(img, found[j], served.spec.face_margin, align), crop_box(img, boxes[i]),
+                               face_labels[i])  # fmt: skip
         row = DetectRow(size, scale, len(photos), faces, round(len(overlaps) / faces, 4), large_total,
                         round(large_found / large_total, 4) if large_total else float("nan"),
                         round(float(np.mean(overlaps)), 4) if overlaps else float("nan"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from fertrain.errors import ConfigError, InputError
@@ -128,4 +129,4 @@ def build_model(backbone: str, *, head: str = "linear", head_kwargs: dict | None
 
 def normalization_of(model: FerNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
     cfg = getattr(model.backbone, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))

@@ -5,7 +5,9 @@
 (4.7 M parameters), then global average pooling: the shape of the VGG nets that reach 72-73 %
 on FER2013 from scratch at 48 px (Khaireddin & Chen 2021), with the pooled head fertrain puts on
 every backbone instead of their 4096-wide fully connected layers, so any input size from 32 px
-works. `fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it.
+works. Without pretrained weights they carry no `pretrained_cfg`: inputs are normalized with
+ImageNet's mean and std, as for every timm model trained from scratch here (`normalization_of`).
+`fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it.
 
 `fer_resnet18`: timm's resnet18 with the stem of the CIFAR-style ResNets that published FER2013
 results use at 48 px: one 3x3 stride-1 convolution and no max-pool, so a 48-px face keeps 48x48
@@ -20,8 +22,6 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from fertrain.errors import ConfigError
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class FerVGG(nn.Module):
@@ -42,7 +42,6 @@ class FerVGG(nn.Module):
         self.num_features = channels
         self.drop = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
-        self.pretrained_cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the normalization fertrain reads
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -82,7 +81,6 @@ def fer_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
     model.conv1 = nn.Conv2d(kwargs.get("in_chans", 3), model.bn1.num_features, 3, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
-    model.pretrained_cfg = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     return model
 
 

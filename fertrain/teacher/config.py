@@ -37,7 +37,7 @@ class TeacherConfig(TrainConfig):
     head: str = "arcface"
     lr_warmup_epochs: float = 2.0
     # ArcFace schedule
-    arcface_s: float = 16.0  # the seed's 30 with m 0.35 cost 12 points on FER2013 (docs/accuracy.md)
+    arcface_s: float = 16.0  # the design notes' 30 with m 0.35 cost 12 points on FER2013 (docs/accuracy.md)
     arcface_m: float = 0.1
     plain_logits_warmup_epochs: float = 5.0
     margin_ramp_start: float = 5.0
