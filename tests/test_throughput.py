@@ -1,5 +1,6 @@
 """Throughput mechanisms on CPU: the device-resident data path equals the DataLoader path sample
-for sample, checkpoints written in the background are complete, and whole runs agree."""
+for sample, checkpoints written in the background are complete, whole runs agree, and the
+graph-ready training step (`--cuda-graph on`, run without capture on the CPU) is the plain step."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from fertrain.data.mixup import (
+    MixupConfig,
+    draw_mix,
+    mix_images,
+    mix_images_by,
+    mix_targets,
+    mix_targets_by,
+    mix_vector,
+)
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
 from fertrain.engine.saver import BackgroundWriter, host_snapshot
 from fertrain.errors import ConfigError
 from fertrain.manifests import SourceFilter
 from fertrain.runs import open_run
 from fertrain.runs.checkpoints import load_checkpoint
+from fertrain.student import resolve_student_config, train_student
 from fertrain.teacher import TeacherTrainer, resolve_teacher_config, train_teacher
 
 from .test_engine import tiny_teacher
@@ -114,3 +125,62 @@ def test_a_run_with_data_on_device_matches_the_loader_run_and_resumes_across_mod
     assert load_checkpoint(tmp_path / "on" / "best.pt")["metrics"]["macro_f1"] == pytest.approx(
         max(max(r["val_macro_f1"], r["ema_val_macro_f1"]) for r in on))
     assert json.loads((tmp_path / "on" / "run_status.json").read_text())["status"] == "finished"
+
+
+def test_mix_vector_reproduces_mixup_and_cutmix_exactly():
+    """The device-side mix a captured step reads gives the host-drawn mix's values bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    x, targets = torch.randn(8, 3, 20, 20, generator=g), torch.rand(8, 7, generator=g).softmax(1)
+    kinds = set()
+    for step in range(120):
+        draw = draw_mix(MixupConfig(mixup=0.8, cutmix=1.0, prob=0.8), 20, 3, step)
+        kinds.add("identity" if draw.identity else "cutmix" if draw.box else "mixup")
+        v = torch.tensor(mix_vector(draw))
+        assert torch.equal(mix_images_by(x, v), mix_images(x, draw)), step
+        assert torch.equal(mix_targets_by(targets, v), mix_targets(targets, draw)), step
+    assert kinds == {"identity", "cutmix", "mixup"}
+
+
+def test_graph_ready_step_trains_the_plain_steps_values_and_resumes_across_modes(lowres_manifest, tmp_path):
+    """--cuda-graph on runs the step a CUDA graph captures (LRs, EMA weight and mixup draw read from
+    one device vector, the augmentation from a re-seeded generator); on the CPU it runs without
+    capture and must train exactly what the plain step trains, mixup/cutmix, class weights,
+    clipping and EMA included; a run may switch modes on resume."""
+    def config(out: Path, mode: str):
+        return resolve_teacher_config(tiny_teacher(
+            lowres_manifest, out, epochs=2, cuda_graph=mode, opt="sgd", lr=0.02, mixup=0.8, cutmix=1.0,
+            mixup_prob=0.8, smoothing=0.1, class_weights="inverse", clip_grad=1.0, model_ema=True,
+            model_ema_decay=0.9, augment={"rotate": 10, "erasing": 0.25}))  # fmt: skip
+
+    plain = train_teacher(config(tmp_path / "off", "off"), show_progress=False)
+    graph = train_teacher(config(tmp_path / "on", "on"), show_progress=False)
+    assert not train_teacher(config(tmp_path / "mixed", "off"), show_progress=False, until_epoch=1).complete
+    mixed = train_teacher(config(tmp_path / "mixed", "on"), show_progress=False)
+    assert mixed.resumed_from_epoch == 1
+    for a, b, c in zip(plain.history, graph.history, mixed.history, strict=True):
+        assert "graphed_steps" not in a and b["graphed_steps"] == 0  # nothing captured on a CPU
+        for key in ("train_loss", "val_nll", "ema_val_nll", "val_accuracy"):
+            assert a[key] == b[key] == c[key], key
+    weights = [load_checkpoint(tmp_path / run / "checkpoint_last.pt") for run in ("off", "on", "mixed")]
+    for part in ("model", "ema"):
+        for name, tensor in weights[0][part].items():
+            assert torch.equal(tensor, weights[1][part][name]) and torch.equal(tensor, weights[2][part][name]), name
+    # the saved optimizer holds plain float LRs, not the device tensors a captured step reads
+    assert all(isinstance(g["lr"], float) for g in weights[1]["optimizer"]["param_groups"])
+
+
+def test_cuda_graph_auto_stays_off_on_cpu_and_on_names_what_prevents_capture(demo_pipeline, tmp_path):
+    manifest = demo_manifest(demo_pipeline)
+    assert trainer_for(manifest, tmp_path / "a", cuda_graph="auto").step_graphs is None
+    assert trainer_for(manifest, tmp_path / "b", cuda_graph="on").step_graphs is not None
+    with pytest.raises(ConfigError, match=r"--cuda-graph on: .*--grad-accum-steps > 1"):
+        trainer_for(manifest, tmp_path / "c", cuda_graph="on", grad_accum_steps=2)
+    with pytest.raises(ConfigError, match=r"--cuda-graph on: .*--opt lamb"):
+        trainer_for(manifest, tmp_path / "d", cuda_graph="on", opt="lamb")
+    with pytest.raises(ConfigError, match=r"--cuda-graph 'always'; expected one of auto, on, off"):
+        resolve_teacher_config(tiny_teacher(manifest, tmp_path, cuda_graph="always"))
+    cfg = resolve_student_config({"manifest": str(manifest), "output_dir": str(tmp_path / "s"), "device": "cpu",
+                                  "softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "epochs": 1,
+                                  "backbone": "resnet10t", "img_size": 32, "workers": 0, "cuda_graph": "on"})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--cuda-graph on: .*a student step"):
+        train_student(cfg, show_progress=False)

@@ -4,7 +4,10 @@ Both use the engine's own step code (`micro_step`, `forward_loss`, `optimizer_st
 teacher trainer): model-only feeds synthetic normalized tensors already on the device;
 end-to-end feeds the real manifest through the training data path (the split held on the device,
 or uint8 decode in loader workers: --data-on-device) and the batched device augmentation. Their
-ratio says whether the GPU waits for the CPU.
+ratio says whether the GPU waits for the CPU. With --cuda-graph (auto: on CUDA) the end-to-end
+steps are the engine's graphed steps (`graphed_step`: the whole step replayed as one CUDA graph),
+as training runs them; model-only stays the plain eager step, the ceiling the issue measures
+against.
 
 Under torchrun (`torchrun --nproc-per-node N -m fertrain bench train ...`) every rank runs the
 same steps on its own GPU with `-b` images, gradients averaged as in training (the engine's
@@ -36,6 +39,7 @@ class TrainBench(BenchResult):
     channels_last: bool = True
     compile: bool = False
     data_on_device: bool = False
+    cuda_graph: bool = False  # end-to-end steps replayed from a CUDA graph
     world_size: int = 1  # torchrun processes; img/s are for all of them together
     rank: int = 0
 
@@ -43,13 +47,14 @@ class TrainBench(BenchResult):
 def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 224, batch_size: int = 256,
                 steps: int = 50, warmup: int = 15, workers: int = 8, amp: bool = True, channels_last: bool = True,
                 compile: bool = False, device: str = "auto", clahe: bool = False,
-                data_on_device: str = "auto", config: str | Path | None = None) -> TrainBench:  # fmt: skip
+                data_on_device: str = "auto", config: str | Path | None = None,
+                cuda_graph: str = "auto") -> TrainBench:  # fmt: skip
     """`config`: a teacher YAML (optimizer, EMA, mixup, augmentation); the arguments override it."""
     cfg = resolve_teacher_config({"manifest": manifest, "backbone": backbone, "img_size": img_size,
                                   "batch_size": batch_size,
                           "workers": workers, "amp": amp, "channels_last": channels_last, "compile": compile,
                           "device": device, "epochs": 1, "clahe": clahe, "skip_onnx": True,
-                          "data_on_device": data_on_device,
+                          "data_on_device": data_on_device, "cuda_graph": cuda_graph,
                           "plain_logits_warmup_epochs": 0, "margin_ramp_start": 0, "margin_ramp_end": 0},
                                  config)  # fmt: skip
     train_only = SourceFilter(splits=["train"])
@@ -76,6 +81,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                     float(loss)
             sync(dev)
             model_only = steps * batch_size / (time.perf_counter() - t0)
+            del loss  # its autograd graph would outlive the step (and meet the graphed steps' side stream)
             # end-to-end: real data path, epochs chained until enough steps were taken
             done, epoch = 0, 0
             while done < warmup + steps:
@@ -83,8 +89,12 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                     if done == warmup:
                         sync(dev)
                         t0 = time.perf_counter()
-                    loss = tr.micro_step(raw, micro)["loss"]
-                    tr.optimizer_step()
+                    if tr.step_graphs is not None:
+                        tr.before_step()
+                        loss = tr.graphed_step(raw)["loss"]
+                    else:
+                        loss = tr.micro_step(raw, micro)["loss"]
+                        tr.optimizer_step()
                     done += 1
                     if done % SYNC_EVERY == 0:
                         float(loss)
@@ -96,6 +106,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
         world = dist.world_size  # every rank stepped in lockstep (gradients averaged each step)
         return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only * world, 1),
                           round(e2e * world, 1), steps=steps, amp=amp, channels_last=channels_last, compile=compile,
-                          data_on_device=tr.resident_train is not None, world_size=world, rank=dist.rank)  # fmt: skip
+                          data_on_device=tr.resident_train is not None, world_size=world, rank=dist.rank,
+                          cuda_graph=bool(tr.step_graphs and tr.step_graphs.counts["replayed"]))  # fmt: skip
     finally:
         dist.shutdown()

@@ -36,6 +36,8 @@ def train(
     device: str = typer.Option("auto"),
     data_on_device: str = typer.Option("auto", help="auto|on|off: the training split held on the device, or "
                                        "fed by --workers loader processes."),
+    cuda_graph: str = typer.Option("auto", help="auto|on|off: the end-to-end steps replayed as CUDA graphs, as "
+                                   "training does (model-only stays the plain eager step)."),
 ) -> None:
     """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio (under torchrun: of
     all ranks together, -b images each per step).
@@ -50,7 +52,8 @@ def train(
 
     res = bench_train(manifest, backbone=backbone, img_size=img_size, batch_size=batch_size, steps=steps,
                       warmup=warmup, workers=workers, amp=amp, channels_last=channels_last, compile=compile,
-                      device=device, clahe=clahe, data_on_device=data_on_device, config=config)  # fmt: skip
+                      device=device, clahe=clahe, data_on_device=data_on_device, config=config,
+                      cuda_graph=cuda_graph)  # fmt: skip
     if res.rank == 0:  # under torchrun the other ranks print nothing
         console.print(json.dumps(res.to_dict(), indent=2))
         console.print(res.summary())

@@ -44,6 +44,8 @@ COMMON: dict[str, Spec] = {
     "fused_augment": opt(bool, "--fused-augment/--no-fused-augment", help="Compile the augmentation on CUDA [on]."),
     "data_on_device": opt(str, "--data-on-device", help="auto|on|off: hold the prepared splits on the training "
                           "device, no loader workers per epoch [auto: on CUDA when they fit in 4 GiB]."),
+    "cuda_graph": opt(str, "--cuda-graph", help="auto|on|off: replay each optimizer step (augmentation, forward, "
+                      "backward, optimizer, EMA) as one CUDA graph [auto: on CUDA when the step allows it]."),
     "seed": opt(int, "--seed", help="[1337]"),
     "model_ema": opt(bool, "--model-ema/--no-model-ema", help="Keep an EMA of the weights; best.pt takes the "
                      "better of EMA and raw weights on validation."),

@@ -7,7 +7,8 @@ from fertrain.lazy import lazy_exports
 
 _EXPORTS = {
     "AugmentConfig": "augment", "augment_batch": "augment", "augment_config": "augment",
-    "step_generator": "augment", "to_model_input": "augment", "FaceArrays": "dataset", "ManifestFaces": "dataset",
+    "step_generator": "augment", "step_seed": "augment", "to_model_input": "augment", "FaceArrays": "dataset",
+    "ManifestFaces": "dataset",
     "collate_faces": "dataset", "face_loader": "dataset", "epoch_length": "order", "epoch_order": "order",
     "PreprocessSpec": "preprocess", "color_mode_of": "preprocess", "load_prepared": "preprocess",
     "prepare_face": "preprocess",

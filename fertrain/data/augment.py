@@ -61,9 +61,14 @@ def augment_config(overrides: dict | None, where: str = "augment") -> AugmentCon
     return AugmentConfig(**values)
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of the augmentation draws of micro-batch `step` of a run seeded `seed`."""
+    return int(seed) * 1_000_003 + int(step)
+
+
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
-    g.manual_seed(int(seed) * 1_000_003 + int(step))
+    g.manual_seed(step_seed(seed, step))
     return g
 
 

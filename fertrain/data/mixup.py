@@ -81,3 +81,33 @@ def mix_targets(targets: torch.Tensor, draw: MixDraw) -> torch.Tensor:
     if draw.identity:
         return targets
     return targets * draw.lam + targets.flip(0) * (1.0 - draw.lam)
+
+
+# The same mix as numbers on the device, for a step captured once and replayed (a CUDA graph
+# bakes Python floats in; a tensor is read at replay time). One vector per step:
+# [image lambda, 1 - it, target lambda, 1 - it, y0, y1, x0, x1]: mixup mixes pixels and targets by
+# lambda; cutmix keeps the pixels (image lambda 1) outside the box, takes the partner's inside it,
+# and mixes the targets by the pasted area; no mix is lambda 1 and an empty box. The complements
+# are computed here in double precision, as `mix_images` does, so both give the same float32 values.
+MIX_VECTOR_LEN = 8
+
+
+def mix_vector(draw: MixDraw) -> list[float]:
+    if draw.box is None:
+        return [draw.lam, 1.0 - draw.lam, draw.lam, 1.0 - draw.lam, 0.0, 0.0, 0.0, 0.0]
+    return [1.0, 0.0, draw.lam, 1.0 - draw.lam, *map(float, draw.box)]
+
+
+def mix_images_by(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """`mix_images` driven by a `mix_vector` on the device (the same values, no host branch)."""
+    partner = x.flip(0)
+    h, w = x.shape[-2:]
+    ys = torch.arange(h, device=x.device).view(h, 1)
+    xs = torch.arange(w, device=x.device).view(1, w)
+    box = (ys >= v[4]) & (ys < v[5]) & (xs >= v[6]) & (xs < v[7])
+    return torch.where(box, partner, x * v[0] + partner * v[1])
+
+
+def mix_targets_by(targets: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """`mix_targets` driven by a `mix_vector` on the device."""
+    return targets * v[2] + targets.flip(0) * v[3]

@@ -25,6 +25,7 @@ from fertrain.data.augment import augment_config
 from fertrain.data.preprocess import COLOR_MODES
 from fertrain.data.resident import DATA_ON_DEVICE
 from fertrain.engine.device import DEVICE_PATTERN
+from fertrain.engine.graphs import CUDA_GRAPH_MODES
 from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
 from fertrain.yaml_files import read_yaml_file
@@ -90,6 +91,7 @@ class TrainConfig:
     compile: bool = False
     fused_augment: bool = True  # torch.compile the augmentation on CUDA devices
     data_on_device: str = "auto"  # keep the splits on the training device (auto: CUDA, when they fit)
+    cuda_graph: str = "auto"  # capture the optimizer step as a CUDA graph (auto: on CUDA when the step allows it)
     seed: int = 1337
     model_ema: bool = False
     model_ema_decay: float = 0.9998
@@ -127,7 +129,8 @@ class TrainConfig:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
                                                      "train_split": SPLITS, "val_split": SPLITS,
                                                      "color": ("auto", *COLOR_MODES),
-                                                     "data_on_device": DATA_ON_DEVICE}  # fmt: skip
+                                                     "data_on_device": DATA_ON_DEVICE,
+                                                     "cuda_graph": CUDA_GRAPH_MODES}  # fmt: skip
     # fields whose structure is checked by the code that uses them: check(value, where)
     STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
 

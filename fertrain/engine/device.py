@@ -45,11 +45,12 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off."""
+def autocast_for(device: torch.device, amp: bool, cache: bool = True):
+    """bf16 autocast where the device supports it, fp16 on older GPUs, nothing when amp is off
+    (`cache`: torch's cache of cast weights within one autocast region)."""
     if not amp:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=amp_dtype(device))
+    return torch.autocast(device.type, dtype=amp_dtype(device), cache_enabled=cache)
 
 
 def available_cores() -> int:

@@ -56,3 +56,12 @@ class ModelEma(ModelEmaV3):
         torch._foreach_lerp_(ema_float, model_float, weight=1.0 - decay)
         if ema_other:
             torch._foreach_copy_(ema_other, model_other)
+
+    @torch.no_grad()
+    def update_by(self, model: torch.nn.Module, weight: torch.Tensor) -> None:
+        """The update with its weight (1 - decay) as a device tensor: a step captured as a CUDA
+        graph replays it with each step's value."""
+        _, _, ema_float, model_float, ema_other, model_other = self._current(model)
+        torch._foreach_lerp_(ema_float, model_float, [weight] * len(ema_float))
+        if ema_other:
+            torch._foreach_copy_(ema_other, model_other)

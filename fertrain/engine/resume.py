@@ -14,6 +14,7 @@ from fertrain.errors import FertrainError
 
 RESUMABLE_KEYS = frozenset({
     "device", "workers", "compile", "fused_augment", "data_on_device",  # where and how fast (same maths and draws)
+    "cuda_graph",  # the same step captured or not (same draws; LRs read as float32 tensors when captured)
     "output_root", "output_dir", "log", "skip_onnx",  # where it writes
     "resume", "force", "recover_stale_lock", "init_from",  # how it starts (init_from only applies to a new run)
     "eval_every", "checkpoint_every_steps", "checkpoint_hist",  # cadence

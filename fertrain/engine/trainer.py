@@ -13,6 +13,9 @@ A subclass says what differs through hooks:
     setup()                   anything built before the data (a teacher signal, a loss module)
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
     training_step(batch)      default: forward_loss(augmented(batch), batch)
+    graph_key() / step_values() / graph_training_step(batch, values)
+                              a step that can be captured as a CUDA graph (`graphable`): what it
+                              bakes in, its per-step host numbers, and the step reading them
     before_step()             set the LR of the coming optimizer step; return schedule values
     on_epoch_start()          e.g. unfreeze a phase; on_evaluated(metrics) e.g. a plateau scheduler
     extra_state() / restore_structure(ckpt) / restore_extra(ckpt)   what else a checkpoint holds
@@ -44,6 +47,7 @@ from fertrain.data import (
     color_mode_of,
     face_loader,
     step_generator,
+    step_seed,
 )
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
@@ -52,6 +56,7 @@ from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.ema import ModelEma
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
+from fertrain.engine.graphs import StepGraphs
 from fertrain.engine.history import write_curves, write_history
 from fertrain.engine.loggers import make_logger
 from fertrain.engine.progress import epoch_progress
@@ -146,6 +151,7 @@ def val_fields(val: dict) -> dict:
 class Trainer:
     kind: ClassVar[str] = "model"
     resumable: ClassVar[frozenset[str]] = RESUMABLE_KEYS
+    graphable: ClassVar[bool] = False  # implements graph_key / step_values / graph_training_step
 
     def __init__(self, cfg: TrainConfig, run: Run, *, show_progress: bool = True, dist: DistContext = SINGLE):
         self.cfg, self.run, self.out, self.dist = cfg, run, run.output_dir, dist
@@ -193,6 +199,7 @@ class Trainer:
         fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.ema = ModelEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
+        self.step_graphs = self.create_step_graphs()
         self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
         self.logger = make_logger(cfg.log, self.out) if dist.is_main else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -255,6 +262,20 @@ class Trainer:
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def graph_key(self):
+        """What the coming step bakes into a CUDA graph beyond tensor shapes (None: this step
+        cannot be captured); called after `before_step`."""
+        return None
+
+    def step_values(self) -> list[float]:
+        """The coming step's own host-drawn numbers, handed to `graph_training_step` on the device."""
+        return []
+
+    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`training_step` reading its per-step numbers from `values` (no Python value that changes
+        between steps may be baked in)."""
+        raise NotImplementedError
+
     def train_record(self, means: dict[str, float]) -> dict:
         return {"train_loss": means.get("loss", math.nan), **{f"train_{k}": v for k, v in means.items() if k != "loss"}}
 
@@ -292,6 +313,8 @@ class Trainer:
         return rows[rows["split"] == split].reset_index(drop=True)
 
     def generator(self, batch: Batch) -> torch.Generator:
+        if self.step_graphs is not None:  # one generator, seeded for this step by StepGraphs
+            return self.step_graphs.generator
         return step_generator(self.cfg.seed, batch.seed_step, self.device)
 
     def augmented(self, batch: Batch, spec: PreprocessSpec | None = None) -> torch.Tensor:
@@ -307,7 +330,8 @@ class Trainer:
         return self.dist.rank * b, b * self.dist.world_size
 
     def autocast(self):
-        return autocast_for(self.device, self.cfg.amp)
+        # no cast-weight cache in a captured step (torch's CUDA-graph notes): a cached cast would be replayed stale
+        return autocast_for(self.device, self.cfg.amp, cache=self.step_graphs is None)
 
     def weights_payload(self, module: torch.nn.Module, metrics: dict | None) -> dict:
         """What best.pt and friends hold: weights and everything needed to serve them."""
@@ -439,29 +463,95 @@ class Trainer:
         return face_loader(self.train_set, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
                            device=self.device, order=order.tolist(), drop_last=True)  # fmt: skip
 
-    def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
-        """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
+    def device_batch(self, raw: tuple, micro: int) -> Batch:
         x, sizes, host_sizes, y, soft, idx = raw  # device tensors already when the data is on the device
         dev, accum = self.device, self.cfg.grad_accum_steps
-        batch = Batch(x.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), host_sizes,
-                      y.to(dev, non_blocking=True), soft.to(dev, non_blocking=True), idx.to(dev, non_blocking=True),
-                      self.global_step * accum + micro % accum)  # fmt: skip
-        terms = self.training_step(batch)
-        self.scaler.scale(terms["loss"] / accum).backward()
+        return Batch(x.to(dev, non_blocking=True), sizes.to(dev, non_blocking=True), host_sizes,
+                     y.to(dev, non_blocking=True), soft.to(dev, non_blocking=True), idx.to(dev, non_blocking=True),
+                     self.global_step * accum + micro % accum)  # fmt: skip
+
+    def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
+        """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
+        terms = self.training_step(self.device_batch(raw, micro))
+        self.scaler.scale(terms["loss"] / self.cfg.grad_accum_steps).backward()
         return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
 
-    def optimizer_step(self) -> None:
+    def average_and_clip(self) -> None:
+        """Gradients averaged over torchrun ranks, then clipped (--clip-grad)."""
         if self.dist.enabled or self.cfg.clip_grad:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             self.dist.average_gradients(params)
             if self.cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
+
+    def optimizer_step(self) -> None:
+        self.average_and_clip()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model, step=self.global_step + 1)
+
+    # --- the step as a CUDA graph (--cuda-graph) ------------------------------------------------
+    def create_step_graphs(self) -> StepGraphs | None:
+        """`--cuda-graph`: auto captures on CUDA when the step allows it; on asks for it (on the CPU
+        the same step code runs without capture); off keeps the plain step."""
+        cfg = self.cfg
+        if cfg.cuda_graph == "off":
+            return None
+        reasons = [why for why, bad in [
+            (f"a {self.kind} step (its per-step values are not device tensors)", not self.graphable),
+            ("--grad-accum-steps > 1", cfg.grad_accum_steps > 1),
+            ("fp16 loss scaling (this GPU has no bf16)", self.scaler.is_enabled()),
+            (f"--opt {cfg.opt} (captured: {', '.join(FUSED_OPTIMIZERS)})", cfg.opt.lower() not in FUSED_OPTIMIZERS),
+        ] if bad]  # fmt: skip
+        if reasons:
+            if cfg.cuda_graph == "on":
+                raise ConfigError(f"--cuda-graph on: the training step cannot be captured with {'; '.join(reasons)}")
+            return None
+        capture = self.device.type == "cuda"
+        if cfg.cuda_graph == "auto" and not capture:
+            return None
+        self.optimizer._warned_capturable_if_run_uncaptured = True  # eager warm-up steps of a capturable Adam are fine
+        return StepGraphs(self.device, capture=capture)
+
+    def graphed_step(self, raw: tuple) -> dict[str, torch.Tensor]:
+        """One whole optimizer step through `StepGraphs`: the LRs and the EMA weight join the
+        trainer's own per-step values in the vector the step reads."""
+        batch = self.device_batch(raw, 0)
+        lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        ema = [1.0 - self.ema.get_decay(self.global_step + 1)] if self.ema is not None else []
+        return self.step_graphs.run(self.graph_key(), self.graph_body, batch, lrs + ema + self.step_values(),  # type: ignore[union-attr]
+                                    step_seed(self.cfg.seed, batch.seed_step),
+                                    lambda: self.optimizer.zero_grad(set_to_none=True))  # fmt: skip
+
+    def graph_body(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a captured step does: forward and loss, backward, gradient averaging and clipping,
+        the optimizer step with LRs read from `values`, the EMA update."""
+        groups = self.optimizer.param_groups
+        n_lr, n_ema = len(groups), int(self.ema is not None)
+        terms = self.graph_training_step(batch, values[n_lr + n_ema :])
+        terms["loss"].backward()
+        self.average_and_clip()
+        if self.device.type == "cuda":  # LRs as device tensors (fused kernels read them when replayed)
+            kept = [dict(g) for g in groups]
+            for i, g in enumerate(groups):
+                g["lr"] = values[i]
+                if "capturable" in g:  # Adam-family: capture needs its step counters on the device
+                    g["capturable"] = True
+            try:
+                self.optimizer.step()
+            finally:
+                for g, old in zip(groups, kept, strict=True):
+                    g["lr"] = old["lr"]
+                    if "capturable" in old:
+                        g["capturable"] = old["capturable"]
+        else:
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_by(self.model, values[n_lr])
+        return {k: v.detach() for k, v in terms.items()}
 
     def drain(self, rate: float) -> None:
         """Read the queued loss terms (averaged over ranks); stop (nothing saved) if one is not finite."""
@@ -485,6 +575,7 @@ class Trainer:
         self.on_train_mode()
         started = tick = time.perf_counter()
         seen = 0
+        replayed = self.step_graphs.counts["replayed"] if self.step_graphs is not None else 0
         loader = self.train_loader(self.epoch, self.step_in_epoch * accum)
         title = f"epoch {self.epoch + 1}/{cfg.epochs}"
         at_step_boundary = True  # no micro-batch of an unfinished optimizer step yet: a consistent state
@@ -494,12 +585,13 @@ class Trainer:
                     if micro % accum == 0:
                         self.scalars = self.before_step()
                     at_step_boundary = False
-                    terms = self.micro_step(raw, micro)
+                    terms = self.micro_step(raw, micro) if self.step_graphs is None else self.graphed_step(raw)
                     seen += raw[0].shape[0]
                     self.meter.images += raw[0].shape[0]
                     if (micro + 1) % accum:
                         continue
-                    self.optimizer_step()
+                    if self.step_graphs is None:
+                        self.optimizer_step()
                     at_step_boundary = True
                     self.meter.pending.append(terms)
                     self.global_step += 1
@@ -527,6 +619,8 @@ class Trainer:
         world = self.dist.world_size  # every rank trained as many images
         rec = {**self.scalars, **self.train_record(self.meter.means()), "train_images": self.meter.images * world,
                "epoch_sec": round(elapsed, 3), "img_per_sec": round(seen * world / max(elapsed, 1e-9), 1)}  # fmt: skip
+        if self.step_graphs is not None:  # steps replayed from a CUDA graph (the others ran eagerly)
+            rec["graphed_steps"] = self.step_graphs.counts["replayed"] - replayed
         self.meter = LossMeter()
         return rec
 

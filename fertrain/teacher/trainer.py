@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from fertrain.console import console
-from fertrain.data.mixup import MixDraw, draw_mix, mix_images
+from fertrain.data.mixup import MixDraw, draw_mix, mix_images, mix_images_by, mix_vector
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
@@ -24,6 +24,7 @@ from fertrain.teacher.margin import margin_at_step
 
 class TeacherTrainer(Trainer):
     kind = "teacher"
+    graphable = True
     cfg: TeacherConfig
 
     def create_model(self) -> FerNet:
@@ -82,6 +83,26 @@ class TeacherTrainer(Trainer):
         """Augment, then mixup/cutmix with the batch's mirror (one draw per optimizer step)."""
         self.mix = draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step)
         return self.forward_loss(mix_images(self.augmented(batch), self.mix), batch)
+
+    def graph_key(self):
+        return ("margin", self.margin)  # baked into the head's kernels; constant after its ramp
+
+    def step_values(self) -> list[float]:
+        """The step's mixup/cutmix draw as numbers (none when mixing is off)."""
+        if not self.cfg.mix.active:
+            return []
+        self.mix = draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step)
+        return mix_vector(self.mix)
+
+    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, mix = self.augmented(batch), (values if self.cfg.mix.active else None)
+        if mix is not None:
+            x = mix_images_by(x, mix)
+        with self.autocast():
+            logits = self.model.head(self.backbone_fn(x), batch.labels, self.margin)
+        loss = teacher_loss(logits, batch.labels, batch.soft, smoothing=self.cfg.smoothing, weights=self.class_w,
+                            mix=mix)  # fmt: skip
+        return {"loss": loss}
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():  # the ArcFace margin goes to each image's own label
