@@ -8,3 +8,7 @@ timed() {
   python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
       > "$out/$name.sec"
 }
+# Byte-compiled modules cached outside the Python installation: on the lent GPU machines every new
+# process compiled torch's sources again (~12 s per command, cProfile: builtins.compile), which an
+# installed environment with __pycache__ folders does not pay.
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/fertrain-pycache}
