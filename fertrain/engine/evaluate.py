@@ -52,6 +52,7 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tens
 def collect_logits(
     model: torch.nn.Module, loader: DataLoader | Iterable[tuple], device: torch.device, spec: PreprocessSpec, *,
     amp: bool = False, channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
+    fused: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader` (a face
     DataLoader, or the device-resident batches of `ResidentFaces.eval_batches`: the same tuples).
@@ -59,7 +60,8 @@ def collect_logits(
     `tta`: test-time augmentation (`tta_logits`). Logits stay on the device until the end: one
     copy to the host instead of a GPU sync per batch. (Copying and resizing on a side stream, to
     overlap the previous forward pass, measured no gain on an H200.) `on_batch(n)` is called as
-    each batch is queued (a progress bar's advance).
+    each batch is queued (a progress bar's advance). `fused`: `to_model_input`'s compiled input
+    preparation (default: on CUDA).
     """
     model.eval()
     out, labels, index = [], [], []
@@ -69,7 +71,7 @@ def collect_logits(
         native = uniform_size(host_sizes)  # on the host copy: no device sync
         # non_blocking for sizes too: a blocking copy syncs the stream every batch (measured: 70 % of host time)
         x = to_model_input(x.to(device, non_blocking=True), sizes.to(device, non_blocking=True), spec.img_size,
-                           spec.mean, spec.std, channels_last, dtype=in_dtype, native=native)  # fmt: skip
+                           spec.mean, spec.std, channels_last, fused=fused, dtype=in_dtype, native=native)  # fmt: skip
         with autocast_for(device, amp):
             logits = tta_logits(model, x, tta)
         out.append(logits.float())
