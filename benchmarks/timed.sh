@@ -8,7 +8,9 @@ timed() {
   python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)" \
       > "$out/$name.sec"
 }
-# Byte-compiled modules cached outside the Python installation: on the lent GPU machines every new
-# process compiled torch's sources again (~12 s per command, cProfile: builtins.compile), which an
-# installed environment with __pycache__ folders does not pay.
+# Byte-compiled modules written once and reused: the lent GPU machines set PYTHONDONTWRITEBYTECODE=1
+# and their site-packages has no __pycache__, so every new process compiled torch's sources again
+# (cProfile of a whole run: 12 s in builtins.compile; importing torch and fertrain's engine took
+# 25-30 s there). An installed environment has its bytecode; this gives the benchmarks the same.
+unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/fertrain-pycache}
