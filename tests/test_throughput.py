@@ -179,8 +179,9 @@ def test_cuda_graph_auto_stays_off_on_cpu_and_on_names_what_prevents_capture(dem
         trainer_for(manifest, tmp_path / "d", cuda_graph="on", opt="lamb")
     with pytest.raises(ConfigError, match=r"--cuda-graph 'always'; expected one of auto, on, off"):
         resolve_teacher_config(tiny_teacher(manifest, tmp_path, cuda_graph="always"))
+    softlabels = demo_pipeline / "softlabels" / "train.parquet"
     cfg = resolve_student_config({"manifest": str(manifest), "output_dir": str(tmp_path / "s"), "device": "cpu",
-                                  "softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "epochs": 1,
-                                  "backbone": "resnet10t", "img_size": 32, "workers": 0, "cuda_graph": "on"})  # fmt: skip
+                                  "softlabels": str(softlabels), "epochs": 1, "backbone": "resnet10t", "img_size": 32,
+                                  "workers": 0, "cuda_graph": "on"})  # fmt: skip
     with pytest.raises(ConfigError, match=r"--cuda-graph on: .*a student step"):
         train_student(cfg, show_progress=False)

@@ -313,6 +313,9 @@ class Trainer:
         return rows[rows["split"] == split].reset_index(drop=True)
 
     def generator(self, batch: Batch) -> torch.Generator:
+        """The augmentation draws of `batch`'s step. Eagerly a fresh generator seeded from (seed,
+        step); with CUDA graphs the one generator StepGraphs seeded for this step, so a graphed
+        step must draw from it once (a second call continues its stream instead of repeating it)."""
         if self.step_graphs is not None:  # one generator, seeded for this step by StepGraphs
             return self.step_graphs.generator
         return step_generator(self.cfg.seed, batch.seed_step, self.device)
