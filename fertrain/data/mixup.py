@@ -89,7 +89,6 @@ def mix_targets(targets: torch.Tensor, draw: MixDraw) -> torch.Tensor:
 # lambda; cutmix keeps the pixels (image lambda 1) outside the box, takes the partner's inside it,
 # and mixes the targets by the pasted area; no mix is lambda 1 and an empty box. The complements
 # are computed here in double precision, as `mix_images` does, so both give the same float32 values.
-MIX_VECTOR_LEN = 8
 
 
 def mix_vector(draw: MixDraw) -> list[float]:
