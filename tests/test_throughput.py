@@ -179,9 +179,35 @@ def test_cuda_graph_auto_stays_off_on_cpu_and_on_names_what_prevents_capture(dem
         trainer_for(manifest, tmp_path / "d", cuda_graph="on", opt="lamb")
     with pytest.raises(ConfigError, match=r"--cuda-graph 'always'; expected one of auto, on, off"):
         resolve_teacher_config(tiny_teacher(manifest, tmp_path, cuda_graph="always"))
-    softlabels = demo_pipeline / "softlabels" / "train.parquet"
+    teacher = next((demo_pipeline / "teachers").glob("*stageA*"))
     cfg = resolve_student_config({"manifest": str(manifest), "output_dir": str(tmp_path / "s"), "device": "cpu",
-                                  "softlabels": str(softlabels), "epochs": 1, "backbone": "resnet10t", "img_size": 32,
-                                  "workers": 0, "cuda_graph": "on"})  # fmt: skip
-    with pytest.raises(ConfigError, match=r"--cuda-graph on: .*a student step"):
+                                  "teacher": str(teacher), "loss": "rkd", "epochs": 1, "backbone": "resnet10t",
+                                  "img_size": 32, "workers": 0, "cuda_graph": "on"})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--cuda-graph on: .*--loss rkd \(captured: ce, kd, dkd\)"):
         train_student(cfg, show_progress=False)
+
+
+@pytest.mark.parametrize("signal", ["online", "offline"])
+def test_graph_ready_student_step_trains_the_plain_steps_values(demo_pipeline, tmp_path, signal):
+    """A student's graph-ready step (teachers' forward on the student's one augmentation draw, the
+    loss, progressive unfreezing as part of the graph's key, DKD's warm-up) trains exactly what
+    the plain step trains."""
+    source = ({"teacher": str(next((demo_pipeline / "teachers").glob("*stageA*"))), "loss": "kd"}
+              if signal == "online" else
+              {"softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "loss": "dkd"})  # fmt: skip
+
+    def run(mode: str):
+        cfg = resolve_student_config({"manifest": str(demo_manifest(demo_pipeline)), "backbone": "resnet10t",
+                                      "img_size": 32, "batch_size": 64, "workers": 0, "device": "cpu",
+                                      "skip_onnx": True, "output_dir": str(tmp_path / mode), "strategy": "two-stage",
+                                      "epochs_s1": 1, "epochs_s2": 1, "model_ema": True, "cuda_graph": mode,
+                                      **source}, loss_opts={"warmup": 1} if signal == "offline" else None)  # fmt: skip
+        return train_student(cfg, show_progress=False)
+
+    plain, graph = run("off"), run("on")
+    assert [r["phase"] for r in graph.history] == [r["phase"] for r in plain.history] and len(plain.history) == 2
+    for a, b in zip(plain.history, graph.history, strict=True):
+        for key in ("train_loss", "train_task_loss", "val_nll", "ema_val_nll"):
+            assert a[key] == b[key], key
+    weights = [load_checkpoint(tmp_path / mode / "checkpoint_last.pt")["model"] for mode in ("off", "on")]
+    assert all(torch.equal(t, weights[1][name]) for name, t in weights[0].items())

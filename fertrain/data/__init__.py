@@ -6,7 +6,7 @@ needs only `fertrain.data.preprocess` (OpenCV and NumPy) does not load torch."""
 from fertrain.lazy import lazy_exports
 
 _EXPORTS = {
-    "AugmentConfig": "augment", "augment_batch": "augment", "augment_config": "augment",
+    "AugmentConfig": "augment", "augment_batch": "augment", "augment_config": "augment", "augment_params": "augment",
     "step_generator": "augment", "step_seed": "augment", "to_model_input": "augment", "FaceArrays": "dataset",
     "ManifestFaces": "dataset",
     "collate_faces": "dataset", "face_loader": "dataset", "epoch_length": "order", "epoch_order": "order",

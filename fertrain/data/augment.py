@@ -222,22 +222,31 @@ def _consts(mean: tuple, std: tuple, device: torch.device) -> torch.Tensor:
 _compiled_apply = None
 
 
+def augment_params(rows: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device,
+                   draw: tuple[int, int] | None = None) -> torch.Tensor:  # fmt: skip
+    """The (rows, 17) parameters of one batch's augmentation. `draw` = (first, total): parameters
+    are drawn for `total` rows and rows first.. are kept (a torchrun rank's part of the global
+    batch, which then gets what one process training the whole batch would draw for it)."""
+    first, total = draw if draw is not None else (0, rows)
+    p = sample_augment_params(total, cfg, g, device)[first : first + rows]
+    if not cfg.erasing:
+        p[:, P_EON] = 0.0
+    return p
+
+
 def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: AugmentConfig, mean, std,
-                  g: torch.Generator, channels_last: bool = False, fused: bool = False,
-                  draw: tuple[int, int] | None = None) -> torch.Tensor:  # fmt: skip
+                  g: torch.Generator | None = None, channels_last: bool = False, fused: bool = False,
+                  draw: tuple[int, int] | None = None, params: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Random resized crop + rotation + flip + resize (one resample), colour jitter, normalize, erasing.
 
     `fused` runs the deterministic part through torch.compile (one compile per process; worth
     it on a GPU, where the eager version's separate passes over the batch cost ~14 % of a
-    resnet18 step). Same random draws either way. `draw` = (first, total): parameters are
-    drawn for `total` rows and rows first.. are used (a torchrun rank's part of the global batch,
-    which then gets what one process training the whole batch would draw for it).
+    resnet18 step). Same random draws either way. The draws are `params` (from `augment_params`:
+    one draw shared by several views of a batch, e.g. a student's and its teachers' at their
+    own sizes), else drawn here from `g` (`draw` as in `augment_params`).
     """
     global _compiled_apply
-    first, total = draw if draw is not None else (0, x_uint8.shape[0])
-    p = sample_augment_params(total, cfg, g, x_uint8.device)[first : first + x_uint8.shape[0]]
-    if not cfg.erasing:
-        p[:, P_EON] = 0.0
+    p = params if params is not None else augment_params(x_uint8.shape[0], cfg, g, x_uint8.device, draw)  # type: ignore[arg-type]
     fn = apply_augment
     if fused:
         if _compiled_apply is None:

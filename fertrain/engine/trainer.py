@@ -44,6 +44,7 @@ from fertrain.data import (
     PreprocessSpec,
     augment_batch,
     augment_config,
+    augment_params,
     color_mode_of,
     face_loader,
     step_generator,
@@ -262,6 +263,10 @@ class Trainer:
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def graph_blockers(self) -> list[str]:
+        """Why this trainer's step cannot be captured as a CUDA graph (empty: it can)."""
+        return [] if self.graphable else [f"a {self.kind} step (its per-step values are not device tensors)"]
+
     def graph_key(self):
         """What the coming step bakes into a CUDA graph beyond tensor shapes (None: this step
         cannot be captured); called after `before_step`."""
@@ -320,12 +325,20 @@ class Trainer:
             return self.step_graphs.generator
         return step_generator(self.cfg.seed, batch.seed_step, self.device)
 
-    def augmented(self, batch: Batch, spec: PreprocessSpec | None = None) -> torch.Tensor:
-        """The batch's random crop/flip/jitter/erasing at `spec`'s size and normalization (default: own)."""
+    def augmented(self, batch: Batch, spec: PreprocessSpec | None = None, params: torch.Tensor | None = None,
+                  ) -> torch.Tensor:  # fmt: skip
+        """The batch's random crop/flip/jitter/erasing at `spec`'s size and normalization (default:
+        own), drawn for this step (or `params` from `augment_params`, shared with other views)."""
         spec = spec or self.spec
+        if params is None:
+            params = self.augment_params(batch)
         return augment_batch(batch.images, batch.sizes, spec.img_size, self.augment, spec.mean, spec.std,
-                             self.generator(batch), self.cfg.channels_last, fused=self.fused,
-                             draw=self.augment_rows(batch))  # fmt: skip
+                             channels_last=self.cfg.channels_last, fused=self.fused, params=params)  # fmt: skip
+
+    def augment_params(self, batch: Batch) -> torch.Tensor:
+        """This step's augmentation draws for the batch's rows (one draw per step: see `generator`)."""
+        return augment_params(batch.images.shape[0], self.augment, self.generator(batch), self.device,
+                              self.augment_rows(batch))  # fmt: skip
 
     def augment_rows(self, batch: Batch) -> tuple[int, int]:
         """(first row, rows drawn): augmentation is drawn for the global batch, each rank keeps its rows."""
@@ -505,8 +518,7 @@ class Trainer:
         cfg = self.cfg
         if cfg.cuda_graph == "off":
             return None
-        reasons = [why for why, bad in [
-            (f"a {self.kind} step (its per-step values are not device tensors)", not self.graphable),
+        reasons = self.graph_blockers() + [why for why, bad in [
             ("--grad-accum-steps > 1", cfg.grad_accum_steps > 1),
             ("fp16 loss scaling (this GPU has no bf16)", self.scaler.is_enabled()),
             (f"--opt {cfg.opt} (captured: {', '.join(FUSED_OPTIMIZERS)})", cfg.opt.lower() not in FUSED_OPTIMIZERS),

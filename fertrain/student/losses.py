@@ -85,11 +85,14 @@ class DKDLoss(nn.Module):
         nckd = F.kl_div(F.log_softmax(masked_s, dim=1), F.softmax(masked_t, dim=1), reduction="batchmean") * t * t
         return tckd, nckd
 
+    def ramp(self, epoch: float) -> float:
+        """The distillation weight's warm-up factor at (fractional) `epoch`."""
+        return min(1.0, epoch / self.warmup) if self.warmup > 0 else 1.0
+
     def forward(self, student_logits, labels, teacher_logits, epoch: float = 0.0, **_) -> dict[str, torch.Tensor]:
         task = F.cross_entropy(student_logits, labels)
         tckd, nckd = self.parts(student_logits, labels, teacher_logits)
-        ramp = min(1.0, epoch / self.warmup) if self.warmup > 0 else 1.0
-        distill = ramp * (self.alpha * tckd + self.beta * nckd)
+        distill = self.ramp(epoch) * (self.alpha * tckd + self.beta * nckd)
         return {"loss": self.ce_weight * task + distill, "task": task, "distill": distill, "tckd": tckd, "nckd": nckd}
 
 
@@ -227,6 +230,9 @@ class CRDLoss(nn.Module):
 LOSSES: dict[str, type[nn.Module]] = {"ce": CELoss, "kd": KDLoss, "dkd": DKDLoss, "combined": CombinedLoss,
                                       "crd": CRDLoss, "rkd": RKDLoss, "mmd": MMDLoss}  # fmt: skip
 TEACHER_FREE = {"ce"}  # needs no teacher at all
+# the losses whose step can be captured as a CUDA graph: device ops only, and no host value that
+# changes every step except DKD's warm-up factor (`ramp`, part of the graph's key)
+GRAPHABLE_LOSSES = ("ce", "kd", "dkd")
 FEATURE_LOSSES = {"combined", "crd", "rkd", "mmd"}  # need teacher features: online (--teacher) only
 RUNTIME = frozenset({"student_dim", "teacher_dim", "n_data", "seed"})  # given by the trainer, not the user
 OPTION_RANGES = {

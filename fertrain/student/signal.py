@@ -12,7 +12,6 @@ A single run also yields pooled features for the feature losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +72,12 @@ class OnlineTeacherSignal:
             raise ConfigError(f"--teacher {path}: feature losses need one teacher run, not an ensemble of "
                               f"{len(self.teacher.members)}; pass a run directory or use --loss kd/dkd")  # fmt: skip
         self.device, self.amp, self.channels_last, self.fused = device, amp, channels_last, fused
+        self.autocast_cache = True
+        # the temperatures on the device once: a host value turned into a tensor every step is a
+        # host-to-device copy, which a step captured as a CUDA graph cannot contain
+        self.member_t = [torch.as_tensor(m.temperature, dtype=torch.float32, device=device)
+                         for m in self.teacher.members]  # fmt: skip
+        self.teacher_t = torch.as_tensor(self.teacher.temperature, dtype=torch.float32, device=device)
         for m in self.teacher.members:
             m.model.to(device).eval().requires_grad_(False)
             if channels_last:
@@ -84,30 +89,30 @@ class OnlineTeacherSignal:
 
     @torch.no_grad()
     def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
-                 generator: Callable[[], torch.Generator] | None = None, augment: AugmentConfig | None = None,
-                 host_sizes: torch.Tensor | None = None,
-                 draw: tuple[int, int] | None = None) -> TeacherOutput:  # fmt: skip
-        """`generator()` makes a fresh generator of the student's step seed (same augmentation
-        draws, `draw` rows of them as the student's); None gives the evaluation view."""
+                 params: torch.Tensor | None = None, augment: AugmentConfig | None = None,
+                 host_sizes: torch.Tensor | None = None) -> TeacherOutput:  # fmt: skip
+        """`params`: the student's augmentation draws for this step (`augment_params`), replayed at
+        each member's size and normalization; None gives the evaluation view."""
         t = self.teacher
         raws, features = [], None
         for m in t.members:
             spec = m.spec
-            if generator is None or augment is None:
+            if params is None or augment is None:
                 native = uniform_size(host_sizes) if host_sizes is not None else None
                 x = to_model_input(x_uint8, sizes, spec.img_size, spec.mean, spec.std, self.channels_last,
                                    fused=self.fused, native=native)  # fmt: skip
             else:
-                x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std, generator(),
-                                  self.channels_last, fused=self.fused, draw=draw)  # fmt: skip
-            with autocast_for(self.device, self.amp):
+                x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std,
+                                  channels_last=self.channels_last, fused=self.fused, params=params)  # fmt: skip
+            # no cast-weight cache when the step is captured as a CUDA graph (set by the trainer)
+            with autocast_for(self.device, self.amp, cache=self.autocast_cache):
                 feats = m.model.backbone(x)
                 raws.append(m.model.head(feats).float())
             if features is None:
                 features = feats.float()
         if t.is_ensemble:  # the export's own fusion, on the device
-            raw = fuse([member_probs(r, m.temperature) for r, m in zip(raws, t.members, strict=True)], t.weights,
+            raw = fuse([member_probs(r, mt) for r, mt in zip(raws, self.member_t, strict=True)], t.weights,
                        t.fusion_t)  # fmt: skip
         else:
             raw = raws[0]
-        return TeacherOutput(scale_logits(raw, t.temperature).float(), features)
+        return TeacherOutput(scale_logits(raw, self.teacher_t).float(), features)

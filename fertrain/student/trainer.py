@@ -30,13 +30,14 @@ from fertrain.models import FerNet, build_model, model_spec, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
 from fertrain.student.config import StudentConfig, student_output_dir
 from fertrain.student.freezing import UnfreezePolicy, build_phases, layer_groups
-from fertrain.student.losses import FEATURE_LOSSES, build_loss
+from fertrain.student.losses import FEATURE_LOSSES, GRAPHABLE_LOSSES, DKDLoss, build_loss
 from fertrain.student.reports import FINAL, StudentOutcome, print_epoch, print_header, print_phase, write_results
 from fertrain.student.signal import OnlineTeacherSignal, SoftLabelSignal
 
 
 class StudentTrainer(Trainer):
     kind = "student"
+    graphable = True
     cfg: StudentConfig
 
     @classmethod
@@ -119,11 +120,33 @@ class StudentTrainer(Trainer):
         self.policy.on_train_mode(self.model)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        params = self.augment_params(batch)  # one draw: the teachers see the student's view at their sizes
         if self.signal is not None:
-            batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes,
-                                        generator=lambda: self.generator(batch), augment=self.augment,
-                                        host_sizes=batch.host_sizes, draw=self.augment_rows(batch))  # fmt: skip
-        return self.forward_loss(self.augmented(batch), batch)
+            batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
+                                        augment=self.augment, host_sizes=batch.host_sizes)  # fmt: skip
+        return self.forward_loss(self.augmented(batch, params=params), batch)
+
+    # --- the step as a CUDA graph: the teachers' forward, the student's step and the loss ----
+    def graph_blockers(self) -> list[str]:
+        name = self.cfg.loss["name"]
+        return [] if name in GRAPHABLE_LOSSES else [f"--loss {name} (captured: {', '.join(GRAPHABLE_LOSSES)})"]
+
+    def create_step_graphs(self):
+        graphs = super().create_step_graphs()
+        if graphs is not None and isinstance(self.signal, OnlineTeacherSignal):
+            self.signal.autocast_cache = False  # a cached cast would be replayed stale
+        return graphs
+
+    def graph_key(self):
+        """The unfreezing phase (which parameters train) and DKD's warm-up factor (constant after it)."""
+        ramp = self.loss.ramp(self.loss_epoch()) if isinstance(self.loss, DKDLoss) else None
+        return ("phase", self.policy.phase, ramp)
+
+    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.training_step(batch)  # device ops only; its host values are in graph_key
+
+    def loss_epoch(self) -> float:
+        return self.epoch + self.step_in_epoch / self.steps_per_epoch
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():
@@ -132,7 +155,7 @@ class StudentTrainer(Trainer):
         teacher = batch.teacher
         return self.loss(logits.float(), batch.labels, teacher.logits if teacher else None,
                          student_features=feats.float(), teacher_features=teacher.features if teacher else None,
-                         index=batch.index, epoch=self.epoch + self.step_in_epoch / self.steps_per_epoch)  # fmt: skip
+                         index=batch.index, epoch=self.loss_epoch())  # fmt: skip
 
     def train_record(self, means: dict[str, float]) -> dict:
         task = means.get("task", means["loss"])
