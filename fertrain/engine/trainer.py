@@ -13,9 +13,9 @@ A subclass says what differs through hooks:
     setup()                   anything built before the data (a teacher signal, a loss module)
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
     training_step(batch)      default: forward_loss(augmented(batch), batch)
-    graph_key() / step_values() / graph_training_step(batch, values)
-                              a step that can be captured as a CUDA graph (`graphable`): what it
-                              bakes in, its per-step host numbers, and the step reading them
+    graph_blockers() / graph_key() / step_values() / graph_training_step(batch, values)
+                              a step that can be captured as a CUDA graph (`graphable`): why it
+                              cannot, what it bakes in, its per-step host numbers, the step
     before_step()             set the LR of the coming optimizer step; return schedule values
     on_epoch_start()          e.g. unfreeze a phase; on_evaluated(metrics) e.g. a plateau scheduler
     extra_state() / restore_structure(ckpt) / restore_extra(ckpt)   what else a checkpoint holds
