@@ -14,7 +14,14 @@ import torchvision.transforms.functional as TF
 from timm.data.mixup import mixup_target
 
 from fertrain.cli.options import TTA_CHOICES
-from fertrain.data.augment import AugmentConfig, _resample, augment_batch, augment_config, step_generator
+from fertrain.data.augment import (
+    AugmentConfig,
+    _resample,
+    augment_batch,
+    augment_config,
+    augment_params,
+    step_generator,
+)
 from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets
 from fertrain.engine.evaluate import TTA_MODES, tta_logits
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
@@ -105,6 +112,20 @@ def test_rotation_is_deterministic_per_seed_and_step_and_identity_at_zero_streng
                            "saturation": 0, "erasing": 0, "rotate": 0})  # fmt: skip
     plain = augment_batch(x, sizes, 36, none, (0.5,) * 3, (0.5,) * 3, step_generator(1, 9, torch.device("cpu")))
     assert torch.allclose(plain, (x.float() / 255 - 0.5) / 0.5, atol=1e-5)
+
+
+def test_drawn_params_shared_by_views_of_two_sizes_give_each_the_draw_of_its_own_generator():
+    """A student and its online teacher see one augmentation draw at their own sizes: the shared
+    parameters must reproduce what each view's own generator of the step seed would draw."""
+    x, sizes = _faces()
+    cfg, cpu = AugmentConfig(rotate=10.0, erasing=0.5), torch.device("cpu")
+    params = augment_params(4, cfg, step_generator(1, 9, cpu), cpu)
+    for out in (24, 48):
+        own = augment_batch(x, sizes, out, cfg, (0.5,) * 3, (0.5,) * 3, step_generator(1, 9, cpu))
+        shared = augment_batch(x, sizes, out, cfg, (0.5,) * 3, (0.5,) * 3, params=params)
+        assert torch.equal(own, shared)
+    with pytest.raises(ValueError, match="generator `g` or drawn `params`"):
+        augment_batch(x, sizes, 24, cfg, (0.5,) * 3, (0.5,) * 3)
 
 
 def test_a_quarter_turn_of_the_resample_is_torch_rot90():

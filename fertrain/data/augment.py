@@ -246,6 +246,8 @@ def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: Aug
     own sizes), else drawn here from `g` (`draw` as in `augment_params`).
     """
     global _compiled_apply
+    if params is None and g is None:
+        raise ValueError("augment_batch needs the step's generator `g` or drawn `params`")
     p = params if params is not None else augment_params(x_uint8.shape[0], cfg, g, x_uint8.device, draw)  # type: ignore[arg-type]
     fn = apply_augment
     if fused:
