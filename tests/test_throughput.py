@@ -211,3 +211,58 @@ def test_graph_ready_student_step_trains_the_plain_steps_values(demo_pipeline, t
             assert a[key] == b[key], key
     weights = [load_checkpoint(tmp_path / mode / "checkpoint_last.pt")["model"] for mode in ("off", "on")]
     assert all(torch.equal(t, weights[1][name]) for name, t in weights[0].items())
+
+
+def test_step_graphs_capture_a_key_seen_three_steps_running_and_replay_it_with_each_steps_inputs():
+    """StepGraphs' bookkeeping on the CPU, with a stand-in graph that replays by running the step
+    on its captured input buffers (what a CUDA graph's kernels do): the first steps of a key run
+    eagerly, the fourth is captured and replayed, a new key runs eagerly while a captured one is
+    replayed as soon as it comes back, every replay reads
+    that step's batch, values and (seed, step) draws, and the results equal plain eager steps."""
+    from dataclasses import replace
+
+    from fertrain.engine import Batch
+    from fertrain.engine.graphs import BATCH_TENSORS, CapturedStep, StepGraphs
+
+    class ReplayedStep:
+        def __init__(self, body, batch, values, outputs):
+            self.body, self.batch, self.values, self.outputs = body, batch, values, outputs
+
+        def replay(self):
+            self.outputs.update(self.body(self.batch, self.values))
+
+    def step(graphs: StepGraphs | None, w: torch.Tensor, seed: int):
+        def body(batch, values):
+            g = graphs.generator if graphs is not None else torch.Generator().manual_seed(seed)
+            noise = torch.rand(1, generator=g)
+            loss = ((batch.images.float().mean() + noise) * w).sum() * values[1]
+            w.sub_(values[0] * (batch.images.float().mean() + noise) * values[1])  # the "optimizer step"
+            return {"loss": loss.detach()}
+        return body
+
+    def capture(full_key, body, batch, vals, release_grads):
+        static = replace(batch, **{f: getattr(batch, f).clone() for f in BATCH_TENSORS})
+        captured = CapturedStep(None, static, vals.clone(), {})  # type: ignore[arg-type]
+        captured.graph = ReplayedStep(body, static, captured.values, captured.outputs)  # type: ignore[assignment]
+        graphs.graphs[full_key] = captured
+        graphs.counts["captured"] += 1
+        return captured
+
+    def batch_of(i: int) -> Batch:
+        images = torch.full((4, 3, 2, 2), i, dtype=torch.uint8)
+        return Batch(images, torch.full((4, 2), 2), None, torch.zeros(4, dtype=torch.long),
+                     torch.zeros(4, 7), torch.arange(4), i)  # fmt: skip
+
+    keys = ["a"] * 6 + ["b"] + ["a"] * 3
+    graphs = StepGraphs(torch.device("cpu"), capture=False)
+    graphs.capture_enabled, graphs.capture = True, capture  # type: ignore[method-assign]
+    w_graph, w_plain, losses = torch.ones(1), torch.ones(1), []
+    for i, key in enumerate(keys):
+        values = [0.01 * (i + 1), 1.0 + i]
+        out = graphs.run(key, step(graphs, w_graph, 0), batch_of(i), values, 1000 + i, lambda: None)
+        plain = step(None, w_plain, 1000 + i)(batch_of(i), torch.tensor(values))
+        losses.append((float(out["loss"]), float(plain["loss"])))
+    assert all(a == pytest.approx(b, rel=1e-6) for a, b in losses)
+    assert torch.allclose(w_graph, w_plain)
+    # steps 1-3 eager, 4 captured and replayed, 5-6 replayed, "b" eager, then "a" replayed at once
+    assert graphs.counts == {"eager": 4, "captured": 1, "replayed": 6}
