@@ -14,18 +14,7 @@ for mode in off on; do
   timed "teacher_$mode" fer teacher --config "$config" --manifest "$manifest" --epochs "$epochs" \
       --output-dir "$out/teacher_$mode" --skip-onnx --cuda-graph "$mode" -q
 done
-python3 - "$out" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-keys = ("train_loss", "val_accuracy", "val_nll", "ema_val_accuracy", "img_per_sec", "graphed_steps")
-for mode in ("off", "on"):
-    hist = out / f"teacher_{mode}" / "history.json"
-    rows = json.loads(hist.read_text()) if hist.is_file() else []
-    print(mode, "wall", (out / f"teacher_{mode}.sec").read_text().strip(), "s")
-    for r in rows:
-        print("  ", {k: r.get(k) for k in keys})
-PY
+python3 "$(dirname "$0")/compare_histories.py" "$out" teacher_off teacher_on
 for mode in off on; do
   timed "bench_rn18_112_$mode" fer bench train -c "$config" --manifest "$manifest" --img-size 112 -b 256 \
       --steps 200 --warmup 30 -j 8 --cuda-graph "$mode"

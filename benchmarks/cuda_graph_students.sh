@@ -23,15 +23,4 @@ for mode in off on; do
       --softlabels "$out/softlabels.parquet" --epochs "$student_epochs" --output-dir "$out/offline_$mode" \
       --skip-onnx --cuda-graph "$mode" --loss-opt warmup=1 -q  # DKD warm-up steps run eagerly: keep it short
 done
-python3 - "$out" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-keys = ("train_loss", "val_accuracy", "val_nll", "img_per_sec", "graphed_steps")
-for run in ("online_off", "online_on", "offline_off", "offline_on"):
-    hist = out / run / "history.json"
-    rc = (out / f"{run}.rc").read_text().strip()
-    print(run, "rc", rc, "wall", (out / f"{run}.sec").read_text().strip(), "s")
-    for r in json.loads(hist.read_text()) if hist.is_file() else []:
-        print("  ", {k: r.get(k) for k in keys})
-PY
+python3 "$(dirname "$0")/compare_histories.py" "$out" online_off online_on offline_off offline_on

@@ -22,7 +22,7 @@ from fertrain.data.augment import (
     augment_params,
     step_generator,
 )
-from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets
+from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets, mix_vector
 from fertrain.engine.evaluate import TTA_MODES, tta_logits
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import ConfigError
@@ -37,12 +37,16 @@ from .test_engine import tiny_teacher
 # --- mixup / cutmix ---------------------------------------------------------------------------------------
 
 
+def vec(draw: MixDraw) -> torch.Tensor:
+    return torch.tensor(mix_vector(draw))
+
+
 def test_mixup_targets_sum_to_one_and_equal_timms_mixup_target_with_smoothing_inside():
     labels = torch.tensor([0, 3, 6, 2, 2, 5, 1, 4])
     for step in range(20):
         draw = draw_mix(MixupConfig(mixup=0.4, cutmix=1.0), 48, seed=7, step=step)
         for smoothing in (0.0, 0.1):
-            ours = mix_targets(target_distribution(labels, None, 7, smoothing), draw)
+            ours = mix_targets(target_distribution(labels, None, 7, smoothing), vec(draw))
             theirs = mixup_target(labels, 7, lam=draw.lam, smoothing=smoothing)  # timm: mirror pairing too
             assert torch.allclose(ours, theirs, atol=1e-6), (step, smoothing)
             assert torch.allclose(ours.sum(1), torch.ones(len(labels)))
@@ -50,7 +54,7 @@ def test_mixup_targets_sum_to_one_and_equal_timms_mixup_target_with_smoothing_in
 
 def test_mixup_and_cutmix_mix_images_like_timm_and_cutmix_lambda_is_the_pasted_area():
     x = torch.randn(6, 3, 40, 40, generator=torch.Generator().manual_seed(0))
-    mixed = mix_images(x, MixDraw(0.3))
+    mixed = mix_images(x, vec(MixDraw(0.3)))
     assert torch.allclose(mixed, 0.3 * x + 0.7 * x.flip(0))  # timm: x * lam + x.flip(0) * (1 - lam)
     draws = [draw_mix(MixupConfig(cutmix=1.0), 40, seed=1, step=s) for s in range(50)]
     boxes = [d for d in draws if d.box is not None]
@@ -58,12 +62,20 @@ def test_mixup_and_cutmix_mix_images_like_timm_and_cutmix_lambda_is_the_pasted_a
     for d in boxes:
         y0, y1, x0, x1 = d.box
         assert d.lam == pytest.approx(1 - (y1 - y0) * (x1 - x0) / 1600)
-        out = mix_images(x, d)
+        out = mix_images(x, vec(d))
         pasted = torch.zeros(40, 40, dtype=torch.bool)
         pasted[y0:y1, x0:x1] = True
         assert torch.equal(out[:, :, pasted], x.flip(0)[:, :, pasted])
         assert torch.equal(out[:, :, ~pasted], x[:, :, ~pasted])
         assert float((out != x).float().mean()) == pytest.approx(1 - d.lam, abs=1e-6)  # randn: all pixels differ
+
+
+def test_no_mix_leaves_the_batch_and_targets_unchanged_bit_for_bit():
+    """An identity draw still runs the mixing arithmetic (no host branch in a captured step): it
+    must give back the very same values."""
+    x = torch.randn(6, 3, 20, 20, generator=torch.Generator().manual_seed(3))
+    t = torch.rand(6, 7, generator=torch.Generator().manual_seed(4)).softmax(1)
+    assert torch.equal(mix_images(x, vec(MixDraw(1.0))), x) and torch.equal(mix_targets(t, vec(MixDraw(1.0))), t)
 
 
 def test_mixup_draws_are_deterministic_per_seed_and_step_and_honour_prob_and_switch():
@@ -81,7 +93,7 @@ def test_mixed_class_weights_and_loss_follow_the_mixed_targets():
     logits = torch.randn(4, 7, generator=torch.Generator().manual_seed(2))
     labels = torch.tensor([1, 2, 3, 4])
     w = torch.arange(1.0, 8.0)
-    mix = MixDraw(0.25)
+    mix = vec(MixDraw(0.25))
     t = 0.25 * torch.eye(7)[labels] + 0.75 * torch.eye(7)[labels.flip(0)]
     sw = 0.25 * w[labels] + 0.75 * w[labels.flip(0)]
     per = -(t * torch.log_softmax(logits, 1)).sum(1)

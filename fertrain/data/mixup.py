@@ -63,42 +63,19 @@ def draw_mix(cfg: MixupConfig, size: int, seed: int, step: int) -> MixDraw:
     return MixDraw(lam, (y0, y1, x0, x1))
 
 
-def mix_images(x: torch.Tensor, draw: MixDraw) -> torch.Tensor:
-    """The batch mixed with its mirror (B-1-i); unchanged for an identity draw."""
-    if draw.identity:
-        return x
-    partner = x.flip(0)
-    if draw.box is None:
-        return x * draw.lam + partner * (1.0 - draw.lam)
-    y0, y1, x0, x1 = draw.box
-    mixed = x.clone()
-    mixed[:, :, y0:y1, x0:x1] = partner[:, :, y0:y1, x0:x1]
-    return mixed
-
-
-def mix_targets(targets: torch.Tensor, draw: MixDraw) -> torch.Tensor:
-    """Per-sample target distributions (B x K) mixed like their images."""
-    if draw.identity:
-        return targets
-    return targets * draw.lam + targets.flip(0) * (1.0 - draw.lam)
-
-
-# The same mix as numbers on the device, for a step captured once and replayed (a CUDA graph
-# bakes Python floats in; a tensor is read at replay time). One vector per step:
-# [image lambda, 1 - it, target lambda, 1 - it, y0, y1, x0, x1]: mixup mixes pixels and targets by
-# lambda; cutmix keeps the pixels (image lambda 1) outside the box, takes the partner's inside it,
-# and mixes the targets by the pasted area; no mix is lambda 1 and an empty box. The complements
-# are computed here in double precision, as `mix_images` does, so both give the same float32 values.
-
-
 def mix_vector(draw: MixDraw) -> list[float]:
+    """The draw as numbers, which `mix_images`/`mix_targets` read from a device tensor (no host
+    branch, so a step captured as a CUDA graph replays each step's draw): [image lambda, 1 - it,
+    target lambda, 1 - it, y0, y1, x0, x1]. Mixup mixes pixels and targets by lambda; cutmix keeps
+    the pixels (image lambda 1) outside the box, takes the partner's inside it and mixes the targets
+    by the pasted area; no mix is lambda 1 and an empty box (the batch unchanged)."""
     if draw.box is None:
         return [draw.lam, 1.0 - draw.lam, draw.lam, 1.0 - draw.lam, 0.0, 0.0, 0.0, 0.0]
     return [1.0, 0.0, draw.lam, 1.0 - draw.lam, *map(float, draw.box)]
 
 
-def mix_images_by(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """`mix_images` driven by a `mix_vector` on the device (the same values, no host branch)."""
+def mix_images(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The batch mixed with its mirror (B-1-i) as `v` (a `mix_vector`) says."""
     partner = x.flip(0)
     h, w = x.shape[-2:]
     ys = torch.arange(h, device=x.device).view(h, 1)
@@ -107,6 +84,6 @@ def mix_images_by(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.where(box, partner, x * v[0] + partner * v[1])
 
 
-def mix_targets_by(targets: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """`mix_targets` driven by a `mix_vector` on the device."""
+def mix_targets(targets: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Per-sample target distributions (B x K), or per-sample weights (B x 1), mixed like their images."""
     return targets * v[2] + targets.flip(0) * v[3]

@@ -88,12 +88,16 @@ TTA_MODES = ("none", "flip", "five", "ten")  # test-time augmentation of evaluat
 TTA_CROP = 0.875  # side of each multi-crop view, as a fraction of the face (the training crops' typical size)
 
 
-def color_mode_of(paths: list, sample: int = 256) -> str:
-    """`grey` when every sampled image is single-channel (or has three equal channels), else `rgb`.
+def color_sample(n: int, sample: int = 256) -> slice:
+    """At most `sample` positions spread over `n` (a colour source next to a grey one is seen)."""
+    step = max(1, n // sample)
+    return slice(0, step * sample, step)
 
-    Samples are spread over the list, so a colour source next to a grey one is seen."""
-    step = max(1, len(paths) // sample)
-    for path in paths[::step][:sample]:
+
+def color_mode_of(paths: list) -> str:
+    """`grey` when every sampled image (`color_sample`) is single-channel (or has three equal
+    channels), else `rgb`. Callers holding rows can sample them before resolving their paths."""
+    for path in paths[color_sample(len(paths))]:
         img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.ndim == 2 or img.shape[2] < 3:
             continue

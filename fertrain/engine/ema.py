@@ -50,18 +50,16 @@ class ModelEma(ModelEmaV3):
         if not self.foreach:  # EMA on another device: timm's per-tensor path
             super().apply_update_(model, decay)
             return
+        self.update_by(model, 1.0 - decay)
+
+    @torch.no_grad()
+    def update_by(self, model: torch.nn.Module, weight: float | torch.Tensor) -> None:
+        """One update with weight 1 - decay: a float, or a device tensor (a step captured as a
+        CUDA graph replays it with each step's value)."""
         _, _, ema_float, model_float, ema_other, model_other = self._current(model)
         # torch's own kernel, not timm's private helper (absent in timm 1.0.29); the EMA is a deep copy
         # of the model, so each pair has one dtype
-        torch._foreach_lerp_(ema_float, model_float, weight=1.0 - decay)
-        if ema_other:
-            torch._foreach_copy_(ema_other, model_other)
-
-    @torch.no_grad()
-    def update_by(self, model: torch.nn.Module, weight: torch.Tensor) -> None:
-        """The update with its weight (1 - decay) as a device tensor: a step captured as a CUDA
-        graph replays it with each step's value."""
-        _, _, ema_float, model_float, ema_other, model_other = self._current(model)
-        torch._foreach_lerp_(ema_float, model_float, [weight] * len(ema_float))
+        weights = [weight] * len(ema_float) if isinstance(weight, torch.Tensor) else weight
+        torch._foreach_lerp_(ema_float, model_float, weights)
         if ema_other:
             torch._foreach_copy_(ema_other, model_other)

@@ -14,8 +14,8 @@ A subclass says what differs through hooks:
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
     training_step(batch)      default: forward_loss(augmented(batch), batch)
     graph_blockers() / graph_key() / step_values() / graph_training_step(batch, values)
-                              a step that can be captured as a CUDA graph (`graphable`): why it
-                              cannot, what it bakes in, its per-step host numbers, the step
+                              a step that can be captured as a CUDA graph: why it cannot, what it
+                              bakes in, its per-step host numbers, the step reading them
     before_step()             set the LR of the coming optimizer step; return schedule values
     on_epoch_start()          e.g. unfreeze a phase; on_evaluated(metrics) e.g. a plateau scheduler
     extra_state() / restore_structure(ckpt) / restore_extra(ckpt)   what else a checkpoint holds
@@ -51,6 +51,7 @@ from fertrain.data import (
     step_seed,
 )
 from fertrain.data.order import epoch_length, epoch_order
+from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
@@ -152,7 +153,6 @@ def val_fields(val: dict) -> dict:
 class Trainer:
     kind: ClassVar[str] = "model"
     resumable: ClassVar[frozenset[str]] = RESUMABLE_KEYS
-    graphable: ClassVar[bool] = False  # implements graph_key / step_values / graph_training_step
 
     def __init__(self, cfg: TrainConfig, run: Run, *, show_progress: bool = True, dist: DistContext = SINGLE):
         self.cfg, self.run, self.out, self.dist = cfg, run, run.output_dir, dist
@@ -176,7 +176,10 @@ class Trainer:
         # compiled for training steps only; evaluation and checkpoints use the plain module
         self.backbone_fn = torch.compile(self.model.backbone) if cfg.compile else self.model.backbone
         mean, std = normalization_of(self.model)
-        color = cfg.color if cfg.color != "auto" else color_mode_of(self.manifest.image_paths(self.train_rows))
+        if cfg.color == "auto":  # the sampled rows' paths only: the training set resolves and checks them all
+            color = color_mode_of(self.manifest.image_paths(self.train_rows.iloc[color_sample(len(self.train_rows))]))
+        else:
+            color = cfg.color
         self.spec = PreprocessSpec(img_size=int(cfg.img_size or 0), clahe=cfg.clahe, color=color, mean=mean, std=std)
         self.augment = augment_config(cfg.augment)
         self.fused = self.device.type == "cuda" and cfg.fused_augment
@@ -264,8 +267,9 @@ class Trainer:
         raise NotImplementedError
 
     def graph_blockers(self) -> list[str]:
-        """Why this trainer's step cannot be captured as a CUDA graph (empty: it can)."""
-        return [] if self.graphable else [f"a {self.kind} step (its per-step values are not device tensors)"]
+        """Why this trainer's step cannot be captured as a CUDA graph (empty: it can, through
+        graph_key / step_values / graph_training_step)."""
+        return [f"a {self.kind} step (its per-step values are not device tensors)"]
 
     def graph_key(self):
         """What the coming step bakes into a CUDA graph beyond tensor shapes (None: this step

@@ -8,7 +8,7 @@ after it was built is refused instead of silently training on different rows.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -119,9 +119,6 @@ class Manifest:
     df: pd.DataFrame
     path: Path
     sha256: str | None
-    # image paths already found inside their roots: a trainer asks for the same rows' paths several
-    # times (colour mode, training and validation datasets), each check a filesystem call per image
-    checked_inside: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def root_dirs(self) -> dict[str, Path]:
         """Each distinct `root` value resolved against the manifest's folder."""
@@ -147,19 +144,13 @@ class Manifest:
                      first_only: bool = False) -> list[tuple[str, Path, str]]:  # fmt: skip
         """(row id, path, real path) of the rows whose image resolves outside its root."""
         guards = {r: RootGuard(p) for r, p in self.root_dirs().items()}
-        found, inside = [], []
+        found = []
         for row_id, root, path in zip(rows["row_id"], rows["root"], paths, strict=True):
-            key = str(path)
-            if key in self.checked_inside:
-                continue
             real = guards[root].escape(path)
-            if real is None:
-                inside.append(key)
-                continue
-            found.append((str(row_id), path, real))
-            if first_only:
-                break
-        self.checked_inside.update(inside)
+            if real is not None:
+                found.append((str(row_id), path, real))
+                if first_only:
+                    break
         return found
 
     @property

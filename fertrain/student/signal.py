@@ -72,7 +72,6 @@ class OnlineTeacherSignal:
             raise ConfigError(f"--teacher {path}: feature losses need one teacher run, not an ensemble of "
                               f"{len(self.teacher.members)}; pass a run directory or use --loss kd/dkd")  # fmt: skip
         self.device, self.amp, self.channels_last, self.fused = device, amp, channels_last, fused
-        self.autocast_cache = True
         # the temperatures on the device once: a host value turned into a tensor every step is a
         # host-to-device copy, which a step captured as a CUDA graph cannot contain
         self.member_t = [torch.as_tensor(m.temperature, dtype=torch.float32, device=device)
@@ -90,9 +89,10 @@ class OnlineTeacherSignal:
     @torch.no_grad()
     def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
                  params: torch.Tensor | None = None, augment: AugmentConfig | None = None,
-                 host_sizes: torch.Tensor | None = None) -> TeacherOutput:  # fmt: skip
+                 host_sizes: torch.Tensor | None = None, autocast_cache: bool = True) -> TeacherOutput:  # fmt: skip
         """`params`: the student's augmentation draws for this step (`augment_params`), replayed at
-        each member's size and normalization; None gives the evaluation view."""
+        each member's size and normalization; None gives the evaluation view. `autocast_cache`:
+        off in a step captured as a CUDA graph (a cached cast would be replayed stale)."""
         t = self.teacher
         raws, features = [], None
         for m in t.members:
@@ -104,8 +104,7 @@ class OnlineTeacherSignal:
             else:
                 x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std,
                                   channels_last=self.channels_last, fused=self.fused, params=params)  # fmt: skip
-            # no cast-weight cache when the step is captured as a CUDA graph (set by the trainer)
-            with autocast_for(self.device, self.amp, cache=self.autocast_cache):
+            with autocast_for(self.device, self.amp, cache=autocast_cache):
                 feats = m.model.backbone(x)
                 raws.append(m.model.head(feats).float())
             if features is None:

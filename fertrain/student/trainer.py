@@ -37,7 +37,6 @@ from fertrain.student.signal import OnlineTeacherSignal, SoftLabelSignal
 
 class StudentTrainer(Trainer):
     kind = "student"
-    graphable = True
     cfg: StudentConfig
 
     @classmethod
@@ -123,19 +122,14 @@ class StudentTrainer(Trainer):
         params = self.augment_params(batch)  # one draw: the teachers see the student's view at their sizes
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
-                                        augment=self.augment, host_sizes=batch.host_sizes)  # fmt: skip
+                                        augment=self.augment, host_sizes=batch.host_sizes,
+                                        autocast_cache=self.step_graphs is None)  # fmt: skip
         return self.forward_loss(self.augmented(batch, params=params), batch)
 
     # --- the step as a CUDA graph: the teachers' forward, the student's step and the loss ----
     def graph_blockers(self) -> list[str]:
         name = self.cfg.loss["name"]
         return [] if name in GRAPHABLE_LOSSES else [f"--loss {name} (captured: {', '.join(GRAPHABLE_LOSSES)})"]
-
-    def create_step_graphs(self):
-        graphs = super().create_step_graphs()
-        if graphs is not None and isinstance(self.signal, OnlineTeacherSignal):
-            self.signal.autocast_cache = False  # a cached cast would be replayed stale
-        return graphs
 
     def graph_key(self):
         """The unfreezing phase (which parameters train) and DKD's warm-up factor (constant after it)."""

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fertrain.data.mixup import MixDraw, mix_targets, mix_targets_by
+from fertrain.data.mixup import mix_targets
 from fertrain.errors import ConfigError
 
 CLASS_WEIGHT_MODES = ("none", "inverse", "effective")
@@ -45,23 +45,18 @@ def target_distribution(labels: torch.Tensor, soft: torch.Tensor | None, num_cla
 
 
 def teacher_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, *, smoothing: float = 0.0,
-                 weights: torch.Tensor | None = None, mix: MixDraw | torch.Tensor | None = None,
-                 ) -> torch.Tensor:  # fmt: skip
+                 weights: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Weighted mean over the batch of -sum_k t_k log p_k (equals F.cross_entropy for hard targets).
 
-    With a mixup/cutmix draw the targets (and class weights) are mixed like the images were; the
-    draw is a `MixDraw`, or its `mix_vector` on the device in a step captured as a CUDA graph."""
+    With a mixup/cutmix draw (`mix_vector` on the device) the targets and class weights are mixed
+    like the images were."""
     t = target_distribution(labels, soft, logits.shape[1], smoothing)
-    if isinstance(mix, torch.Tensor):
-        t = mix_targets_by(t, mix)
-    elif mix is not None:
+    if mix is not None:
         t = mix_targets(t, mix)
     per_sample = F.cross_entropy(logits.float(), t, reduction="none")  # probability targets
     if weights is None:
         return per_sample.mean()
     w = weights.to(logits.device)[labels]
-    if isinstance(mix, torch.Tensor):
-        w = mix_targets_by(w.view(-1, 1), mix).view(-1)
-    elif mix is not None and not mix.identity:
-        w = w * mix.lam + w.flip(0) * (1.0 - mix.lam)
+    if mix is not None:
+        w = mix_targets(w.view(-1, 1), mix).view(-1)
     return (per_sample * w).sum() / w.sum()

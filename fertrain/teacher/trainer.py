@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from fertrain.console import console
-from fertrain.data.mixup import MixDraw, draw_mix, mix_images, mix_images_by, mix_vector
+from fertrain.data.mixup import draw_mix, mix_images, mix_vector
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
@@ -24,7 +24,6 @@ from fertrain.teacher.margin import margin_at_step
 
 class TeacherTrainer(Trainer):
     kind = "teacher"
-    graphable = True
     cfg: TeacherConfig
 
     def create_model(self) -> FerNet:
@@ -43,7 +42,7 @@ class TeacherTrainer(Trainer):
         self.class_w = w.to(self.device) if w is not None else None
         self.margin = 0.0
         self.lr_factor = 1.0  # plateau reductions
-        self.mix = MixDraw(1.0)  # this step's mixup/cutmix (none)
+        self.mix: torch.Tensor | None = None  # this step's mixup/cutmix as a `mix_vector` on the device
 
     def create_scheduler(self):
         c = self.cfg
@@ -81,8 +80,12 @@ class TeacherTrainer(Trainer):
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Augment, then mixup/cutmix with the batch's mirror (one draw per optimizer step)."""
-        self.mix = draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step)
-        return self.forward_loss(mix_images(self.augmented(batch), self.mix), batch)
+        values = torch.tensor(self.step_values(), dtype=torch.float32).to(self.device, non_blocking=True)
+        return self.graph_training_step(batch, values)
+
+    # --- the same step as a CUDA graph: the mix is read from the device, the margin is the key ----
+    def graph_blockers(self) -> list[str]:
+        return []
 
     def graph_key(self):
         return ("margin", self.margin)  # baked into the head's kernels; constant after its ramp
@@ -91,18 +94,12 @@ class TeacherTrainer(Trainer):
         """The step's mixup/cutmix draw as numbers (none when mixing is off)."""
         if not self.cfg.mix.active:
             return []
-        self.mix = draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step)
-        return mix_vector(self.mix)
+        return mix_vector(draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step))
 
     def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
-        x, mix = self.augmented(batch), (values if self.cfg.mix.active else None)
-        if mix is not None:
-            x = mix_images_by(x, mix)
-        with self.autocast():
-            logits = self.model.head(self.backbone_fn(x), batch.labels, self.margin)
-        loss = teacher_loss(logits, batch.labels, batch.soft, smoothing=self.cfg.smoothing, weights=self.class_w,
-                            mix=mix)  # fmt: skip
-        return {"loss": loss}
+        self.mix = values if self.cfg.mix.active else None
+        x = self.augmented(batch)
+        return self.forward_loss(x if self.mix is None else mix_images(x, self.mix), batch)
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():  # the ArcFace margin goes to each image's own label
