@@ -14,6 +14,8 @@ manifest=$1; out=$2; epochs=$3; limit=$4; shift 4
 cfg=${CONFIG:-fertrain/configs/fer2013_resnet18.yaml}
 command=${COMMAND:-teacher}
 ttas=${TTA:-none ten}
+# shellcheck source=benchmarks/timed.sh
+. "$(dirname "$0")/timed.sh"  # bytecode written once (the lent machines ship none)
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 mkdir -p "$out"
 on_gpu() {  # INDEX CMD...: run CMD on GPU INDEX mod the GPU count (as is without GPUs)

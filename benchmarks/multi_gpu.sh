@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # One GPU vs two (torchrun, same global batch) on FER2013 with the shipped resnet18 recipe:
 # throughput at 224 and 112 px (EPOCHS_TP short runs, steady-state epoch img/s) and accuracy of
-# whole recipe runs of EPOCHS epochs (global batch 256: one GPU x 256, two GPUs x 128).
-# Usage: benchmarks/multi_gpu.sh MANIFEST OUT [EPOCHS=40 (0: no recipe runs)] [EPOCHS_TP=3] [SIZES="224 112"]
-#        [TAG=""] [EXTRA FLAGS for the throughput runs, e.g. --compile]
+# whole recipe runs of EPOCHS epochs (global batch GLOBAL, default 256: one GPU x 256, two GPUs x 128).
+# Usage: [GLOBAL=256] [LR=] benchmarks/multi_gpu.sh MANIFEST OUT [EPOCHS=40 (0: no recipe runs)] [EPOCHS_TP=3]
+#        [SIZES="224 112"] [TAG=""] [EXTRA FLAGS for the throughput runs, e.g. --compile]
+# LR: the recipe runs' --lr (e.g. 0.2 for GLOBAL=512: the recipe's 0.1 at 256 scaled linearly).
 set -uo pipefail
 manifest=$1; out=$2; epochs=${3:-40}; epochs_tp=${4:-3}; sizes=${5:-224 112}; tag=${6:-}; shift 6 2>/dev/null || shift $#
 mkdir -p "$out"
 cfg=fertrain/configs/fer2013_resnet18.yaml
-one() { CUDA_VISIBLE_DEVICES=0 python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 256 "$@"; }
-two() { torchrun --standalone --nproc-per-node 2 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b 128 "$@"; }
+global=${GLOBAL:-256}
+one() { CUDA_VISIBLE_DEVICES=0 python3 -m fertrain teacher --config "$cfg" --manifest "$manifest" -b "$global" "$@"; }
+two() { torchrun --standalone --nproc-per-node 2 -m fertrain teacher --config "$cfg" --manifest "$manifest" \
+        -b $((global / 2)) "$@"; }
+lr=(); [ -n "${LR:-}" ] && lr=(--lr "$LR")
 # shellcheck source=benchmarks/timed.sh
 . "$(dirname "$0")/timed.sh"
 for size in $sizes; do
@@ -19,7 +23,7 @@ for size in $sizes; do
   done
 done
 for n in one two; do
-  [ "$epochs" -gt 0 ] && timed "recipe_$n" $n --epochs "$epochs" --output-dir "$out/recipe_$n" --skip-onnx -q
+  [ "$epochs" -gt 0 ] && timed "recipe_$n" $n --epochs "$epochs" --output-dir "$out/recipe_$n" --skip-onnx -q "${lr[@]}"
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -158,3 +159,28 @@ def test_bench_train_under_torchrun_reports_all_ranks_together(lowres_manifest):
     report = json.loads(out[out.index('{\n  "device"') : out.index("}", out.index('"world_size"')) + 1])
     assert report["world_size"] == 2 and report["rank"] == 0 and report["batch_size"] == 8
     assert report["model_only_img_s"] > 0 and report["end_to_end_img_s"] > 0
+
+
+def test_export_softlabels_under_torchrun_writes_the_file_one_process_writes(demo_pipeline, tmp_path):
+    """Two ranks label alternate chunks; rank 0 joins them: the same rows, probabilities and stamp
+    as one process, also when the ranks finish an export one process started."""
+    from fertrain.softlabels import export_softlabels
+
+    teacher = next(d for d in (demo_pipeline / "teachers").iterdir() if "_stageA" in d.name)
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    kw = {"splits": ["val"], "chunk_size": 60, "device": "cpu", "workers": 0, "show_progress": False}
+    one = export_softlabels(teacher, manifest, tmp_path / "one.parquet", **kw)
+    started = export_softlabels(teacher, manifest, tmp_path / "resumed.parquet", max_chunks=2, **kw)
+    assert started == {"complete": False, "chunks_done": 2, "chunks": 5}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    for name in ("two", "resumed"):
+        proc = run([*launcher, "-m", "fertrain", "export-softlabels", "--teacher", str(teacher), "--manifest",
+                    str(manifest), "--split", "val", "--out", str(tmp_path / f"{name}.parquet"), "--chunk-size", "60",
+                    "--device", "cpu", "-j", "0", "-q"])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (proc.stdout + proc.stderr).count("wrote") == 1  # rank 0 alone writes and reports
+        assert not (tmp_path / f"{name}.parquet.parts").exists()
+        expected = pd.read_parquet(tmp_path / "one.parquet")
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"{name}.parquet"), expected)
+        stamp = (tmp_path / f"{name}.parquet.sha256").read_text().split()[0]
+        assert stamp == one["sha256"]

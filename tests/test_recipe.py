@@ -140,6 +140,43 @@ def test_drawn_params_shared_by_views_of_two_sizes_give_each_the_draw_of_its_own
         augment_batch(x, sizes, 24, cfg, (0.5,) * 3, (0.5,) * 3)
 
 
+def test_translate_shifts_the_crop_within_its_range_and_leaves_the_other_draws_as_they_were():
+    cpu = torch.device("cpu")
+    base = augment_config({"rotate": 10, "erasing": 0.5})
+    moved = augment_config({"rotate": 10, "erasing": 0.5, "translate": 0.1})
+    p0 = augment_params(256, base, step_generator(3, 5, cpu), cpu)
+    p1 = augment_params(256, moved, step_generator(3, 5, cpu), cpu)
+    again = augment_params(256, moved, step_generator(3, 5, cpu), cpu)
+    assert torch.equal(p1, again)  # deterministic per (seed, step)
+    centre = [2, 3]  # the crop centre columns (face coordinates, [-1, 1] across the face)
+    others = [c for c in range(p0.shape[1]) if c not in centre]
+    assert torch.equal(p0[:, others], p1[:, others])  # every other draw as without translate
+    shift = p1[:, centre] - p0[:, centre]
+    assert shift.abs().max() <= 0.2 + 1e-6 and shift.abs().max() > 0.15  # +-10 % of the face = +-0.2
+    # a pure shift: a bright square moves by the drawn fraction of the face, edges padded from the border
+    x = torch.zeros(1, 3, 40, 40, dtype=torch.uint8)
+    x[:, :, 15:25, 15:25] = 255
+    only = augment_config({"scale": [1, 1], "ratio": [1, 1], "hflip": 0, "brightness": 0, "contrast": 0,
+                           "saturation": 0, "erasing": 0, "translate": 0.2})  # fmt: skip
+    params = augment_params(1, only, step_generator(0, 1, cpu), cpu)
+    out = augment_batch(x, torch.tensor([[40, 40]]), 40, only, (0.0,) * 3, (1.0,) * 3, params=params)
+    ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
+    dx, dy = params[0, 2].item() * 20, params[0, 3].item() * 20  # crop centre moved right -> content moves left
+    assert xs.float().mean().item() == pytest.approx(19.5 - dx, abs=0.6)
+    assert ys.float().mean().item() == pytest.approx(19.5 - dy, abs=0.6)
+
+
+def test_a_scale_above_one_zooms_out():
+    x = torch.zeros(1, 3, 40, 40, dtype=torch.uint8)
+    x[:, :, 10:30, 10:30] = 255  # a 20-px square: a quarter of the face's area
+    cpu = torch.device("cpu")
+    out_cfg = augment_config({"scale": [2.25, 2.25], "ratio": [1, 1], "hflip": 0, "brightness": 0, "contrast": 0,
+                              "saturation": 0, "erasing": 0})  # fmt: skip
+    out = augment_batch(x, torch.tensor([[40, 40]]), 40, out_cfg, (0.0,) * 3, (1.0,) * 3, step_generator(0, 1, cpu))
+    bright = (out[0, 0] > 0.5).float().sum().item()
+    assert bright == pytest.approx(400 / 2.25, rel=0.15)  # the window is 1.5x the face on each side
+
+
 def test_a_quarter_turn_of_the_resample_is_torch_rot90():
     x, sizes = _faces(2, 32)
     one, zero = torch.ones(2), torch.zeros(2)
@@ -260,6 +297,25 @@ def test_schedule_and_mixup_options_are_checked():
     with pytest.raises(ConfigError, match="--decay-milestones: expected a list of numbers"):
         resolve_teacher_config({"img_size": 48, "sched": "multistep", "decay_milestones": "sixty"})
     assert resolve_teacher_config({"img_size": 48, "decay_milestones": "60,120"}).decay_milestones == [60.0, 120.0]
+
+
+@pytest.mark.parametrize("backbone", ["fer_vgg_s", "resnet10t"])
+def test_drop_is_dropout_on_the_pooled_features_in_training_only(backbone):
+    from fertrain.models.factory import build_model
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 48, 48)
+    plain, dropped = build_model(backbone), build_model(backbone, drop_rate=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    assert torch.equal(plain.eval()(x), dropped.eval()(x))  # evaluation: the same net
+    feats = dropped.train().backbone(x)
+    zeroed = (feats == 0).float().mean().item()
+    assert 0.3 < zeroed < 0.7  # about half the pooled features dropped (ReLU alone zeroes almost none here)
+    plain.train()
+    assert torch.equal(plain.backbone(x), plain.backbone(x))  # no randomness without --drop
+    with pytest.raises(ConfigError, match="drop"):
+        resolve_teacher_config({"img_size": 48, "drop": 1.0})
+    assert resolve_teacher_config({"img_size": 48, "drop": 0.3}).drop == 0.3
 
 
 def test_aug_flags_change_single_keys_of_the_yaml_augment(tmp_path):

@@ -37,6 +37,8 @@ COMMON: dict[str, Spec] = {
     "min_lr": opt(float, "--min-lr", help="LR floor of the cosine [1e-6]."),
     "weight_decay": opt(float, "--weight-decay", help="[0.05]"),
     "momentum": opt(float, "--momentum", help="SGD-family momentum [0.9]."),
+    "drop": opt(float, "--drop", help="Dropout rate on the pooled features before the classifier (timm's "
+                "drop_rate) [0]."),
     "clip_grad": opt(float, "--clip-grad", help="Clip the gradient norm [off]."),
     "amp": opt(bool, "--amp/--no-amp", help="bf16 autocast (fp16 + scaler on older GPUs)."),
     "channels_last": opt(bool, "--channels-last/--no-channels-last", help="NHWC memory layout (faster on GPUs)."),
@@ -55,7 +57,8 @@ COMMON: dict[str, Spec] = {
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),
     "clahe": opt(bool, "--clahe/--no-clahe", help="CLAHE clip 2.0 tile 8x8 (saved with the run)."),
     "augment": opt(list[str], "--aug", help="KEY=VALUE augmentation override (repeatable): rotate=10, "
-                   "scale=[0.8,1], erasing=0.25, hflip, brightness, contrast, saturation, ratio."),
+                   "scale=[0.8,1] (> 1 zooms out), translate=0.1, erasing=0.25, hflip, brightness, contrast, "
+                   "saturation, ratio."),
     "color": opt(str, "--color", help="rgb|grey|auto: grey models see colour photos as grey [auto: grey when the "
                  "training images are, or as the online --teacher]."),
     "select_metric": opt(str, "--select-metric", help="best.pt by val macro_f1|accuracy|auc [macro_f1]."),

@@ -19,7 +19,7 @@ from fertrain.errors import ConfigError
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    scale: tuple[float, float] = (0.6, 1.0)  # random resized crop, area fraction
+    scale: tuple[float, float] = (0.6, 1.0)  # random resized crop, area fraction (> 1: zoom out, border padding)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
     brightness: float = 0.25
@@ -28,6 +28,7 @@ class AugmentConfig:
     erasing: float = 0.25  # probability of one random-erasing rectangle per image
     erasing_area: tuple[float, float] = (0.02, 0.2)
     rotate: float = 0.0  # random rotation, uniform in +-rotate degrees (0 = none)
+    translate: float = 0.0  # random shift of the crop, uniform in +-translate of the face's size (0 = none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,8 +169,9 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
 
     area = span(0, *cfg.scale)
     log_r = span(1, math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
-    sx = torch.sqrt(area * log_r.exp()).clamp(max=1.0)  # crop width / face width
-    sy = torch.sqrt(area / log_r.exp()).clamp(max=1.0)
+    widest = max(1.0, math.sqrt(cfg.scale[1]))  # a crop stays inside the face unless the scale zooms out
+    sx = torch.sqrt(area * log_r.exp()).clamp(max=widest)  # crop width / face width
+    sy = torch.sqrt(area / log_r.exp()).clamp(max=widest)
     e_area = span(8, *cfg.erasing_area)
     e_ratio = span(9, math.log(0.3), math.log(3.3)).exp()
     cols = [
@@ -182,6 +184,9 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
         (r[:, 12] < cfg.erasing).float(),
         (r[:, 13] * 2 - 1) * math.radians(cfg.rotate),  # rotation angle
     ]  # fmt: skip
+    if cfg.translate:  # drawn after the others, so runs without it keep their draws
+        shift = (torch.rand(b, 2, generator=g, device=device) * 2 - 1) * (2 * cfg.translate)  # [-1, 1] spans the face
+        cols[2], cols[3] = cols[2] + shift[:, 0], cols[3] + shift[:, 1]
     return torch.cat([torch.stack(cols, dim=1), fill], dim=1)
 
 

@@ -85,6 +85,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     momentum: float = 0.9  # SGD-family optimizers
+    drop: float = 0.0  # dropout on the pooled features before the classifier (timm's --drop)
     clip_grad: float | None = None
     amp: bool = False
     channels_last: bool = False
@@ -122,7 +123,8 @@ class TrainConfig:
     RANGES: ClassVar[dict[str, Range]] = {
         "img_size": Range(8, 4096), "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE,
         "grad_accum_steps": AT_LEAST_ONE, "workers": Range(0, 256), "lr": POSITIVE, "min_lr": NON_NEGATIVE,
-        "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "clip_grad": POSITIVE, "seed": Range(0, 2**31 - 1),
+        "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "drop": Range(0, 1, closed_high=False),
+        "clip_grad": POSITIVE, "seed": Range(0, 2**31 - 1),
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
     }  # fmt: skip

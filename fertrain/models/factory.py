@@ -47,14 +47,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
-def _create_from_cache_only(name: str) -> nn.Module:
+def _create_from_cache_only(name: str, extra: dict) -> nn.Module:
     """Offline: cached hub weights or a clear error, never minutes of download retries."""
     import huggingface_hub.constants as hub_constants
 
     previous = hub_constants.HF_HUB_OFFLINE
     hub_constants.HF_HUB_OFFLINE = True  # read at call time by hf_hub_download
     try:
-        return timm.create_model(name, pretrained=True, num_classes=0)
+        return timm.create_model(name, pretrained=True, num_classes=0, **extra)
     except Exception as exc:
         raise ConfigError(
             f"--pretrained: weights for {name!r} are not in the local cache and the model hub ({HUB_HOST}) "
@@ -65,13 +65,16 @@ def _create_from_cache_only(name: str) -> nn.Module:
         hub_constants.HF_HUB_OFFLINE = previous
 
 
-def create_backbone(name: str, *, pretrained: bool = False) -> nn.Module:
+def create_backbone(name: str, *, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
+    """timm's `drop_rate` is the dropout its models apply to the pooled features (with num_classes=0
+    too), i.e. right before fertrain's head."""
+    extra = {"drop_rate": drop_rate} if drop_rate else {}
     try:
         if not pretrained:
-            return timm.create_model(name, pretrained=False, num_classes=0)
+            return timm.create_model(name, pretrained=False, num_classes=0, **extra)
         if hub_reachable():
-            return timm.create_model(name, pretrained=True, num_classes=0)
-        return _create_from_cache_only(name)
+            return timm.create_model(name, pretrained=True, num_classes=0, **extra)
+        return _create_from_cache_only(name, extra)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ConfigError(f"--backbone {name!r}: {exc} (see timm.list_models())") from None
@@ -116,11 +119,13 @@ def pooled_width(backbone: nn.Module) -> int:
 
 
 def build_model(backbone: str, *, head: str = "linear", head_kwargs: dict | None = None, pretrained: bool = False,
-                initial_checkpoint: str | Path | None = None, num_classes: int = NUM_CLASSES) -> FerNet:  # fmt: skip
-    """`head_kwargs` go to the head's constructor (ArcFace: `s`)."""
+                initial_checkpoint: str | Path | None = None, num_classes: int = NUM_CLASSES,
+                drop_rate: float = 0.0) -> FerNet:  # fmt: skip
+    """`head_kwargs` go to the head's constructor (ArcFace: `s`); `drop_rate`: dropout before the head
+    in training (no weights of its own: a model spec leaves it out)."""
     if head not in HEADS:
         raise ConfigError(f"--head {head!r} unknown; expected one of {', '.join(HEADS)}")
-    net = create_backbone(backbone, pretrained=pretrained)
+    net = create_backbone(backbone, pretrained=pretrained, drop_rate=drop_rate)
     model = FerNet(net, HEADS[head](pooled_width(net), num_classes, **(head_kwargs or {})))
     if initial_checkpoint:
         load_initial_weights(model, initial_checkpoint)

@@ -4,10 +4,16 @@ Rows are processed in chunks; each finished chunk is written atomically to
 `<out>.parts/part-NNNNN.parquet`, so a killed export restarts at the first missing chunk
 without duplicating rows. The final file concatenates the parts in manifest order, carries
 the provenance in its Parquet metadata and gets a `.sha256` stamp.
+
+Under torchrun (`torchrun --nproc-per-node N -m fertrain export-softlabels ...`) rank r labels
+chunks r, r+N, r+2N, ... on its own GPU; rank 0 holds the lock, checks the plan and, once every
+rank is done, concatenates the parts: the same file as one process writes, and a killed export
+resumes at its missing chunks with any number of ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +26,7 @@ import pyarrow.parquet as pq
 from fertrain.atomic import atomic_path, atomic_write_text
 from fertrain.console import console, progress_bar
 from fertrain.engine.device import resolve_device
+from fertrain.engine.distributed import DistContext, rank_device, start_distributed
 from fertrain.ensemble import load_teacher
 from fertrain.ensemble.provenance import trained_manifests
 from fertrain.errors import ConfigError, FertrainError
@@ -81,36 +88,59 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
         "probabilities": "calibrated: each member's T, weighted fusion, then the teacher's T",
         **teacher.describe(),
     }  # fmt: skip
-    dev = resolve_device(device)
+    dist = start_distributed(resolve_device(device))
+    try:
+        return _export_chunks(teacher, manifest, rows, parts, out, meta, dist, chunk_size=chunk_size,
+                              device=rank_device(resolve_device(device), dist), batch_size=batch_size, workers=workers,
+                              tta=tta, include_logits=include_logits, show_progress=show_progress,
+                              max_chunks=max_chunks, recover_stale=recover_stale,
+                              command=f"export-softlabels {teacher_path} -> {out}")  # fmt: skip
+    finally:
+        dist.shutdown()
+
+
+def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path, meta: dict, dist: DistContext, *,
+                   chunk_size: int, device, batch_size: int, workers: int, tta: str, include_logits: bool,
+                   show_progress: bool, max_chunks: int | None, recover_stale: bool, command: str) -> dict:  # fmt: skip
+    """This rank's share of the chunks; rank 0 then writes the file."""
     n_chunks = (len(rows) + chunk_size - 1) // chunk_size
-    with run_lock(parts, recover_stale=recover_stale, command=f"export-softlabels {teacher_path} -> {out}"):
-        plan = parts / "plan.json"
-        if plan.is_file():
-            previous = json.loads(plan.read_text(encoding="utf-8"))
-            now = json.loads(json.dumps(meta, default=str))  # compare like with like (tuples -> lists)
-            keys = ("manifest_sha256", "splits", "rows", "chunk_size", "tta", "members", "temperature", "fusion_t")
-            if any(previous.get(k) != now.get(k) for k in keys):
-                raise FertrainError(f"{parts} holds a partial export with other settings; delete it or use "
-                                    "the same teacher, manifest, splits, chunk size and TTA")  # fmt: skip
-        else:
-            atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
-        done = 0
+    with contextlib.ExitStack() as held:
+        failure: FertrainError | None = None
+        if dist.is_main:
+            try:
+                held.enter_context(run_lock(parts, recover_stale=recover_stale, command=command))
+                _check_plan(parts / "plan.json", meta)
+            except FertrainError as exc:
+                failure = exc
+        message = dist.broadcast(None if failure is None else str(failure))  # no rank starts unless rank 0 may
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise FertrainError(f"rank 0 stopped the export: {message}")
+        mine = range(dist.rank, n_chunks, dist.world_size)
         members = len(teacher.members)
-        with progress_bar("soft labels", total=len(rows) * members, unit="img", show=show_progress) as advance:
-            for c in range(n_chunks):
+        done, stopped = 0, False
+        total = sum(len(rows.iloc[c * chunk_size : (c + 1) * chunk_size]) for c in mine) * members
+        with progress_bar("soft labels", total=total, unit="img", show=show_progress and dist.is_main) as advance:
+            for c in mine:
                 part = parts / f"part-{c:05d}.parquet"
                 chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
                 if part.is_file():  # done by an earlier, interrupted export
                     advance(len(chunk) * members)
                     continue
                 if max_chunks is not None and done >= max_chunks:
-                    return {"complete": False, "chunks_done": c, "chunks": n_chunks}
-                logits, _ = teacher.logits(manifest, chunk, device=dev, batch_size=batch_size, workers=workers,
+                    stopped = True
+                    break
+                logits, _ = teacher.logits(manifest, chunk, device=device, batch_size=batch_size, workers=workers,
                                            tta=tta, on_batch=advance)  # fmt: skip
                 frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
                 with atomic_path(part) as tmp:
                     frame.to_parquet(tmp, index=False)
                 done += 1
+        if any(dist.gather(stopped)):  # every rank's parts are written once this returns
+            return {"complete": False, "chunks_done": len(list(parts.glob("part-*.parquet"))), "chunks": n_chunks}
+        if not dist.is_main:
+            return {"complete": True, "rank": dist.rank}
         table = pa.concat_tables([pq.read_table(parts / f"part-{c:05d}.parquet") for c in range(n_chunks)])
         if table.num_rows != len(rows) or table.column("row_id").to_pylist() != rows["row_id"].astype(str).tolist():
             raise FertrainError(f"{parts}: the parts do not add up to the {len(rows)} manifest rows in order")
@@ -120,6 +150,23 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
             pq.write_table(table, tmp)
         digest = write_stamp(out)
     shutil.rmtree(parts)
+    return _summary(out, table, digest)
+
+
+def _check_plan(plan: Path, meta: dict) -> None:
+    """A partial export continues only with the settings it was started with."""
+    if plan.is_file():
+        previous = json.loads(plan.read_text(encoding="utf-8"))
+        now = json.loads(json.dumps(meta, default=str))  # compare like with like (tuples -> lists)
+        keys = ("manifest_sha256", "splits", "rows", "chunk_size", "tta", "members", "temperature", "fusion_t")
+        if any(previous.get(k) != now.get(k) for k in keys):
+            raise FertrainError(f"{plan.parent} holds a partial export with other settings; delete it or use "
+                                "the same teacher, manifest, splits, chunk size and TTA")  # fmt: skip
+    else:
+        atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
+
+
+def _summary(out: Path, table: pa.Table, digest: str) -> dict:
     probs = table.select(list(PROB_COLUMNS)).to_pandas().to_numpy()
     agrees = float(np.mean(table.column("agrees").to_numpy()))
     console.print(f"[green]wrote[/] {out}: {table.num_rows:,} rows, agreement with hard labels {agrees:.3f}",
