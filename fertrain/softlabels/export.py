@@ -88,10 +88,11 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
         "probabilities": "calibrated: each member's T, weighted fusion, then the teacher's T",
         **teacher.describe(),
     }  # fmt: skip
-    dist = start_distributed(resolve_device(device))
+    configured = resolve_device(device)
+    dist = start_distributed(configured)  # under torchrun: each rank on its own GPU
     try:
         return _export_chunks(teacher, manifest, rows, parts, out, meta, dist, chunk_size=chunk_size,
-                              device=rank_device(resolve_device(device), dist), batch_size=batch_size, workers=workers,
+                              device=rank_device(configured, dist), batch_size=batch_size, workers=workers,
                               tta=tta, include_logits=include_logits, show_progress=show_progress,
                               max_chunks=max_chunks, recover_stale=recover_stale,
                               command=f"export-softlabels {teacher_path} -> {out}")  # fmt: skip
