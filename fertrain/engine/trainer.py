@@ -383,10 +383,8 @@ class Trainer:
             self.saver.flush()  # no checkpoint thread running while loader workers fork
             loader = face_loader(dataset, batch_size=self.cfg.batch_size * 2, workers=self.cfg.workers,
                                  device=self.device)  # fmt: skip
-        # the input preparation uncompiled: a few thousand faces per evaluation do not repay the
-        # compilation (the first evaluation of an H100 run took 6.7 s with it, later ones 0.3 s)
         logits, labels, _ = collect_logits(module or self.model, loader, self.device, self.spec, amp=self.cfg.amp,
-                                           channels_last=self.cfg.channels_last, fused=False)  # fmt: skip
+                                           channels_last=self.cfg.channels_last)  # fmt: skip
         return evaluate_logits(logits, labels)
 
     # --- state ---------------------------------------------------------------------------

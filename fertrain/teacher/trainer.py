@@ -80,8 +80,9 @@ class TeacherTrainer(Trainer):
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Augment, then mixup/cutmix with the batch's mirror (one draw per optimizer step)."""
-        values = torch.tensor(self.step_values(), dtype=torch.float32).to(self.device, non_blocking=True)
-        return self.graph_training_step(batch, values)
+        values = self.step_values()  # no mixing: nothing to copy to the device
+        mix = torch.tensor(values, dtype=torch.float32).to(self.device, non_blocking=True) if values else None
+        return self.graph_training_step(batch, mix)
 
     # --- the same step as a CUDA graph: the mix is read from the device, the margin is the key ----
     def graph_blockers(self) -> list[str]:
@@ -96,7 +97,7 @@ class TeacherTrainer(Trainer):
             return []
         return mix_vector(draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step))
 
-    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    def graph_training_step(self, batch: Batch, values: torch.Tensor | None) -> dict[str, torch.Tensor]:
         self.mix = values if self.cfg.mix.active else None
         x = self.augmented(batch)
         return self.forward_loss(x if self.mix is None else mix_images(x, self.mix), batch)
