@@ -73,7 +73,7 @@ def test_haar_finds_the_labelled_faces_of_expw_photos(demo_pipeline, expw_manife
     code, text = run_cli(["bench", "detect", expw_manifest, "--detect-size", "320", "--min-face", "80",
                           "--limit", "40"], capsys)  # fmt: skip
     assert code == 0, text
-    (fast,) = json.loads(text[text.index("[{"):])
+    (fast,) = json.loads(text[text.index("[{") :])
     (full,) = bench_detect(expw_manifest, [(320, 1.1)], limit=40)
     assert fast["photos"] == full.photos == 40 and fast["recall"] <= full.recall
 
@@ -271,3 +271,61 @@ def test_predict_with_an_onnx_model_never_imports_torch(demo_pipeline, tmp_path)
     assert "onnxruntime" in modules and "cv2" in modules
     assert not {m for m in modules if m.split(".")[0] in ("torch", "timm", "torchvision", "pandas")}
     assert out.read_text().count("\n") >= 2  # a header and at least one face
+
+
+def test_serving_input_is_the_per_face_resize_and_normalization_bit_for_bit():
+    """`model_input` resizes a grey face once and normalizes per channel over the batch: the same
+    numbers, bit for bit, as resizing each face as HxWx3 and normalizing it (grey, colour, sizes mixed)."""
+    from fertrain.data.serving import model_input
+
+    spec, faces = serving_faces()
+    rng = np.random.default_rng(0)
+    faces = faces + [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((48, 48), (112, 112), (80, 60))]
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    expected = np.stack([((cv2.resize(f.astype(np.float32), (112, 112), interpolation=cv2.INTER_LINEAR)
+                           if f.shape[:2] != (112, 112) else f.astype(np.float32)) / np.float32(255.0) - mean) / std
+                         for f in faces]).transpose(0, 3, 1, 2)  # fmt: skip
+    got = model_input(faces, spec)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+    assert not np.array_equal(got[-1, 0], got[-1, 1])  # the colour face kept its own channels
+
+
+def test_onnx_batches_run_side_by_side_give_the_numbers_of_one_core(demo_pipeline):
+    """An ONNX model runs its batches on several threads at once: the same logits, in the same order."""
+    from fertrain.deploy.model import SERVING_BATCH, OnnxModel
+
+    files = sorted((demo_pipeline / "data" / "hires").rglob("*.jpg"))[: 2 * SERVING_BATCH + 5]
+    faces = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    model = teacher_a(demo_pipeline) / "model.onnx"
+    one = OnnxModel(model, threads=1).logits(faces)
+    three = OnnxModel(model, threads=3).logits(faces)
+    assert one.shape == (len(faces), len(CLASS_NAMES))
+    assert np.array_equal(one, three)
+    np.testing.assert_allclose(one[-5:], OnnxModel(model, threads=1).logits(faces[-5:]), atol=1e-5)
+
+
+def test_predict_reads_ahead_and_keeps_input_order(demo_pipeline, tmp_path, monkeypatch):
+    """`predict_paths` labels one block of images while it reads the next: with blocks of 4 images,
+    11 readable files and a broken one among them give every face in file order, the same as
+    one image at a time, and name the broken file."""
+    import shutil
+
+    import fertrain.deploy.predict as predict
+
+    monkeypatch.setattr(predict, "BATCH", 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sources = sorted((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))[:11]
+    for i, src in enumerate(sources):
+        shutil.copy(src, folder / f"{i:02d}.jpg")
+    (folder / "05b.jpg").write_bytes(b"not a jpeg")
+    recognizer = Recognizer(teacher_a(demo_pipeline) / "model.onnx", detector="none", threads=2)
+    assert recognizer.workers == 2
+    report = predict.predict_paths(recognizer, [folder], show_progress=False)
+    assert [Path(r["file"]).name for r in report.rows] == [f"{i:02d}.jpg" for i in range(11)]
+    assert report.errors == [(str(folder / "05b.jpg"), "not a readable image")]
+    single = [recognizer.predict(folder / f"{i:02d}.jpg")[0] for i in range(11)]
+    for row, face in zip(report.rows, single, strict=True):
+        assert row["label"] == face.label
+        assert abs(row[f"prob_{face.label.lower()}"] - face.probabilities[face.label]) < 1e-5

@@ -1,6 +1,10 @@
 """`fertrain bench latency MODEL --image PHOTO`: CPU latency per face, batch 1, for the model alone
 and for the whole predict path (decode + detect + align + preprocess + model), with one thread
 and with all of them, fp32 and int8 side by side. Medians and 95th percentiles in milliseconds.
+
+"threads" are the cores the predict path may use: OpenCV's threads for detection, and onnxruntime
+calls side by side, each on one thread (`fertrain.export.ort_session`), so one face's model call
+runs on one thread in both rows.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fertrain.cores import available_cores
 from fertrain.deploy.recognizer import Recognizer
-from fertrain.engine.device import available_cores
 from fertrain.errors import ConfigError
 from fertrain.export.onnx import ONNX_NAME
 from fertrain.export.quantize import INT8_NAME

