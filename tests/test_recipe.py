@@ -320,6 +320,30 @@ def test_drop_is_dropout_on_the_pooled_features_in_training_only(backbone):
     assert resolve_teacher_config({"img_size": 48, "drop": 0.3}).drop == 0.3
 
 
+def test_fer_vgg_fc_keeps_the_face_layout_and_drops_before_each_linear_layer():
+    """fer_vgg_fc: the last 3x3 map is flattened (moving a feature to another cell changes the
+    output, where global pooling would not), and `--drop` acts in training only."""
+    import timm
+
+    from fertrain.models.factory import build_model
+
+    torch.manual_seed(0)
+    net = timm.create_model("fer_vgg_fc", num_classes=0).eval()
+    grid = torch.randn(2, 512, 3, 3)
+    swapped = grid.clone()
+    swapped[..., 0, 0], swapped[..., 2, 2] = grid[..., 2, 2], grid[..., 0, 0]
+    head = torch.nn.Sequential(net.pool, net.hidden)
+    assert head(grid).shape == (2, 1024) and not torch.allclose(head(grid), head(swapped))
+    assert net.pool(torch.randn(2, 512, 4, 4)).shape == (2, 512 * 9)  # 64-px faces too
+    plain, dropped = build_model("fer_vgg_fc"), build_model("fer_vgg_fc", drop_rate=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 48, 48)
+    assert torch.equal(plain.eval()(x), dropped.eval()(x))
+    dropped.train()
+    assert not torch.equal(dropped(x), dropped(x))  # a fresh dropout mask per pass
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in dropped.modules()) == 3
+
+
 def test_aug_flags_change_single_keys_of_the_yaml_augment(tmp_path):
     from fertrain.engine.config import parse_key_values
 

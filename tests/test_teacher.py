@@ -385,9 +385,11 @@ def test_uniform_size_resize_fast_path_samples_like_the_per_face_resample():
         assert torch.allclose(fast, slow, atol=2e-4), (out_size, (fast - slow).abs().max())
 
 
-def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(lowres_manifest, tmp_path, capsys):
+@pytest.mark.parametrize("backbone", ["fer_vgg", "fer_vgg_fc"])
+def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowres_manifest, tmp_path, capsys):
     """`--backbone fer_vgg` (registered with timm by fertrain): a run at FER2013's own 48 px,
-    its ONNX export with the parity check, and the same probabilities from the run and the ONNX."""
+    its ONNX export with the parity check, and the same probabilities from the run and the ONNX;
+    the same for fer_vgg_fc, whose 3x3 grid and fully connected layers must export too."""
     import timm
 
     from fertrain import Recognizer
@@ -396,23 +398,24 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(lowres_manifes
     from .conftest import real_data
 
     out = tmp_path / "vgg"
-    code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", "fer_vgg", "--head", "linear",
+    code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", backbone, "--head", "linear",
                           "--img-size", "48", "--epochs", "2", "-b", "32", "-j", "0", "--device", "cpu",
                           "--output-dir", out, "-q"], capsys)  # fmt: skip
     assert code == 0, text
     hist = json.loads((out / "history.json").read_text())
     assert len(hist) == 2 and all(math.isfinite(r["train_loss"]) and 0 <= r["val_accuracy"] <= 1 for r in hist)
     sidecar = json.loads((out / "model.onnx.json").read_text())
-    assert sidecar["backbone"] == "fer_vgg" and sidecar["parity"]["max_abs_diff"] < 1e-3
+    assert sidecar["backbone"] == backbone and sidecar["parity"]["max_abs_diff"] < 1e-3
     files = sorted((real_data("fer2013") / "validation").rglob("*.jpg"))[::900][:4]
     faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in files]
     run_probs = [f.probabilities for f in Recognizer(out, detector="none").predict_faces(faces)]
     onnx_probs = [f.probabilities for f in Recognizer(out / "model.onnx", detector="none").predict_faces(faces)]
     for a, b in zip(run_probs, onnx_probs, strict=True):
         assert a == pytest.approx(b, abs=1e-4)
-    assert sum(p.numel() for p in timm.create_model("fer_vgg").parameters()) == pytest.approx(4.69e6, rel=0.01)
+    params = {"fer_vgg": 4.69e6, "fer_vgg_fc": 10.46e6}[backbone]
+    assert sum(p.numel() for p in timm.create_model(backbone).parameters()) == pytest.approx(params, rel=0.01)
     with pytest.raises(ConfigError, match="no pretrained weights"):
-        timm.create_model("fer_vgg", pretrained=True)
+        timm.create_model(backbone, pretrained=True)
 
 
 def test_fer_resnet18_keeps_full_resolution_in_its_first_stage():

@@ -38,7 +38,12 @@ def predict(
     out: Path | None = typer.Option(None, "--out", help="Write every face as a row of a .csv or .json file."),
     annotate: Path | None = typer.Option(None, "--annotate", help="Folder for annotated copies (images, videos)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto (PyTorch models; ONNX runs on the CPU)."),
-    threads: int | None = typer.Option(None, "--threads", help="Cores an ONNX model uses: batches run side by side, one thread each [all].", callback=at_least(1)),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="Cores an ONNX model uses: batches run side by side, one thread each [all].",
+        callback=at_least(1),
+    ),
     min_face: int = typer.Option(
         24,
         "--min-face",

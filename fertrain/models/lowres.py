@@ -8,6 +8,9 @@ every backbone instead of their 4096-wide fully connected layers, so any input s
 works. Without pretrained weights they carry no `pretrained_cfg`: inputs are normalized with
 ImageNet's mean and std, as for every timm model trained from scratch here (`normalization_of`).
 `fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it.
+`fer_vgg_fc` keeps where each feature is on the face: the last 3x3 map (a 48-px face after four
+pools) flattened into two fully connected ReLU layers of 1,024 (10.5 M parameters), as the
+published nets do with wider layers; `--drop P` then drops before each of its three linear layers.
 
 `fer_resnet18`: timm's resnet18 with the stem of the CIFAR-style ResNets that published FER2013
 results use at 48 px: one 3x3 stride-1 convolution and no max-pool, so a 48-px face keeps 48x48
@@ -26,7 +29,7 @@ from fertrain.errors import ConfigError
 
 class FerVGG(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), convs_per_stage: int = 2, num_classes: int = 0,
-                 in_chans: int = 3, drop_rate: float = 0.0):  # fmt: skip
+                 in_chans: int = 3, drop_rate: float = 0.0, fc: tuple[int, ...] = ()):  # fmt: skip
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_chans
@@ -38,8 +41,15 @@ class FerVGG(nn.Module):
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.modules_per_stage = 3 * convs_per_stage + 1
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = channels
+        # no fc: global average pooling; fc: a 3x3 grid (any input size), flattened into ReLU layers
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(3 if fc else 1), nn.Flatten())
+        hidden: list[nn.Module] = []
+        features = channels * 9 if fc else channels
+        for width in fc:
+            hidden += [nn.Dropout(drop_rate), nn.Linear(features, width), nn.ReLU(inplace=True)]
+            features = width
+        self.hidden = nn.Sequential(*hidden)
+        self.num_features = features
         self.drop = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
         for m in self.modules():
@@ -57,7 +67,7 @@ class FerVGG(nn.Module):
         return stage_of
 
     def forward(self, x):
-        return self.classifier(self.drop(self.pool(self.features(x)).flatten(1)))
+        return self.classifier(self.drop(self.hidden(self.pool(self.features(x)))))
 
 
 @register_model
@@ -71,6 +81,13 @@ def fer_vgg_s(pretrained: bool = False, **kwargs) -> FerVGG:
     """fer_vgg at half the width (32-256 channels): 1.2 M parameters, a quarter of fer_vgg's, for students."""
     _refuse_pretrained("fer_vgg_s", pretrained)
     return FerVGG(widths=(32, 64, 128, 256), **_known(kwargs))
+
+
+@register_model
+def fer_vgg_fc(pretrained: bool = False, **kwargs) -> FerVGG:
+    """fer_vgg with its last 3x3 map flattened into two fully connected layers of 1,024 (10.5 M parameters)."""
+    _refuse_pretrained("fer_vgg_fc", pretrained)
+    return FerVGG(fc=(1024, 1024), **_known(kwargs))
 
 
 @register_model
