@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fertrain.bench.result import BenchResult, sync
+from fertrain.bench.result import BenchResult
 from fertrain.data import ManifestFaces, PreprocessSpec, face_loader
-from fertrain.engine.device import autocast_for, resolve_device
+from fertrain.engine.device import autocast_for, resolve_device, synchronize
 from fertrain.engine.evaluate import collect_logits
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.models import build_model, normalization_of
@@ -43,7 +43,7 @@ def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 2
         outs = []
         for i in range(5 + n_batches):
             if i == 5:
-                sync(dev)
+                synchronize(dev)
                 t0 = time.perf_counter()
             with autocast_for(dev, amp):
                 outs.append(model(x).float())

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
-
 
 @dataclass
 class BenchResult:
@@ -28,9 +26,3 @@ class BenchResult:
     def summary(self) -> str:
         return (f"model-only {self.model_only_img_s:,.0f} img/s, end-to-end {self.end_to_end_img_s:,.0f} img/s, "
                 f"ratio {self.ratio:.3f}")  # fmt: skip
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued GPU work before reading a clock (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from fertrain.bench.result import BenchResult, sync
+from fertrain.bench.result import BenchResult
 from fertrain.engine import Batch, resolve_device
+from fertrain.engine.device import synchronize
 from fertrain.engine.distributed import start_distributed
 from fertrain.engine.trainer import SYNC_EVERY
 from fertrain.manifests import SourceFilter
@@ -72,14 +73,14 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
             synthetic = Batch(x, None, None, y, torch.full((batch_size, 7), float("nan"), device=dev), None, 0)
             for i in range(warmup + steps):
                 if i == warmup:
-                    sync(dev)
+                    synchronize(dev)
                     t0 = time.perf_counter()
                 loss = tr.forward_loss(x, synthetic)["loss"]
                 tr.scaler.scale(loss).backward()
                 tr.optimizer_step()
                 if (i + 1) % SYNC_EVERY == 0:
                     float(loss)
-            sync(dev)
+            synchronize(dev)
             model_only = steps * batch_size / (time.perf_counter() - t0)
             del loss  # its autograd graph would outlive the step (and meet the graphed steps' side stream)
             # end-to-end: real data path, epochs chained until enough steps were taken
@@ -87,7 +88,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
             while done < warmup + steps:
                 for micro, raw in enumerate(tr.train_loader(epoch, 0)):
                     if done == warmup:
-                        sync(dev)
+                        synchronize(dev)
                         t0 = time.perf_counter()
                     if tr.step_graphs is not None:
                         tr.before_step()
@@ -101,7 +102,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                     if done == warmup + steps:
                         break
                 epoch += 1
-            sync(dev)
+            synchronize(dev)
             e2e = steps * batch_size / (time.perf_counter() - t0)
         world = dist.world_size  # every rank stepped in lockstep (gradients averaged each step)
         return TrainBench(str(dev), backbone, img_size, batch_size, workers, round(model_only * world, 1),

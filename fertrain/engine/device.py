@@ -54,6 +54,12 @@ def autocast_for(device: torch.device, amp: bool, cache: bool = True):
     return torch.autocast(device.type, dtype=amp_dtype(device), cache_enabled=cache)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU work queued so far before reading a clock (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def configure_cpu_threads(workers: int) -> int:
     """Set the main process's intra-op threads deliberately; returns the number.
 

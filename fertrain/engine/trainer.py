@@ -54,7 +54,7 @@ from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig
-from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything
+from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything, synchronize
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.ema import ModelEma
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
@@ -572,11 +572,14 @@ class Trainer:
             self.ema.update_by(self.model, values[n_lr])
         return {k: v.detach() for k, v in terms.items()}
 
-    def drain(self, rate: float) -> None:
-        """Read the queued loss terms (averaged over ranks); stop (nothing saved) if one is not finite."""
+    def drain(self, seen: int, started: float) -> None:
+        """Read the queued loss terms (averaged over ranks); stop (nothing saved) if one is not finite.
+        `seen` images since `started` give the logged img/s, timed once the terms are read (reading
+        waits for their steps: the loop only queues GPU work)."""
         values = self.meter.drain(self.dist.mean if self.dist.enabled else None)
         if not values:
             return
+        rate = seen / max(1e-9, time.perf_counter() - started)
         bad = sorted(k for k, vs in values.items() if not all(math.isfinite(v) for v in vs))
         first = self.global_step - len(values["loss"]) + 1
         if bad:
@@ -616,11 +619,11 @@ class Trainer:
                     self.global_step += 1
                     self.step_in_epoch += 1
                     if self.global_step % SYNC_EVERY == 0:
-                        self.drain(seen / max(1e-9, time.perf_counter() - started))
+                        self.drain(seen, started)
                     update(images=raw[0].shape[0] * accum, loss=self.meter.last, **self.scalars)
                     periodic = cfg.checkpoint_every_steps and self.global_step % cfg.checkpoint_every_steps == 0
                     if periodic or self.stop_pending():
-                        self.drain(seen / max(1e-9, time.perf_counter() - started))
+                        self.drain(seen, started)
                         now = time.perf_counter()
                         self.total_sec, tick = self.total_sec + now - tick, now
                         self.save_last()
@@ -632,8 +635,12 @@ class Trainer:
                     self.save_last()
                     self.stop_if_requested()
                 raise
+        self.drain(seen, started)
+        # the epoch's GPU work, queued by the loop, belongs to its time: without this wait, an epoch whose
+        # last loss read fell k steps before its end left those k steps out (img/s 15-35 % high, cycling
+        # with the read positions; docs/benchmarks.md)
+        synchronize(self.device)
         elapsed = time.perf_counter() - started
-        self.drain(seen / max(1e-9, elapsed))
         self.total_sec += time.perf_counter() - tick
         world = self.dist.world_size  # every rank trained as many images
         rec = {**self.scalars, **self.train_record(self.meter.means()), "train_images": self.meter.images * world,
