@@ -1,7 +1,7 @@
 """fertrain: from raw facial-expression datasets to a small, calibrated, deployable model.
 
-from fertrain import Recognizer
-faces = Recognizer("outputs/students/RUN").predict("photo.jpg")
+    from fertrain import Recognizer
+    faces = Recognizer("outputs/students/RUN").predict("photo.jpg")
 """
 
 from fertrain.lazy import lazy_exports

@@ -29,15 +29,8 @@ def progress_bar(description: str, total: int, unit: str = "it", show: bool = Tr
             yield advance
         return
     bar = (BarColumn(bar_width=20),) if console.width >= WIDE else ()
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        *bar,
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TextColumn("eta"),
-        TimeRemainingColumn(compact=True),
-    )
+    columns = (TextColumn("[bold]{task.description}"), *bar, MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("[cyan]{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn(compact=True))
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total, rate="")
 

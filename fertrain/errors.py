@@ -34,7 +34,5 @@ class DiskFullError(FertrainError):
 
     def __init__(self, path: str | Path, free: int):
         self.path = Path(path)
-        super().__init__(
-            f"{path}: the disk is full ({free:,} bytes free on its file system); {self.path.name} was "
-            "not changed. Free some space and re-run (a training run resumes from its last checkpoint)"
-        )
+        super().__init__(f"{path}: the disk is full ({free:,} bytes free on its file system); {self.path.name} was "
+                         "not changed. Free some space and re-run (a training run resumes from its last checkpoint)")

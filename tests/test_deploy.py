@@ -73,7 +73,7 @@ def test_haar_finds_the_labelled_faces_of_expw_photos(demo_pipeline, expw_manife
     code, text = run_cli(["bench", "detect", expw_manifest, "--detect-size", "320", "--min-face", "80",
                           "--limit", "40"], capsys)  # fmt: skip
     assert code == 0, text
-    (fast,) = json.loads(text[text.index("[{") :])
+    (fast,) = json.loads(text[text.index("[{"):])
     (full,) = bench_detect(expw_manifest, [(320, 1.1)], limit=40)
     assert fast["photos"] == full.photos == 40 and fast["recall"] <= full.recall
 

@@ -16,18 +16,8 @@ from fertrain.runs.checkpoints import load_checkpoint
 from fertrain.student import resolve_student_config, train_student
 from fertrain.teacher import TeacherTrainer, resolve_teacher_config, train_teacher
 
-TINY = {
-    "backbone": "resnet10t",
-    "head": "linear",
-    "img_size": 32,
-    "batch_size": 32,
-    "workers": 0,
-    "device": "cpu",
-    "lr": 2e-3,
-    "lr_warmup_epochs": 0.2,
-    "skip_onnx": True,
-    "augment": {"scale": [0.85, 1.0], "erasing": 0.0},
-}
+TINY = {"backbone": "resnet10t", "head": "linear", "img_size": 32, "batch_size": 32, "workers": 0, "device": "cpu",
+        "lr": 2e-3, "lr_warmup_epochs": 0.2, "skip_onnx": True, "augment": {"scale": [0.85, 1.0], "erasing": 0.0}}
 
 
 def tiny_teacher(manifest: Path, out: Path, **over) -> dict:

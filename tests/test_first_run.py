@@ -146,7 +146,7 @@ def test_help_option_names_are_never_cut_at_80_columns(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     for path, cmd in all_commands():
         text = help_text(path, capsys)
-        options = text[text.index("Options:") :]
+        options = text[text.index("Options:"):]
         for p in cmd.params:
             for opt in p.opts:
                 if opt.startswith("--"):

@@ -182,9 +182,8 @@ def test_affectnet_codes_boxes_landmarks_and_validation_as_test(tmp_path):
     root = tmp_path / "affectnet"
     header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal"
     lmk = ";".join(str(v) for v in range(136))
-    train = [header] + [
-        f"1/t{i}.jpg,2,3,20,20,{lmk},{code},0.1,0.2" for i, code in enumerate([0, 1, 2, 3, 4, 5, 6] * 3 + [7, 8, 9, 10])
-    ]
+    train = [header] + [f"1/t{i}.jpg,2,3,20,20,{lmk},{code},0.1,0.2" for i, code in enumerate([0, 1, 2, 3, 4, 5, 6] * 3
+                                                                                              + [7, 8, 9, 10])]
     val = [header] + [f"2/v{i}.jpg,1,1,10,10,,{code},0,0" for i, code in enumerate([6, 0, 3])]
     for lines, name in ((train, "training.csv"), (val, "validation.csv")):
         (root).mkdir(exist_ok=True)

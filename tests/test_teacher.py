@@ -90,8 +90,7 @@ def test_loss_matches_cross_entropy_and_uses_soft_targets_and_weights():
     logits, y = torch.randn(6, 7), torch.tensor([0, 1, 2, 3, 4, 5])
     assert teacher_loss(logits, y, None) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
     assert teacher_loss(logits, y, None, smoothing=0.1) == pytest.approx(
-        float(F.cross_entropy(logits, y, label_smoothing=0.1)), rel=1e-6
-    )
+        float(F.cross_entropy(logits, y, label_smoothing=0.1)), rel=1e-6)
     soft = torch.full((6, 7), float("nan"))
     soft[0] = torch.tensor([0.5, 0.5, 0, 0, 0, 0, 0])
     mixed = teacher_loss(logits, y, soft)

@@ -114,8 +114,7 @@ def test_a_run_with_data_on_device_matches_the_loader_run_and_resumes_across_mod
     last = load_checkpoint(tmp_path / "on" / "checkpoint_last.pt")
     assert last["global_step"] == on[-1]["global_step"] and last["epoch"] == 2
     assert load_checkpoint(tmp_path / "on" / "best.pt")["metrics"]["macro_f1"] == pytest.approx(
-        max(max(r["val_macro_f1"], r["ema_val_macro_f1"]) for r in on)
-    )
+        max(max(r["val_macro_f1"], r["ema_val_macro_f1"]) for r in on))
     assert json.loads((tmp_path / "on" / "run_status.json").read_text())["status"] == "finished"
 
 
@@ -124,7 +123,6 @@ def test_graph_ready_step_trains_the_plain_steps_values_and_resumes_across_modes
     one device vector, the augmentation from a re-seeded generator); on the CPU it runs without
     capture and must train exactly what the plain step trains, mixup/cutmix, class weights,
     clipping and EMA included; a run may switch modes on resume."""
-
     def config(out: Path, mode: str):
         return resolve_teacher_config(tiny_teacher(
             lowres_manifest, out, epochs=2, cuda_graph=mode, opt="sgd", lr=0.02, mixup=0.8, cutmix=1.0,
@@ -217,7 +215,6 @@ def test_step_graphs_capture_a_key_seen_three_steps_running_and_replay_it_with_e
             loss = ((batch.images.float().mean() + noise) * w).sum() * values[1]
             w.sub_(values[0] * (batch.images.float().mean() + noise) * values[1])  # the "optimizer step"
             return {"loss": loss.detach()}
-
         return body
 
     def capture(full_key, body, batch, vals, release_grads):

@@ -50,9 +50,8 @@ def bench_export(manifest: str, *, backbone: str = "resnet18", img_size: int = 2
         torch.cat(outs[5:]).cpu()  # the export copies its logits back once per chunk
         model_only = n_batches * batch_size / (time.perf_counter() - t0)
     # the export's own loader; persistent so the timed second pass measures the steady state
-    loader = face_loader(
-        ManifestFaces(m, rows, spec), batch_size=batch_size, workers=workers, device=dev, persistent=True
-    )
+    loader = face_loader(ManifestFaces(m, rows, spec), batch_size=batch_size, workers=workers, device=dev,
+                         persistent=True)
     for _ in range(2):  # the second pass is timed (workers warm)
         t0 = time.perf_counter()
         logits, _, _ = collect_logits(model, loader, dev, spec, amp=amp, channels_last=channels_last)

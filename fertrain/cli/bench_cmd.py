@@ -21,12 +21,8 @@ app = typer.Typer(help="Throughput benchmarks: end-to-end img/s against the mode
 @app.command("train")
 def train(
     manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest whose train split feeds the loader."),
-    config: Path = typer.Option(
-        None,
-        "--config",
-        "-c",
-        help="Teacher YAML whose optimizer, EMA, mixup and augmentation the steps use (the flags below override it).",
-    ),
+    config: Path = typer.Option(None, "--config", "-c", help="Teacher YAML whose optimizer, EMA, mixup and "
+                                "augmentation the steps use (the flags below override it)."),
     backbone: str = typer.Option("resnet18"),
     img_size: int = typer.Option(224, callback=at_least(8)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
@@ -38,14 +34,10 @@ def train(
     compile: bool = typer.Option(False, "--compile/--no-compile"),
     clahe: bool = typer.Option(False, "--clahe/--no-clahe"),
     device: str = typer.Option("auto"),
-    data_on_device: str = typer.Option(
-        "auto", help="auto|on|off: the training split held on the device, or fed by --workers loader processes."
-    ),
-    cuda_graph: str = typer.Option(
-        "auto",
-        help="auto|on|off: the end-to-end steps replayed as CUDA graphs, as "
-        "training does (model-only stays the plain eager step).",
-    ),
+    data_on_device: str = typer.Option("auto", help="auto|on|off: the training split held on the device, or "
+                                       "fed by --workers loader processes."),
+    cuda_graph: str = typer.Option("auto", help="auto|on|off: the end-to-end steps replayed as CUDA graphs, as "
+                                   "training does (model-only stays the plain eager step)."),
 ) -> None:
     """End-to-end training img/s vs model-only img/s on synthetic tensors, and their ratio (under torchrun: of
     all ranks together, -b images each per step).
@@ -98,20 +90,16 @@ def export(
 @app.command("latency")
 def latency(
     model: Path = typer.Argument(..., help="Run directory (its model.onnx and model.int8.onnx) or a .onnx file."),
-    image: Path | None = typer.Option(
-        None, "--image", help="A photo for the whole predict path (decode, detect, align, model)."
-    ),
+    image: Path | None = typer.Option(None, "--image", help="A photo for the whole predict path (decode, detect, "
+                                      "align, model)."),
     runs: int = typer.Option(200, "--runs", help="Timed calls per setting.", callback=at_least(10)),
     detector: str = typer.Option("haar", "--detector", help="haar | yunet:PATH.onnx | none."),
-    detect_size: int = typer.Option(
-        320, "--detect-size", help="haar: long side of the searched copy.", callback=at_least(64)
-    ),
-    detect_scale: float = typer.Option(
-        1.1, "--detect-scale", help="haar: step between searched face sizes.", callback=at_least(1, strict=True)
-    ),
-    min_face: int = typer.Option(
-        24, "--min-face", help="Smallest face the detector looks for, in pixels.", callback=at_least(8)
-    ),
+    detect_size: int = typer.Option(320, "--detect-size", help="haar: long side of the searched copy.",
+                                    callback=at_least(64)),
+    detect_scale: float = typer.Option(1.1, "--detect-scale", help="haar: step between searched face sizes.",
+                                       callback=at_least(1, strict=True)),
+    min_face: int = typer.Option(24, "--min-face", help="Smallest face the detector looks for, in pixels.",
+                                 callback=at_least(8)),
 ) -> None:
     """CPU latency per face at batch 1: model alone and the whole predict path, 1 thread and all, fp32 vs int8.
 
@@ -140,28 +128,16 @@ def latency(
 @app.command("detect")
 def detect(
     manifest: Path = typer.Argument(..., help="Manifest of uncropped photos with a face box per row (e.g. ExpW)."),
-    detect_size: list[int] = typer.Option(
-        [320],
-        "--detect-size",
-        help="haar: long side of the searched copy (repeatable: one row per size and scale).",
-        callback=at_least(64),
-    ),
-    detect_scale: list[float] = typer.Option(
-        [1.1],
-        "--detect-scale",
-        help="haar: step between searched face sizes (repeatable).",
-        callback=at_least(1, strict=True),
-    ),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        help="Also predict on detected faces and on the labelled boxes: run directory, ENSEMBLE.json or model.onnx.",
-    ),
+    detect_size: list[int] = typer.Option([320], "--detect-size", help="haar: long side of the searched copy "
+                                          "(repeatable: one row per size and scale).", callback=at_least(64)),
+    detect_scale: list[float] = typer.Option([1.1], "--detect-scale", help="haar: step between searched face "
+                                             "sizes (repeatable).", callback=at_least(1, strict=True)),
+    model: Path | None = typer.Option(None, "--model", help="Also predict on detected faces and on the labelled "
+                                      "boxes: run directory, ENSEMBLE.json or model.onnx."),
     split: str | None = typer.Option(None, "--split", help="Only rows of this split [all]."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N photos.", callback=at_least(1)),
-    min_face: int = typer.Option(
-        24, "--min-face", help="Smallest face the detector reports, in pixels.", callback=at_least(8)
-    ),
+    min_face: int = typer.Option(24, "--min-face", help="Smallest face the detector reports, in pixels.",
+                                 callback=at_least(8)),
     no_align: bool = typer.Option(False, "--no-align", help="Do not rotate detected faces by their eyes."),
 ) -> None:
     """Detection recall and IoU against labelled face boxes, time per photo, and predictions on detected

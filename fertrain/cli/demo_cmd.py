@@ -17,9 +17,8 @@ app = typer.Typer(help="The embedded synthetic demo: data and the end-to-end pip
 def demo_data(
     out: Path = typer.Argument(..., help="Folder to write lowres/ and hires/ into."),
     seed: int = typer.Option(1337, help="Rendering seed (same seed, same bytes).", callback=at_least(0)),
-    scale: float = typer.Option(
-        1.0, help="Multiply the number of images per class.", callback=at_least(0, strict=True)
-    ),
+    scale: float = typer.Option(1.0, help="Multiply the number of images per class.",
+                                callback=at_least(0, strict=True)),
 ) -> None:
     """Render the synthetic face-expression dataset (two sources, FER2013 folder layout).
 
@@ -52,7 +51,6 @@ def run(
     from fertrain.demo.pipeline import run_demo
     from fertrain.demo.report import print_stage
 
-    run_demo(
-        out, seed=seed, recover_stale=recover_stale_lock, teachers=teachers, show_progress=not quiet, report=print_stage
-    )
+    run_demo(out, seed=seed, recover_stale=recover_stale_lock, teachers=teachers, show_progress=not quiet,
+             report=print_stage)
     console.print("[green]demo complete[/]")

@@ -18,37 +18,21 @@ app = typer.Typer(help="Export trained models.\n\n\b\nExamples:\n  fertrain expo
 def onnx(
     run: Path = typer.Argument(..., help="Run directory (best.pt) or a checkpoint file."),
     out: Path | None = typer.Option(None, help="Output .onnx [RUN/model.onnx, or RUN/model.int8.onnx with --int8]."),
-    tolerance: float = typer.Option(
-        1e-3, help="Max abs logit difference allowed vs PyTorch.", callback=at_least(0, strict=True)
-    ),
-    int8: bool = typer.Option(
-        False,
-        "--int8",
-        help="Also write an int8 model (static QDQ, calibrated on the run's "
-        "training images), checked on its validation split.",
-    ),
-    int8_dynamic: bool = typer.Option(
-        False, "--int8-dynamic", help="With --int8: dynamic (weights-only) quantization, no calibration."
-    ),
-    calibration_images: int = typer.Option(
-        256,
-        "--calibration-images",
-        help="With --int8: training images used to calibrate activations.",
-        callback=at_least(1),
-    ),
-    int8_tolerance: float = typer.Option(
-        0.01,
-        "--int8-tolerance",
-        help="With --int8: the most validation accuracy int8 may lose (0.01 = 1 point); more is refused.",
-        callback=at_least(0),
-    ),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", "-m", help="With --int8: rows for calibration and the check [the run's manifest]."
-    ),
+    tolerance: float = typer.Option(1e-3, help="Max abs logit difference allowed vs PyTorch.",
+                                    callback=at_least(0, strict=True)),
+    int8: bool = typer.Option(False, "--int8", help="Also write an int8 model (static QDQ, calibrated on the run's "
+                              "training images), checked on its validation split."),
+    int8_dynamic: bool = typer.Option(False, "--int8-dynamic", help="With --int8: dynamic (weights-only) "
+                                      "quantization, no calibration."),
+    calibration_images: int = typer.Option(256, "--calibration-images", help="With --int8: training images used to "
+                                           "calibrate activations.", callback=at_least(1)),
+    int8_tolerance: float = typer.Option(0.01, "--int8-tolerance", help="With --int8: the most validation accuracy "
+                                         "int8 may lose (0.01 = 1 point); more is refused.", callback=at_least(0)),
+    manifest: Path | None = typer.Option(None, "--manifest", "-m", help="With --int8: rows for calibration and the "
+                                         "check [the run's manifest]."),
     workers: int = typer.Option(0, "--workers", "-j", help="Data-loading processes for --int8.", callback=at_least(0)),
-    recover_stale_lock: bool = typer.Option(
-        False, "--recover-stale-lock", help="Take over the lock a crashed command left on the run."
-    ),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Export to ONNX (dynamic batch) with a preprocessing sidecar; check parity with onnxruntime; with \
 --int8 also an int8 model whose validation accuracy is checked against fp32.

@@ -55,12 +55,10 @@ def build(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing manifest with different content."),
     dedup_exact: str | None = typer.Option(None, help="Exact duplicates: off|report|drop [recipe, else report]."),
     dedup_near: str | None = typer.Option(None, help="Near duplicates: off|report|drop [recipe, else report]."),
-    near_threshold: int | None = typer.Option(
-        None, help="Near-duplicate Hamming distance in bits [2].", callback=at_least(0, high=64)
-    ),
-    seed: int = typer.Option(
-        1337, help="Seed for derived splits (quick form; recipes set `seed:`).", callback=at_least(0)
-    ),
+    near_threshold: int | None = typer.Option(None, help="Near-duplicate Hamming distance in bits [2].",
+                                              callback=at_least(0, high=64)),
+    seed: int = typer.Option(1337, help="Seed for derived splits (quick form; recipes set `seed:`).",
+                             callback=at_least(0)),
     workers: int | None = typer.Option(None, help="Processes for hashing images [cores - 1].", callback=at_least(1)),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables."),
 ) -> None:

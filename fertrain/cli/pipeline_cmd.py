@@ -20,20 +20,13 @@ app = typer.Typer(help="Run a plan of stages (manifest -> teachers -> calibrate 
 @app.command("run")
 def run(
     plan_file: Path = typer.Argument(..., metavar="PLAN", help="Plan YAML (see runners/plans/)."),
-    smoke: bool = typer.Option(
-        False,
-        "--smoke",
-        help="The plan's smoke variant: its `smoke:` overrides (tiny epochs and sizes) into a separate root.",
-    ),
-    rerun: list[str] = typer.Option(
-        [],
-        "--rerun",
-        help="Run this finished stage again although its inputs changed (its old output is moved aside; repeatable).",
-    ),
+    smoke: bool = typer.Option(False, "--smoke", help="The plan's smoke variant: its `smoke:` overrides (tiny "
+                               "epochs and sizes) into a separate root."),
+    rerun: list[str] = typer.Option([], "--rerun", help="Run this finished stage again although its inputs "
+                                    "changed (its old output is moved aside; repeatable)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="After a failed stage, run what does not need it."),
-    root: Path | None = typer.Option(
-        None, "--root", help="Put the stages under this folder instead of the plan's root (or smoke root)."
-    ),
+    root: Path | None = typer.Option(None, "--root", help="Put the stages under this folder instead of the plan's "
+                                     "root (or smoke root)."),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over locks a crashed run left."),
 ) -> None:
     """Run every unfinished stage in order; finished ones are skipped, interrupted ones resume.

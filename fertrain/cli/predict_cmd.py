@@ -30,39 +30,21 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders and/or video files."),
     detector: str = typer.Option("haar", "--detector", help="haar | yunet:PATH.onnx | none (inputs are face crops)."),
     align: bool = typer.Option(True, "--align/--no-align", help="Rotate faces so the eyes are level."),
-    margin: float | None = typer.Option(
-        None, "--margin", help="Square crop margin around a face [the model's].", callback=at_least(0)
-    ),
+    margin: float | None = typer.Option(None, "--margin", help="Square crop margin around a face [the model's].",
+                                        callback=at_least(0)),
     every: int = typer.Option(1, "--every", help="Videos: every Nth frame.", callback=at_least(1)),
     topk: int = typer.Option(0, "--topk", help="Also list the K most likely labels per face.", callback=at_least(0)),
     out: Path | None = typer.Option(None, "--out", help="Write every face as a row of a .csv or .json file."),
     annotate: Path | None = typer.Option(None, "--annotate", help="Folder for annotated copies (images, videos)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto (PyTorch models; ONNX runs on the CPU)."),
-    threads: int | None = typer.Option(
-        None,
-        "--threads",
-        help="Cores an ONNX model uses: batches run side by side, one thread each [all].",
-        callback=at_least(1),
-    ),
-    min_face: int = typer.Option(
-        24,
-        "--min-face",
-        help="Smallest face the detector looks for, in pixels (larger: "
-        "faster; 80 with --detect-scale 1.2 suits a camera).",
-        callback=at_least(8),
-    ),
-    detect_size: int = typer.Option(
-        320,
-        "--detect-size",
-        help="haar: search a copy this large on its long side (smaller: faster, misses small faces).",
-        callback=at_least(64),
-    ),
-    detect_scale: float = typer.Option(
-        1.1,
-        "--detect-scale",
-        help="haar: step between searched face sizes (1.2: about twice as fast, misses more).",
-        callback=at_least(1, strict=True),
-    ),
+    threads: int | None = typer.Option(None, "--threads", help="Cores an ONNX model uses: batches side by side, "
+                                       "one thread each [all].", callback=at_least(1)),
+    min_face: int = typer.Option(24, "--min-face", help="Smallest face the detector looks for, in pixels (larger: "
+                                 "faster; 80 with --detect-scale 1.2 suits a camera).", callback=at_least(8)),
+    detect_size: int = typer.Option(320, "--detect-size", help="haar: search a copy this large on its long side "
+                                    "(smaller: faster, misses small faces).", callback=at_least(64)),
+    detect_scale: float = typer.Option(1.1, "--detect-scale", help="haar: step between searched face sizes "
+                                       "(1.2: about twice as fast, misses more).", callback=at_least(1, strict=True)),
     tta: str = tta_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:

@@ -17,16 +17,14 @@ def calibrate(
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows [the run's manifest]."),
     split: str = typer.Option("val", help="Split to fit on (never the training split)."),
     per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
-    exclude_overlap: bool = typer.Option(
-        False, "--exclude-overlap", help="Drop faces identical to training faces instead of refusing."
-    ),
+    exclude_overlap: bool = typer.Option(False, "--exclude-overlap",
+                                         help="Drop faces identical to training faces instead of refusing."),
     tta: str = tta_option(),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
-    recover_stale_lock: bool = typer.Option(
-        False, "--recover-stale-lock", help="Take over the lock a crashed command left on the run."
-    ),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Post-hoc temperature scaling: fit T on held-out logits, report ECE/MCE/Brier/NLL before and after,
     write calibration.json and a reliability-diagram PNG.
@@ -58,19 +56,15 @@ def calibrate(
 def ensemble(
     member: list[str] = typer.Option(..., "--member", help="RUN_DIR or RUN_DIR:WEIGHT (repeatable)."),
     out: Path = typer.Option(..., "--out", help="ENSEMBLE.json to write."),
-    fusion_t: float = typer.Option(
-        1.0, help="Fusion temperature applied to the fused probabilities.", callback=at_least(0, strict=True)
-    ),
+    fusion_t: float = typer.Option(1.0, help="Fusion temperature applied to the fused probabilities.",
+                                   callback=at_least(0, strict=True)),
     search_weights: bool = typer.Option(False, "--search-weights", help="Search the weight simplex on --split."),
     objective: str = typer.Option("macro_f1", help="macro_f1|nll for --search-weights."),
     step: float = typer.Option(0.05, help="Grid step of the weight search.", callback=at_least(0, strict=True, high=1)),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Rows for --search-weights."),
     split: str = typer.Option("val"),
-    exclude_overlap: bool = typer.Option(
-        False,
-        "--exclude-overlap",
-        help="--search-weights: drop rows that are members' training faces instead of refusing.",
-    ),
+    exclude_overlap: bool = typer.Option(False, "--exclude-overlap", help="--search-weights: drop rows that are "
+                                         "members' training faces instead of refusing."),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
 ) -> None:
@@ -99,9 +93,8 @@ def evaluate(
     tta: str = tta_option(),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
-    recover_stale_lock: bool = typer.Option(
-        False, "--recover-stale-lock", help="Take over the lock a crashed command left on the run."
-    ),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the run."),
 ) -> None:
     """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split.
 
@@ -123,19 +116,15 @@ def export_softlabels(
     out: Path = typer.Option(..., "--out", help="softlabels.parquet"),
     tta: str = tta_option(),
     include_logits: bool = typer.Option(False, "--include-logits", help="Also store raw logits."),
-    allow_other_manifest: bool = typer.Option(
-        False,
-        "--allow-other-manifest",
-        help="Label the rows of a manifest the teacher was not trained on (recorded in the file).",
-    ),
+    allow_other_manifest: bool = typer.Option(False, "--allow-other-manifest", help="Label the rows of a manifest "
+                                              "the teacher was not trained on (recorded in the file)."),
     chunk_size: int = typer.Option(8192, help="Rows per resumable chunk.", callback=at_least(1)),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
-    recover_stale_lock: bool = typer.Option(
-        False, "--recover-stale-lock", help="Take over the lock a crashed command left on the partial export."
-    ),
+    recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
+                                            "command left on the partial export."),
 ) -> None:
     """Calibrated teacher probabilities per manifest row, as stamped Parquet (resumable).
 

@@ -99,15 +99,6 @@ def face_loader(dataset: ManifestFaces, *, batch_size: int, workers: int, device
     the sample positions of a training epoch; without it, rows come in manifest order. Workers
     draw nothing random, so results do not depend on worker seeds. `persistent` keeps the
     workers between passes (benchmarks time the steady state, not the start-up)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=order,
-        shuffle=False,
-        drop_last=drop_last,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_faces,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=persistent and workers > 0,
-    )
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, shuffle=False, drop_last=drop_last,
+                      num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate_faces,
+                      prefetch_factor=4 if workers else None, persistent_workers=persistent and workers > 0)

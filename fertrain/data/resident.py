@@ -83,14 +83,8 @@ class ResidentFaces:
         host_sizes = self.host_sizes[torch.from_numpy(positions)]
         side = int(host_sizes.max())
         images = self.images[:, :, :side, :side].index_select(0, positions_dev)
-        return (
-            images,
-            self.sizes.index_select(0, positions_dev),
-            host_sizes,
-            self.labels.index_select(0, positions_dev),
-            self.soft.index_select(0, positions_dev),
-            positions_dev,
-        )
+        return (images, self.sizes.index_select(0, positions_dev), host_sizes,
+                self.labels.index_select(0, positions_dev), self.soft.index_select(0, positions_dev), positions_dev)
 
     def batches(self, order: np.ndarray, batch_size: int) -> Iterator[tuple]:
         """Full batches of `order` (sample positions), in order; the last partial one is dropped."""

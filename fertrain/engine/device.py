@@ -82,3 +82,4 @@ def configure_cpu_threads(workers: int) -> int:
     threads = available_cores() if passive else max(1, available_cores() - max(0, workers))
     torch.set_num_threads(threads)
     return threads
+

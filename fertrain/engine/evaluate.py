@@ -50,15 +50,8 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, mode: str) -> torch.Tens
 
 @torch.no_grad()
 def collect_logits(
-    model: torch.nn.Module,
-    loader: DataLoader | Iterable[tuple],
-    device: torch.device,
-    spec: PreprocessSpec,
-    *,
-    amp: bool = False,
-    channels_last: bool = False,
-    tta: str = "none",
-    on_batch: Callable[[int], None] | None = None,
+    model: torch.nn.Module, loader: DataLoader | Iterable[tuple], device: torch.device, spec: PreprocessSpec, *,
+    amp: bool = False, channels_last: bool = False, tta: str = "none", on_batch: Callable[[int], None] | None = None,
     fused: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Serving logits (no margin), labels and row positions for every sample of `loader` (a face

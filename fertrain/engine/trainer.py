@@ -731,11 +731,8 @@ class Trainer:
             atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
         if self.dist.is_main:
-            console.print(
-                f"ready to train after {time.perf_counter() - self.created:.1f}s of set-up "
-                f"({self.dist.world_size} process(es), global batch {self.global_batch})",
-                highlight=False,
-            )
+            console.print(f"ready to train after {time.perf_counter() - self.created:.1f}s of set-up "
+                          f"({self.dist.world_size} process(es), global batch {self.global_batch})", highlight=False)
         try:
             self.run_epochs(stop)
         finally:

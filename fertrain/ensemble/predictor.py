@@ -45,15 +45,8 @@ class RunPredictor:
         return sha256_file(self.checkpoint)
 
     def logits(
-        self,
-        faces: FaceSource,
-        *,
-        device: torch.device,
-        batch_size: int = 256,
-        workers: int = 4,
-        tta: str = "none",
-        amp: bool = False,
-        on_batch: Callable[[int], None] | None = None,
+        self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
+        tta: str = "none", amp: bool = False, on_batch: Callable[[int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(raw logits, labels) for the faces `faces(spec)` gives (manifest rows or in-memory crops,
         prepared with this run's own spec), in their order."""

@@ -116,7 +116,7 @@ def export_int8(run_or_ckpt: str | Path, *, out: str | Path | None = None, dynam
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre))
-        for per_channel in [False] if dynamic else [True, False]:
+        for per_channel in ([False] if dynamic else [True, False]):
             candidate = Path(tmp) / f"int8_{'channel' if per_channel else 'tensor'}.onnx"
             quantize(pre, candidate, dynamic=dynamic, per_channel=per_channel,
                      reader_factory=lambda: PreparedCalibration(calib_faces, spec))  # fmt: skip

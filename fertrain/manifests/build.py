@@ -213,7 +213,8 @@ def build_manifest(
         "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
         "drops": drops,
         "filtered_out": filtered_out,
-        "dedup": {"policy": recipe.dedup.to_dict(), **summarize_pairs(pairs), "report": dedup_report_path(out).name},
+        "dedup": {"policy": recipe.dedup.to_dict(), **summarize_pairs(pairs),
+                  "report": dedup_report_path(out).name},
     }
     atomic_write_json(summary_path(out), summary)
     return BuildResult(out, digest, summary, df)

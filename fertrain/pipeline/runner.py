@@ -143,9 +143,8 @@ def load_state(root: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise FertrainError(
-            f"{path}: not valid JSON ({exc}); move it aside to start the plan's record afresh"
-        ) from None
+        raise FertrainError(f"{path}: not valid JSON ({exc}); move it aside to start the plan's record "
+                            "afresh") from None
 
 
 def run_complete(out: Path) -> bool:
@@ -207,13 +206,8 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
             fh.write(f"\n$ fertrain {' '.join(argv)}   # {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
             fh.flush()
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
-            code = subprocess.run(
-                [sys.executable, "-m", "fertrain", *argv],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=_die_with_parent if os.name == "posix" else None,
-            ).returncode
+            code = subprocess.run([sys.executable, "-m", "fertrain", *argv], stdout=fh, stderr=subprocess.STDOUT,
+                                  env=env, preexec_fn=_die_with_parent if os.name == "posix" else None).returncode
         wall = round(time.time() - started, 1)
         if code == 0 and stage.kind in TRAINING_KINDS and not run_complete(out):
             code = 3  # stopped early (a signal): resumable, not finished

@@ -58,13 +58,8 @@ def produced_results(output_dir: Path) -> bool:
     return any(output_dir.rglob("*.pt"))
 
 
-def read_run(
-    output_dir: str | Path,
-    manifest: str | Path,
-    source_filter: SourceFilter | None = None,
-    *,
-    command: str | None = None,
-) -> Run:
+def read_run(output_dir: str | Path, manifest: str | Path, source_filter: SourceFilter | None = None, *,
+             command: str | None = None) -> Run:
     """The run as a process that does not own it sees it (a torchrun rank other than 0): the
     manifest checked and filtered as `open_run` does, no lock taken, nothing written."""
     data = load_aligned_data(manifest, source_filter)

@@ -139,15 +139,11 @@ def build_phases(strategy: str, groups: list[LayerGroup], *, lr: float, epochs: 
     if strategy == "none":
         phases = [Phase(0, _top(None, n), lr, "cosine-run", "all layers")]
     elif strategy == "two-stage":
-        phases = [
-            Phase(0, frozenset(), lr_s1, "plateau", "classifier training (backbone frozen)"),
-            Phase(epochs_s1, _top(1, n), lr_s2, "cosine", f"fine-tuning ({groups[-1].name} + classifier)"),
-        ]
+        phases = [Phase(0, frozenset(), lr_s1, "plateau", "classifier training (backbone frozen)"),
+                  Phase(epochs_s1, _top(1, n), lr_s2, "cosine", f"fine-tuning ({groups[-1].name} + classifier)")]
     elif strategy == "two-phase":
-        phases = [
-            Phase(0, frozenset(), lr, "constant", "head only"),
-            Phase(epochs_s1, _top(1, n), lr / 10, "constant", f"{groups[-1].name} + head at lr/10"),
-        ]
+        phases = [Phase(0, frozenset(), lr, "constant", "head only"),
+                  Phase(epochs_s1, _top(1, n), lr / 10, "constant", f"{groups[-1].name} + head at lr/10")]
     elif strategy in PROGRESSIVE:
         phases = [Phase(e, _top(k, n), lr, "cosine-run",
                         "head only" if k == 0 else "all layers" if k is None or k >= n else f"top {k} group(s) + head")

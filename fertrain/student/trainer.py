@@ -98,13 +98,8 @@ class StudentTrainer(Trainer):
 
     def make_scheduler(self):
         c = self.cfg
-        return self.policy.make_scheduler(
-            self.optimizer,
-            epochs=c.epochs,
-            min_lr=c.min_lr,
-            plateau_patience=c.plateau_patience,
-            plateau_factor=c.plateau_factor,
-        )
+        return self.policy.make_scheduler(self.optimizer, epochs=c.epochs, min_lr=c.min_lr,
+                                          plateau_patience=c.plateau_patience, plateau_factor=c.plateau_factor)
 
     # --- hooks ---------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -210,19 +205,8 @@ class StudentTrainer(Trainer):
         trainable, total = self.policy.trainable_counts()
         self.params = {"total": total, "trainable_at_end": trainable,
                        "student": sum(p.numel() for p in self.model.parameters())}  # fmt: skip
-        write_results(
-            StudentOutcome(
-                self.out,
-                self.cfg,
-                self.history,
-                self.best,
-                self.test_metrics,
-                self.params,
-                getattr(self.signal, "describe", None),
-                self.policy,
-                self.total_sec,
-            )
-        )
+        write_results(StudentOutcome(self.out, self.cfg, self.history, self.best, self.test_metrics, self.params,
+                                     getattr(self.signal, "describe", None), self.policy, self.total_sec))
 
 
 def train_student(cfg: StudentConfig, *, show_progress: bool = True, command: str | None = None,

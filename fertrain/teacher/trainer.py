@@ -72,14 +72,9 @@ class TeacherTrainer(Trainer):
     def before_step(self) -> dict[str, float]:
         c = self.cfg
         if c.head == "arcface":
-            self.margin = margin_at_step(
-                self.global_step,
-                self.steps_per_epoch,
-                margin=c.arcface_m,
-                plain_warmup_epochs=c.plain_logits_warmup_epochs,
-                ramp_start_epoch=c.margin_ramp_start,
-                ramp_end_epoch=c.margin_ramp_end,
-            )
+            self.margin = margin_at_step(self.global_step, self.steps_per_epoch, margin=c.arcface_m,
+                                         plain_warmup_epochs=c.plain_logits_warmup_epochs,
+                                         ramp_start_epoch=c.margin_ramp_start, ramp_end_epoch=c.margin_ramp_end)
         lr = set_lr_for_step(self.scheduler, self.global_step, self.lr_factor, c.min_lr)
         return {"lr": lr, "margin": self.margin}
 
