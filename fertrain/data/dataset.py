@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from fertrain.data.preprocess import PreprocessSpec, load_prepared, prepare_face
 from fertrain.errors import InputError
 from fertrain.labels import SOFT_COLUMNS
-from fertrain.manifests.imageprobe import MAX_IMAGE_PIXELS
+from fertrain.manifests.image_files import MAX_IMAGE_PIXELS
 from fertrain.manifests.io import Manifest
 
 

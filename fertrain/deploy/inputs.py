@@ -13,7 +13,7 @@ import numpy as np
 
 from fertrain.deploy.recognizer import read_image
 from fertrain.errors import FertrainError
-from fertrain.manifests.adapters.base import IMAGE_EXTENSIONS
+from fertrain.manifests.image_files import IMAGE_EXTENSIONS
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 

@@ -23,7 +23,7 @@ from fertrain.deploy.align import aligned_crop
 from fertrain.deploy.detect import Detection, WholeImage, make_detector
 from fertrain.deploy.model import load_model
 from fertrain.errors import InputError
-from fertrain.manifests.imageprobe import oversize
+from fertrain.manifests.image_files import oversize
 
 
 @dataclass

@@ -6,7 +6,6 @@ Runs over a process pool in chunks (see `parallel_map`); results are small recor
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -16,18 +15,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from fertrain.console import progress_bar
+from fertrain.manifests.image_files import oversize
 
 # Below this many images, run in-process: starting spawn workers costs more than it saves.
 # Measured: FER2013's 32k 48x48 faces took 4.2 s in-process vs 5.3 s with 15 workers on a
 # 16-core host, and lost on 2 cores too (docs/benchmarks.md).
 SERIAL_BELOW = 50_000
-# Images are faces or photos with faces: anything larger is refused before it is decoded (a
-# 10000x10000 image would take 300 MB per decode in every loader worker). LARGE_SIDE: reported.
-MAX_IMAGE_PIXELS = 40_000_000
-LARGE_SIDE = 4096
+LARGE_SIDE = 4096  # images with a side this long are reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +57,6 @@ def clip_box(box: tuple[int, int, int, int], width: int, height: int) -> tuple[i
     x0, y0 = max(0, box[0]), max(0, box[1])
     x1, y1 = min(width, box[0] + box[2]), min(height, box[1] + box[3])
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
-
-
-def oversize(data: bytes) -> str | None:
-    """Why an encoded image is too large to decode (read from its header only), or None."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None  # not something Pillow reads: OpenCV decides
-    if width * height > MAX_IMAGE_PIXELS:
-        return (f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the {MAX_IMAGE_PIXELS / 1e6:.0f} MP "
-                "fertrain decodes; crop the faces or downscale it")  # fmt: skip
-    return None
 
 
 def probe_image(path: Path, box: tuple[int, int, int, int] | None, clip: bool = False) -> ImageFacts | str:

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fertrain.errors import ConfigError, InputError
+from fertrain.manifests.image_files import IMAGE_EXTENSIONS
 from fertrain.manifests.schema import Candidate
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 @dataclass

@@ -6,7 +6,8 @@ of common redistributions (`1 - Happy/KA.HA1.29.tiff`); the filename, not the fo
 
 from __future__ import annotations
 
-from fertrain.manifests.adapters.base import IMAGE_EXTENSIONS, AdapterContext
+from fertrain.manifests.adapters.base import AdapterContext
+from fertrain.manifests.image_files import IMAGE_EXTENSIONS
 from fertrain.manifests.schema import Candidate
 
 CODES = {"AN": 0, "DI": 1, "FE": 2, "HA": 3, "SA": 4, "SU": 5, "NE": 6}
