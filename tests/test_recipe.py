@@ -372,7 +372,8 @@ def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(dem
     assert json.loads(ten.read_text())["temperature"] == b["temperature"]
 
 
-@pytest.mark.parametrize("name", ["fer2013_resnet18", "fer2013_vgg", "fer2013_student", "fer2013_student_vgg"])
+@pytest.mark.parametrize("name", ["fer2013_resnet18", "fer2013_vgg", "fer2013_student", "fer2013_student_vgg",
+                                  "fer2013_student_vgg_ensemble"])
 def test_shipped_fer2013_configs_resolve_to_what_docs_measured(name):
     """The configs docs/accuracy.md quotes load through the CLI's own resolvers, on backbones timm builds."""
     path = Path(__file__).resolve().parents[1] / "fertrain" / "configs" / f"{name}.yaml"
@@ -383,6 +384,7 @@ def test_shipped_fer2013_configs_resolve_to_what_docs_measured(name):
         cfg = resolve_teacher_config({"manifest": "m.parquet"}, path)
         recipe = (cfg.opt, cfg.lr, cfg.head, cfg.mixup, cfg.smoothing, cfg.model_ema)
         assert recipe == ("sgd", 0.1, "linear", 0.2, 0.1, True)
-    assert cfg.augment == {"rotate": 10} and cfg.amp and cfg.batch_size == 256
+    zoom = {"scale": [0.64, 1.44], "translate": 0.1} if name.endswith("_ensemble") else {}
+    assert cfg.augment == {"rotate": 10, **zoom} and cfg.amp and cfg.batch_size == 256
     assert timm.is_model(cfg.backbone)
     assert create_backbone(cfg.backbone)(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).shape[0] == 1
