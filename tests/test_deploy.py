@@ -329,3 +329,21 @@ def test_predict_reads_ahead_and_keeps_input_order(demo_pipeline, tmp_path, monk
     for row, face in zip(report.rows, single, strict=True):
         assert row["label"] == face.label
         assert abs(row[f"prob_{face.label.lower()}"] - face.probabilities[face.label]) < 1e-5
+
+
+def test_two_model_threads_with_a_face_detector_give_the_faces_of_one_image_at_a_time(demo_pipeline, monkeypatch):
+    """Blocks of 2 photos labelled by two model threads at once (the Haar cascade, which keeps state
+    between calls, is used by one of them at a time): the same faces, boxes and probabilities as
+    predicting each ExpW photo alone."""
+    import fertrain.deploy.predict as predict
+
+    monkeypatch.setattr(predict, "BATCH", 1)
+    photos = sorted((real_data("expw_mini") / "image" / "origin").glob("*.jpg"))[:12]
+    recognizer = Recognizer(teacher_a(demo_pipeline) / "model.onnx", detector="haar", threads=2)
+    report = predict.predict_paths(recognizer, photos, show_progress=False)
+    expected = [(str(p), i, f) for p in photos for i, f in enumerate(recognizer.predict(p))]
+    assert len(expected) >= 6 and len(report.rows) == len(expected)
+    for row, (file, index, face) in zip(report.rows, expected, strict=True):
+        assert (row["file"], row["face"], (row["x"], row["y"], row["w"], row["h"])) == (file, index, face.box)
+        assert row["label"] == face.label
+        assert abs(row[f"prob_{face.label.lower()}"] - face.probabilities[face.label]) < 1e-5

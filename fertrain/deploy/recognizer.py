@@ -13,6 +13,7 @@ the model's temperature.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,13 @@ class Recognizer:
         self.margin = self.model.spec.face_margin if margin is None else margin
         self.class_names = self.model.class_names
         self.workers = self.model.workers  # model calls it runs side by side
+        # detectors keep state between calls (OpenCV's cascades, YuNet's input size): one image at a time
+        self.detecting = threading.Lock()
 
     def faces_of(self, image: np.ndarray) -> tuple[list[Detection], list[np.ndarray]]:
         """Detections in an RGB image and the aligned face crop of each."""
-        detections = self.detector.detect(image)
+        with self.detecting:
+            detections = self.detector.detect(image)
         if isinstance(self.detector, WholeImage):
             return detections, [image]
         return detections, [aligned_crop(image, d, self.margin, self.align) for d in detections]
