@@ -329,6 +329,18 @@ def test_predict_reads_ahead_and_keeps_input_order(demo_pipeline, tmp_path, monk
     for row, face in zip(report.rows, single, strict=True):
         assert row["label"] == face.label
         assert abs(row[f"prob_{face.label.lower()}"] - face.probabilities[face.label]) < 1e-5
+    # large images end a block early (three blocks are held at once): with a budget below one image's
+    # pixels every block is one image, and the rows are the same
+    blocks, label_many = [], recognizer.predict_many
+
+    def counting(images):
+        blocks.append(len(images))
+        return label_many(images)
+
+    monkeypatch.setattr(recognizer, "predict_many", counting)
+    monkeypatch.setattr(predict, "BLOCK_PIXELS", 1)
+    assert predict.predict_paths(recognizer, [folder], show_progress=False).rows == report.rows
+    assert blocks == [1] * 11
 
 
 def test_two_model_threads_with_a_face_detector_give_the_faces_of_one_image_at_a_time(demo_pipeline, monkeypatch):

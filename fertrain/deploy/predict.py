@@ -22,6 +22,9 @@ from fertrain.deploy.recognizer import Face, Recognizer
 from fertrain.errors import ConfigError
 
 BATCH = 64  # images per model call; a block of BATCH x the model's workers images is labelled at once
+# a block also ends at this many pixels: up to three blocks are held at once (one read, two labelled),
+# which for 12-MP photos would otherwise be 384 images, 14 GB
+BLOCK_PIXELS = 64_000_000
 
 
 @dataclass
@@ -92,6 +95,7 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
     report = PredictReport(inputs=len(files))
     annotator = Annotator(Path(annotate), paths) if annotate else None
     pending: list[Item] = []
+    pending_pixels = 0
     in_flight: deque[tuple[list[Item], Future]] = deque()  # blocks the model threads have, oldest first
     block = BATCH * recognizer.workers  # enough faces for every worker of the model
     # two model threads when the model runs batches side by side: the next block's batches start
@@ -110,8 +114,10 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
             progress_bar("predict", total=len(files), unit="file", show=show_progress) as advance:  # fmt: skip
 
         def flush() -> None:
+            nonlocal pending_pixels
             in_flight.append((pending[:], labelling.submit(recognizer.predict_many, [it.rgb for it in pending])))
             pending.clear()
+            pending_pixels = 0
             while len(in_flight) > 1:
                 collect_oldest()
 
@@ -127,7 +133,8 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
                 continue
             report.frames += 1
             pending.append(item)
-            if len(pending) >= block:
+            pending_pixels += item.rgb.shape[0] * item.rgb.shape[1]
+            if len(pending) >= block or pending_pixels >= BLOCK_PIXELS:
                 flush()
         if pending:
             flush()
