@@ -293,7 +293,8 @@ def test_serving_input_is_the_per_face_resize_and_normalization_bit_for_bit():
 
 def test_onnx_batches_run_side_by_side_give_the_numbers_of_one_core(demo_pipeline):
     """An ONNX model runs its batches on several threads at once: the same logits, in the same order."""
-    from fertrain.deploy.model import SERVING_BATCH, OnnxModel
+    from fertrain.deploy.model import OnnxModel
+    from fertrain.export.ort_session import SERVING_BATCH
 
     files = sorted((demo_pipeline / "data" / "hires").rglob("*.jpg"))[: 2 * SERVING_BATCH + 5]
     faces = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
@@ -321,7 +322,7 @@ def test_predict_reads_ahead_and_keeps_input_order(demo_pipeline, tmp_path, monk
         shutil.copy(src, folder / f"{i:02d}.jpg")
     (folder / "05b.jpg").write_bytes(b"not a jpeg")
     recognizer = Recognizer(teacher_a(demo_pipeline) / "model.onnx", detector="none", threads=2)
-    assert recognizer.workers == 2
+    assert recognizer.model.workers == 2
     report = predict.predict_paths(recognizer, [folder], show_progress=False)
     assert [Path(r["file"]).name for r in report.rows] == [f"{i:02d}.jpg" for i in range(11)]
     assert report.errors == [(str(folder / "05b.jpg"), "not a readable image")]

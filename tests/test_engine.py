@@ -250,3 +250,26 @@ def test_model_ema_runs_on_a_timm_without_its_private_lerp_helper(monkeypatch):
     ema.update(model)
     assert torch.allclose(ema.module[0].weight, 0.75 * before + 0.25 * model[0].weight)
     assert int(ema.module[1].num_batches_tracked) == 3
+
+
+def test_an_epochs_time_includes_the_device_work_it_queued(lowres_manifest, tmp_path, monkeypatch):
+    """On a GPU the training loop only queues work: the epoch's clock is read after waiting for the
+    device, so a slow wait shows in epoch_sec and in img_per_sec (read before it, the epochs whose
+    last loss read fell early looked up to a third faster; this test fails with the clock read first)."""
+    import time
+
+    import fertrain.engine.trainer as trainer_module
+
+    waits = []
+
+    def slow_wait(device):
+        waits.append(device.type)
+        time.sleep(1.5)  # longer than the tiny epoch's own loop (~0.9 s on 2 cores)
+
+    monkeypatch.setattr(trainer_module, "synchronize", slow_wait)
+    out = tmp_path / "clock"
+    train_teacher(resolve_teacher_config(tiny_teacher(lowres_manifest, out)), show_progress=False)
+    (rec,) = json.loads((out / "history.json").read_text())
+    assert waits == ["cpu"]  # once per epoch
+    assert rec["epoch_sec"] >= 1.5
+    assert rec["img_per_sec"] * rec["epoch_sec"] == pytest.approx(rec["train_images"], rel=0.01)

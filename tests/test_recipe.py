@@ -335,6 +335,7 @@ def test_fer_vgg_fc_keeps_the_face_layout_and_drops_before_each_linear_layer():
     head = torch.nn.Sequential(net.pool, net.hidden)
     assert head(grid).shape == (2, 1024) and not torch.allclose(head(grid), head(swapped))
     assert net.pool(torch.randn(2, 512, 4, 4)).shape == (2, 512 * 9)  # 64-px faces too
+    assert timm.create_model("fer_vgg_fc", num_classes=7)(torch.randn(2, 3, 48, 48)).shape == (2, 7)  # timm's own head
     plain, dropped = build_model("fer_vgg_fc"), build_model("fer_vgg_fc", drop_rate=0.5)
     dropped.load_state_dict(plain.state_dict())
     x = torch.randn(4, 3, 48, 48)

@@ -97,10 +97,11 @@ def predict_paths(recognizer: Recognizer, inputs: list[str | Path], *, every: in
     pending: list[Item] = []
     pending_pixels = 0
     in_flight: deque[tuple[list[Item], Future]] = deque()  # blocks the model threads have, oldest first
-    block = BATCH * recognizer.workers  # enough faces for every worker of the model
+    workers = recognizer.model.workers  # model calls run side by side
+    block = BATCH * workers  # enough faces for every one of them
     # two model threads when the model runs batches side by side: the next block's batches start
     # while the last one's probabilities and rows are made (0.54-0.57 s for 1,000 faces, 0.56-0.60 with one)
-    model_threads = min(2, recognizer.workers)
+    model_threads = min(2, workers)
 
     def collect_oldest() -> None:
         items, result = in_flight.popleft()

@@ -73,7 +73,6 @@ class Recognizer:
         self.align = align
         self.margin = self.model.spec.face_margin if margin is None else margin
         self.class_names = self.model.class_names
-        self.workers = self.model.workers  # model calls it runs side by side
         # detectors keep state between calls (OpenCV's cascades, YuNet's input size): one image at a time
         self.detecting = threading.Lock()
 

@@ -17,6 +17,9 @@ import onnxruntime as ort
 from fertrain.data.preprocess import PreprocessSpec, prepare_face
 from fertrain.data.serving import merge_views, model_input, tta_views
 
+# faces per onnxruntime call: 1,000 faces on two cores took 0.41 s in calls of 32, 0.45 s in calls of 64
+SERVING_BATCH = 32
+
 
 def one_thread_session(path: str) -> ort.InferenceSession:
     """A CPU session whose every call runs on the calling thread (see the module note)."""
@@ -27,7 +30,7 @@ def one_thread_session(path: str) -> ort.InferenceSession:
 
 
 def session_logits(session, faces: list[np.ndarray], spec: PreprocessSpec, *, tta: str = "none",
-                   batch_size: int = 64, workers: int = 1, prepared: bool = True) -> np.ndarray:  # fmt: skip
+                   batch_size: int = SERVING_BATCH, workers: int = 1, prepared: bool = True) -> np.ndarray:  # fmt: skip
     """Logits of uint8 faces, `batch_size` per session call, up to `workers` calls at once (the
     same numbers in the same order whatever `workers` is). `prepared`: the faces went through
     `prepare_face` already; if not, each batch is prepared where it runs. `tta` as in

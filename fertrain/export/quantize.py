@@ -23,14 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from fertrain.atomic import atomic_path, atomic_write_json
+from fertrain.cores import available_cores
 from fertrain.data import ManifestFaces, PreprocessSpec
 from fertrain.data.serving import model_input, softmax
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.export.onnx import ONNX_NAME, export_onnx
-from fertrain.export.ort_session import session_logits
+from fertrain.export.ort_session import one_thread_session, session_logits
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.runs.checkpoints import run_checkpoint
 from fertrain.runs.reports import ALIGNMENT_REPORT
@@ -64,8 +64,9 @@ class PreparedCalibration:
         return None if x is None else {"input": x}
 
 
-def session_of(path: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def served_logits(path: Path, faces: list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """Logits of prepared faces as `fertrain predict` computes them (the same session and batches)."""
+    return session_logits(one_thread_session(str(path)), faces, spec, workers=available_cores())
 
 
 def quantize(pre: Path, out: Path, *, dynamic: bool, per_channel: bool, reader_factory) -> None:
@@ -109,7 +110,7 @@ def export_int8(run_or_ckpt: str | Path, *, out: str | Path | None = None, dynam
     out = Path(out) if out else run_dir / INT8_NAME
     held_faces, labels = prepared_rows(m, held, spec, workers)
     calib_faces = [] if dynamic else prepared_rows(m, calib, spec, workers)[0]
-    ref_logits = session_logits(session_of(fp32), held_faces, spec, batch_size=128)
+    ref_logits = served_logits(fp32, held_faces, spec)
     ref_probs = softmax(ref_logits.astype(np.float64))
     ref_acc = float((ref_logits.argmax(1) == labels).mean())
     tried = []
@@ -120,7 +121,7 @@ def export_int8(run_or_ckpt: str | Path, *, out: str | Path | None = None, dynam
             candidate = Path(tmp) / f"int8_{'channel' if per_channel else 'tensor'}.onnx"
             quantize(pre, candidate, dynamic=dynamic, per_channel=per_channel,
                      reader_factory=lambda: PreparedCalibration(calib_faces, spec))  # fmt: skip
-            logits = session_logits(session_of(candidate), held_faces, spec, batch_size=128)
+            logits = served_logits(candidate, held_faces, spec)
             probs = softmax(logits.astype(np.float64))
             tried.append({
                 "weights": "per-channel" if per_channel else "per-tensor", "path": candidate,

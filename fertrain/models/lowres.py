@@ -51,7 +51,7 @@ class FerVGG(nn.Module):
         self.hidden = nn.Sequential(*hidden)
         self.num_features = features
         self.drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(channels, num_classes) if num_classes else nn.Identity()
+        self.classifier = nn.Linear(features, num_classes) if num_classes else nn.Identity()
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

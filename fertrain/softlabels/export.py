@@ -121,7 +121,7 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
         mine = range(dist.rank, n_chunks, dist.world_size)
         members = len(teacher.members)
         done, stopped = 0, False
-        total = sum(len(rows.iloc[c * chunk_size : (c + 1) * chunk_size]) for c in mine) * members
+        total = sum(min(chunk_size, len(rows) - c * chunk_size) for c in mine) * members
         with progress_bar("soft labels", total=total, unit="img", show=show_progress and dist.is_main) as advance:
             for c in mine:
                 part = parts / f"part-{c:05d}.parquet"
