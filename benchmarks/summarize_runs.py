@@ -33,6 +33,7 @@ def summarize(out: Path) -> dict:
         rows.setdefault(name, {})[f"tta_{e['tta']}"] = {
             "acc": e["accuracy"], "macro_f1": e["macro_f1"], "nll_scaled": e["calibration"]["scaled"].get("nll"),
             "ece_scaled": e["calibration"]["scaled"]["ece"],
+            "ece_floor": e["calibration"]["scaled"].get("ece_floor", {}).get("mean"),  # absent in older reports
             "recall": {k: round(v["recall"], 3) for k, v in e.get("per_class", {}).items()},
         }
     return rows

@@ -76,7 +76,9 @@ def reliability_figure(before: dict, after: dict, title: str = "", class_names=N
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("confidence (numbers: samples per bin)")
         t = rep["temperature"]
-        ax.set_title(f"{name}: ECE {rep['ece']:.4f}, NLL {rep['nll']:.3f}\n{_temperature_text(t)}", fontsize=9)
+        floor = rep.get("ece_floor")
+        noise = f" (noise alone: {floor['mean']:.4f})" if floor else ""
+        ax.set_title(f"{name}: ECE {rep['ece']:.4f}{noise}, NLL {rep['nll']:.3f}\n{_temperature_text(t)}", fontsize=9)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
     fig.suptitle(title, fontsize=10)

@@ -10,6 +10,7 @@ import torch
 from fertrain.calibration import (
     brier_score,
     calibration_report,
+    ece_noise_floor,
     expected_calibration_error,
     fit_temperature,
     reliability,
@@ -47,3 +48,37 @@ def test_temperature_stays_bounded_when_logits_only_mislead():
     fit = fit_temperature(logits, labels)
     assert fit.at_bound and not fit.converged and fit.temperature == 100.0
     assert math.isfinite(fit.nll_after)
+
+
+def _calibrated_sample(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities of a FER-like spread and labels drawn from them: calibrated by construction."""
+    gen = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(n, 7, generator=gen, dtype=torch.float64) * 2.0, dim=1)
+    return probs, torch.multinomial(probs, 1, generator=gen).squeeze(1)
+
+
+def test_ece_noise_floor_is_what_a_perfectly_calibrated_model_measures():
+    n = 3309  # PublicTest without its training duplicates
+    probs, _ = _calibrated_sample(n, 0)
+    floor = ece_noise_floor(probs)
+    assert floor == ece_noise_floor(probs)  # seeded
+    measured = [expected_calibration_error(*_calibrated_sample(n, s)) for s in range(1, 41)]
+    # labels drawn from the probabilities themselves: their ECE is pure noise, and the floor predicts it
+    assert sum(measured) / len(measured) == pytest.approx(floor["mean"], rel=0.15)
+    assert 0.01 < floor["mean"] < 0.03 and floor["p05"] < floor["mean"] < floor["p95"]
+    inside = sum(floor["p05"] <= m <= floor["p95"] for m in measured)
+    assert inside >= 30  # about 90 % of 40
+    # a model twice as confident as it should be is far outside the noise
+    sharp = torch.softmax(torch.log(probs) * 2, dim=1)
+    assert expected_calibration_error(sharp, _calibrated_sample(n, 0)[1]) > 3 * floor["p95"]
+
+
+def test_ece_noise_floor_shrinks_with_more_faces_and_draws_in_chunks(monkeypatch):
+    small, large = ece_noise_floor(_calibrated_sample(500, 0)[0]), ece_noise_floor(_calibrated_sample(8000, 0)[0])
+    assert large["mean"] < small["mean"] / 2.5  # ~ 1 / sqrt(n): 16x the faces, ~4x less noise
+    probs = _calibrated_sample(1000, 3)[0]
+    whole = ece_noise_floor(probs, draws=50)
+    monkeypatch.setattr("fertrain.calibration.metrics._FLOOR_CHUNK", 7_000)  # 7 draws at a time
+    assert ece_noise_floor(probs, draws=50) == whole
+    with pytest.raises(ValueError, match="no faces"):
+        ece_noise_floor(torch.empty(0, 7))

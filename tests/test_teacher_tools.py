@@ -58,6 +58,8 @@ def test_demo_teachers_are_calibrated_with_reports_and_png(demo_pipeline):
         for key in ("ece", "mce", "brier", "nll", "per_class_ece", "reliability"):
             assert key in cal["before"] and key in cal["after"]
         assert len(cal["before"]["per_class_ece"]) == 7 and len(cal["before"]["reliability"]["count"]) == 15
+        floor = cal["after"]["ece_floor"]  # what sampling noise alone gives on these few demo faces
+        assert 0 < floor["p05"] <= floor["mean"] <= floor["p95"] < 1 and floor["draws"] > 0
         assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
         # the post-hoc temperature is what the run now serves with
         assert load_teacher(run).temperature == cal["temperature"]
@@ -114,10 +116,13 @@ def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
     spec = json.loads(out.read_text())
     assert spec["search"]["objective"] == "macro_f1" and len(spec["search"]["table"]) == 21
     assert sum(m["weight"] for m in spec["members"]) == pytest.approx(1.0)
+    assert "weights " + ", ".join(f"{m['weight']:.3f}" for m in spec["members"]) in text  # the chosen weights shown
     code, text = run_cli(["evaluate", out, "-m", demo_pipeline / "manifests" / "demo.parquet", "--split", "test",
                           "--device", "cpu", "-j", "0"], capsys)  # fmt: skip
     assert code == 0, text
     ev = json.loads((tmp_path / "ens.evaluation_demo_test.json").read_text())
+    floor = ev["calibration"]["scaled"]["ece_floor"]
+    assert f'"ece_noise_floor": {floor["mean"]}' in text and floor["p05"] <= floor["mean"] <= floor["p95"]
     assert ev["n"] == 258 and ev["teacher"]["ensemble"] and len(ev["teacher"]["members"]) == 2
     assert (tmp_path / "ens.confusion_demo_test.png").is_file()
 

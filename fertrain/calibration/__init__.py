@@ -3,6 +3,7 @@
 from fertrain.calibration.metrics import (
     brier_score,
     calibration_report,
+    ece_noise_floor,
     expected_calibration_error,
     max_calibration_error,
     nll,
@@ -18,7 +19,8 @@ from fertrain.calibration.temperature import (
 )
 
 __all__ = [
-    "PerClassFit", "TemperatureFit", "brier_score", "calibration_report", "expected_calibration_error",
+    "PerClassFit", "TemperatureFit", "brier_score", "calibration_report", "ece_noise_floor",
+    "expected_calibration_error",
     "fit_per_class_temperature", "fit_temperature", "max_calibration_error", "nll", "per_class_ece", "reliability",
     "scale_logits",
 ]  # fmt: skip

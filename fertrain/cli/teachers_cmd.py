@@ -48,6 +48,9 @@ def calibrate(
         t.add_row(name, f"{m['accuracy']:.4f}", f"{m['ece']:.4f}", f"{m['mce']:.4f}", f"{m['brier']:.4f}",
                   f"{m['nll']:.4f}")  # fmt: skip
     console.print(t)
+    floor = r["after"]["ece_floor"]
+    console.print(f"ECE of a perfectly calibrated model on these {r['n']:,} faces (sampling noise alone): "
+                  f"{floor['mean']:.4f} (90 % of draws {floor['p05']:.4f}-{floor['p95']:.4f})")  # fmt: skip
     temp = r["temperature"]
     console.print(f"T = {temp:.4f}" if isinstance(temp, float) else f"per-class T = {[round(x, 3) for x in temp]}")
     console.print("wrote " + ", ".join(r["written"]), soft_wrap=True)
@@ -81,7 +84,7 @@ def ensemble(
                        exclude_overlap=exclude_overlap)  # fmt: skip
     if r.get("excluded"):
         console.print(f"excluded {r['excluded']:,} faces identical to training faces")
-    console.print(f"[green]wrote[/] {out}: weights {r['weights']}"
+    console.print(f"[green]wrote[/] {out}: weights {', '.join(f'{w:.3f}' for w in r['weights'])}"
                   + (f" ({objective} {r['best_score']:.4f} over {r['searched']} candidates)" if search_weights else ""),
                   soft_wrap=True)  # fmt: skip
 
@@ -106,7 +109,9 @@ def evaluate(
 
     r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta=tta,
                          recover_stale=recover_stale_lock)  # fmt: skip
-    console.print(json.dumps({k: r[k] for k in ("n", "accuracy", "macro_f1", "written")}, indent=2))
+    scaled = r["calibration"]["scaled"]
+    console.print(json.dumps({**{k: r[k] for k in ("n", "accuracy", "macro_f1")}, "ece": scaled["ece"],
+                              "ece_noise_floor": scaled["ece_floor"]["mean"], "written": r["written"]}, indent=2))
 
 
 def export_softlabels(

@@ -63,7 +63,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         if any(refinement.kept):
             temperature = refinement.temperatures
     before = calibration_report(logits, labels, 1.0, n_bins)
-    after = calibration_report(logits, labels, temperature, n_bins)
+    after = calibration_report(logits, labels, temperature, n_bins, noise_floor=True)
     result = {
         "posthoc": True, "teacher": str(target), "manifest": str(manifest), "manifest_sha256": m.sha256,
         "split": split, "n": len(rows), "tta": tta, "excluded_training_overlap": excluded, "temperature": temperature,

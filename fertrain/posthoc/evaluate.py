@@ -35,7 +35,7 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
         "teacher": teacher.describe(), "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
         "split": split, "tta": tta, **classification_metrics(logits, labels),
         "calibration": {"raw": calibration_report(logits, labels, 1.0),
-                        "scaled": calibration_report(logits, labels, teacher.temperature)},
+                        "scaled": calibration_report(logits, labels, teacher.temperature, noise_floor=True)},
         "by_source": {src: classification_metrics(logits[mask], labels[mask])
                       for src in sorted(rows["source"].unique()) for mask in [(rows["source"] == src).to_numpy()]},
     }  # fmt: skip
