@@ -20,7 +20,8 @@ def print_stage(stage: str, value: Any) -> None:
     elif stage == "student":
         console.print(summary_table(value, "student (DKD from the ensemble's soft labels):"))
     elif stage.startswith("calibration"):
-        console.print(f"{stage}: ECE {value['before']['ece']:.3f} -> {value['after']['ece']:.3f}, NLL "
+        console.print(f"{stage}: ECE {value['before']['ece']:.3f} -> {value['after']['ece']:.3f} (sampling noise "
+                      f"alone on these {value['n']:,} faces: {value['after']['ece_floor']['mean']:.3f}), NLL "
                       f"{value['before']['nll']:.3f} -> {value['after']['nll']:.3f} ({value['written'][1]})",
                       soft_wrap=True)  # fmt: skip
     elif stage == "ensemble":
