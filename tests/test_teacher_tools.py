@@ -104,6 +104,7 @@ def test_weight_search_prefers_the_better_member(objective):
     assert three[1] >= 0.7 and len(table3) == 231  # full grid over the 3-simplex at step 0.05
     four, _ = search_weights([*probs, probs[0], probs[0]], labels, objective=objective)  # coordinate search
     assert four[1] == max(four) and sum(four) == pytest.approx(1.0)
+    assert all(type(w) is float for w in [*weights, *three, *four])  # JSON- and print-ready, not numpy scalars
 
 
 def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
@@ -117,6 +118,12 @@ def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
     assert spec["search"]["objective"] == "macro_f1" and len(spec["search"]["table"]) == 21
     assert sum(m["weight"] for m in spec["members"]) == pytest.approx(1.0)
     assert "weights " + ", ".join(f"{m['weight']:.3f}" for m in spec["members"]) in text  # the chosen weights shown
+    four = tmp_path / "four.json"  # four members: the coordinate search, whose weights were numpy floats
+    code, text = run_cli(["ensemble", *[a for r in (runs["A"], runs["B"]) * 2 for a in ("--member", r)], "--out", four,
+                          "--search-weights", "--manifest", demo_pipeline / "manifests" / "demo.parquet",
+                          "--device", "cpu", "-j", "0"], capsys)  # fmt: skip
+    assert code == 0, text
+    assert "weights " + ", ".join(f"{m['weight']:.3f}" for m in json.loads(four.read_text())["members"]) in text
     code, text = run_cli(["evaluate", out, "-m", demo_pipeline / "manifests" / "demo.parquet", "--split", "test",
                           "--device", "cpu", "-j", "0"], capsys)  # fmt: skip
     assert code == 0, text

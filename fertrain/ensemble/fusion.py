@@ -78,7 +78,7 @@ def search_weights(probs: list[np.ndarray], labels: np.ndarray, *, objective: st
         return [1.0], [{"weights": [1.0]}]
     if n <= 3:
         best = max(simplex_grid(n, step), key=evaluate)
-        return list(best), table
+        return [float(w) for w in best], table
     current = tuple([1.0 / n] * n)
     best_score = evaluate(current)
     for _ in range(rounds):
@@ -94,4 +94,4 @@ def search_weights(probs: list[np.ndarray], labels: np.ndarray, *, objective: st
                     current, best_score, improved = cand, s, True
         if not improved:
             break
-    return list(current), table
+    return [float(w) for w in current], table  # plain floats: numpy's repr reads as markup to rich
