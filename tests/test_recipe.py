@@ -357,8 +357,8 @@ def test_aug_flags_change_single_keys_of_the_yaml_augment(tmp_path):
         resolve_teacher_config({"augment": {"twist": 1}}, yaml_path)
 
 
-def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(demo_pipeline, tmp_path):
-    from fertrain.ensemble import write_ensemble
+def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(demo_pipeline, tmp_path, capsys):
+    from fertrain.ensemble import load_teacher, write_ensemble
     from fertrain.posthoc import calibrate_teacher
 
     runs = sorted((demo_pipeline / "teachers").glob("*stage*"))
@@ -371,6 +371,21 @@ def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(dem
     assert a["tta"] == "none" and b["tta"] == "ten" and a["n"] == b["n"] > 0
     assert b["temperature"] != pytest.approx(a["temperature"], abs=1e-4)  # fitted on other logits
     assert json.loads(ten.read_text())["temperature"] == b["temperature"]
+    # evaluate records which logits the temperature was fitted on, and says so when they are not these
+    uncalibrated = tmp_path / "raw.json"
+    write_ensemble(uncalibrated, runs, [0.5, 0.5])
+    assert load_teacher(uncalibrated).temperature_tta is None and load_teacher(plain).temperature_tta == "none"
+    assert load_teacher(runs[0]).temperature_tta == "none"  # the demo calibrated it on single views
+    for target, tta, warned in ((ten, "none", True), (ten, "ten", False), (plain, "none", False),
+                                (uncalibrated, "ten", False)):
+        code, text = run_cli(["evaluate", target, "-m", manifest, "--split", "test", "--tta", tta, "--device", "cpu",
+                              "-j", "0"], capsys)  # fmt: skip
+        assert code == 0, text
+        assert ("temperature was fitted on --tta ten logits, these are --tta none" in text) == warned, text
+        assert ("fitted on" in text) == warned
+    stem = "evaluation_demo_test"
+    assert json.loads((tmp_path / f"ten.{stem}.json").read_text())["temperature_tta"] == "ten"
+    assert json.loads((tmp_path / f"raw.{stem}_tta-ten.json").read_text())["temperature_tta"] is None
 
 
 @pytest.mark.parametrize("name", ["fer2013_resnet18", "fer2013_vgg", "fer2013_student", "fer2013_student_vgg",

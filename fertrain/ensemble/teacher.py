@@ -73,6 +73,18 @@ class Teacher:
         probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
         return fuse(probs, self.weights, self.fusion_t), labels
 
+    @property
+    def temperature_tta(self) -> str | None:
+        """The test-time augmentation whose logits the serving temperature was fitted on: the one
+        `fertrain calibrate --tta` recorded, "none" for the fit on validation logits during training,
+        None for an ensemble nobody calibrated (its T is 1)."""
+        report = self.report_path(CALIBRATION)
+        if report.is_file():
+            data = json.loads(report.read_text(encoding="utf-8"))
+            if data.get("posthoc") and data.get("temperature") == self.temperature:  # not an older ensemble's
+                return data.get("tta", "none")
+        return None if self.is_ensemble else "none"
+
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
         return self.path.with_name(f"{self.path.stem}.{name}") if self.is_ensemble else self.path / name

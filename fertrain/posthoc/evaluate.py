@@ -33,7 +33,8 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
                                     workers=workers, tta=tta)  # fmt: skip
     result = {
         "teacher": teacher.describe(), "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
-        "split": split, "tta": tta, **classification_metrics(logits, labels),
+        "split": split, "tta": tta, "temperature_tta": teacher.temperature_tta,
+        **classification_metrics(logits, labels),
         "calibration": {"raw": calibration_report(logits, labels, 1.0),
                         "scaled": calibration_report(logits, labels, teacher.temperature, noise_floor=True)},
         "by_source": {src: classification_metrics(logits[mask], labels[mask])
