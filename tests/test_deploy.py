@@ -193,6 +193,25 @@ def test_int8_export_passes_its_accuracy_check_and_predicts(demo_pipeline, tmp_p
     assert code == 2 and "--int8-tolerance" in text
 
 
+def test_predict_says_when_the_temperature_was_fitted_for_other_logits(demo_pipeline, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "student"
+    shutil.copytree(demo_pipeline / "students" / "demo_dkd", run)
+    face = next((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))
+    code, text = run_cli(["predict", run / "model.onnx", face, "--detector", "none", "-q", "--tta", "ten"], capsys)
+    assert code == 0 and "fitted on --tta none logits, these are --tta ten" in text, text
+    code, text = run_cli(["calibrate", run, "-m", demo_pipeline / "manifests" / "demo.parquet", "--split", "val",
+                          "--tta", "ten", "-j", "0", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0, text
+    assert json.loads((run / "model.onnx.json").read_text())["temperature_tta"] == "ten"  # the sidecar follows
+    for model in (run / "model.onnx", run):  # onnxruntime, torch
+        code, text = run_cli(["predict", model, face, "--detector", "none", "-q", "--tta", "ten"], capsys)
+        assert code == 0 and "fitted on" not in text, text
+        code, text = run_cli(["predict", model, face, "--detector", "none", "-q"], capsys)
+        assert code == 0 and "fitted on --tta ten logits, these are --tta none" in text, text
+
+
 def test_latency_bench_reports_fp32_and_int8_model_and_predict_path(demo_pipeline, tmp_path):
     import shutil
 

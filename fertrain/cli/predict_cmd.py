@@ -54,6 +54,11 @@ def predict(
     recognizer = Recognizer(model, detector=detector, align=align, margin=margin, device=device, threads=threads,
                             min_face=min_face, detect_size=detect_size, detect_scale=detect_scale,
                             tta=tta)  # fmt: skip
+    fitted_on = recognizer.model.temperature_tta
+    if fitted_on is not None and fitted_on != tta:  # ten crops averaged are less confident than one view
+        console.print(f"[yellow]note[/]: {model}'s temperature was fitted on --tta {fitted_on} logits, these are "
+                      f"--tta {tta}: probabilities will be less well calibrated; `fertrain calibrate RUN --tta {tta}` "
+                      "fits one for them", soft_wrap=True)  # fmt: skip
     report = predict_paths(recognizer, inputs, every=every, topk=topk, annotate=annotate, show_progress=not quiet)
     if not quiet:
         console.print(result_table(report.rows, recognizer.class_names))

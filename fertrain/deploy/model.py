@@ -31,6 +31,7 @@ class TorchModel:
         self.workers = 1  # torch spreads each call over the cores itself
         self.teacher = ensemble.load_teacher(path)
         self.tta = tta
+        self.temperature_tta = self.teacher.temperature_tta
         self.spec = self.teacher.members[0].spec
         self.class_names = list(CLASS_NAMES)
         self.describe = {"backend": "torch", "model": str(path), "device": str(self.device),
@@ -52,6 +53,7 @@ class OnnxModel:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         self.spec = PreprocessSpec.from_dict(meta["preprocess"])
         self.temperature = meta.get("temperature", 1.0)
+        self.temperature_tta = meta.get("temperature_tta", "none")  # exports before it was recorded: single view
         self.class_names = list(meta.get("class_names", CLASS_NAMES))
         self.workers = threads or available_cores()  # batches run side by side, one core each
         self.session = one_thread_session(str(path))

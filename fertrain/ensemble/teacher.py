@@ -25,7 +25,7 @@ from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, m
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
-from fertrain.models.loading import CALIBRATION
+from fertrain.models.loading import CALIBRATION, serving_temperature_tta
 from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
 from fertrain.runs.lock import stale_reason
 
@@ -78,12 +78,14 @@ class Teacher:
         """The test-time augmentation whose logits the serving temperature was fitted on: the one
         `fertrain calibrate --tta` recorded, "none" for the fit on validation logits during training,
         None for an ensemble nobody calibrated (its T is 1)."""
+        if not self.is_ensemble:
+            return serving_temperature_tta(self.path)
         report = self.report_path(CALIBRATION)
         if report.is_file():
             data = json.loads(report.read_text(encoding="utf-8"))
             if data.get("posthoc") and data.get("temperature") == self.temperature:  # not an older ensemble's
                 return data.get("tta", "none")
-        return None if self.is_ensemble else "none"
+        return None
 
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""

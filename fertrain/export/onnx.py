@@ -20,7 +20,7 @@ from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.data.preprocess import PreprocessSpec
 from fertrain.errors import FertrainError
 from fertrain.models import load_run_model
-from fertrain.models.loading import serving_temperature
+from fertrain.models.loading import serving_temperature, serving_temperature_tta
 from fertrain.runs import run_lock
 from fertrain.runs.lock import LOCK_NAME
 
@@ -52,6 +52,7 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
             "model": out.name, "checkpoint": str(ckpt_path), "backbone": spec_info["backbone"],
             "head": spec_info["head"], "model_spec": spec_info, "class_names": ckpt["class_names"],
             "temperature": temperature, "temperature_source": temperature_source,
+            "temperature_tta": serving_temperature_tta(run_dir),
             "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
             "output": {"name": "logits", "meaning": "s*cos(theta) (ArcFace, no margin)" if spec_info["head"] ==
                        "arcface" else "linear logits", "probabilities": "softmax(logits / temperature)"},

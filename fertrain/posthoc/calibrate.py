@@ -78,17 +78,19 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         atomic_write_json(json_out, result)
         title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
         plot_reliability(before, after, png_out, title=title)
-        sidecars = [] if teacher.is_ensemble else refresh_onnx_temperature(teacher.path, temperature)
+        sidecars = [] if teacher.is_ensemble else refresh_onnx_temperature(teacher.path, temperature, tta)
     result["written"] = [str(json_out), str(png_out), *sidecars]
     return result
 
 
-def refresh_onnx_temperature(run_dir: Path, temperature) -> list[str]:
-    """ONNX models exported before calibration serve with the new temperature too (their sidecars)."""
+def refresh_onnx_temperature(run_dir: Path, temperature, tta: str = "none") -> list[str]:
+    """ONNX models exported before calibration serve with the new temperature too (their sidecars),
+    which also say which --tta it was fitted for."""
     written = []
     for sidecar in sorted(run_dir.glob("*.onnx.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        meta.update(temperature=temperature, temperature_source="calibration.json (fertrain calibrate)")
+        meta.update(temperature=temperature, temperature_source="calibration.json (fertrain calibrate)",
+                    temperature_tta=tta)
         atomic_write_json(sidecar, meta)
         written.append(str(sidecar))
     return written
