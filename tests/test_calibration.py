@@ -73,6 +73,15 @@ def test_ece_noise_floor_is_what_a_perfectly_calibrated_model_measures():
     assert expected_calibration_error(sharp, _calibrated_sample(n, 0)[1]) > 3 * floor["p95"]
 
 
+def test_one_draw_of_the_floor_is_the_ece_of_labels_right_where_its_coins_say():
+    probs = _calibrated_sample(2000, 5)[0]
+    conf, pred = probs.max(dim=1)
+    hits = torch.rand(1, len(conf), generator=torch.Generator().manual_seed(7), dtype=torch.float64)[0] < conf
+    labels = torch.where(hits, pred, (pred + 1) % 7)  # right exactly where the draw's coin landed right
+    one = ece_noise_floor(probs, draws=1, seed=7)
+    assert one["mean"] == pytest.approx(expected_calibration_error(probs, labels), abs=1e-12)
+
+
 def test_ece_noise_floor_shrinks_with_more_faces_and_draws_in_chunks(monkeypatch):
     small, large = ece_noise_floor(_calibrated_sample(500, 0)[0]), ece_noise_floor(_calibrated_sample(8000, 0)[0])
     assert large["mean"] < small["mean"] / 2.5  # ~ 1 / sqrt(n): 16x the faces, ~4x less noise

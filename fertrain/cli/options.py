@@ -20,6 +20,16 @@ TTA_HELP = ("Test-time augmentation: none | flip (mirror, logits averaged) | fiv
             "crops, + mirrors for ten, probabilities averaged).")  # fmt: skip
 
 
+def tta_mismatch_note(target, fitted_on: str | None, tta: str) -> str | None:
+    """What to tell a user whose model's temperature was fitted on other views than `--tta` (averaged
+    crops are less confident than one view, so its probabilities are off), or None."""
+    if fitted_on is None or fitted_on == tta:
+        return None
+    return (f"[yellow]note[/]: {target}'s temperature was fitted on --tta {fitted_on} logits, these are --tta {tta}: "
+            f"its probabilities are calibrated for other logits; `fertrain calibrate RUN --tta {tta}` fits one "
+            "for them")  # fmt: skip
+
+
 def one_of(choices: tuple[str, ...]) -> Callable:
     """A Typer callback refusing a value outside `choices`, naming them."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fertrain.cli.options import at_least, tta_option
+from fertrain.cli.options import at_least, tta_mismatch_note, tta_option
 from fertrain.console import console
 
 HELP = """Detect every face in images, folders (recursive) and videos, align it, and give its expression \
@@ -54,11 +54,8 @@ def predict(
     recognizer = Recognizer(model, detector=detector, align=align, margin=margin, device=device, threads=threads,
                             min_face=min_face, detect_size=detect_size, detect_scale=detect_scale,
                             tta=tta)  # fmt: skip
-    fitted_on = recognizer.model.temperature_tta
-    if fitted_on is not None and fitted_on != tta:  # ten crops averaged are less confident than one view
-        console.print(f"[yellow]note[/]: {model}'s temperature was fitted on --tta {fitted_on} logits, these are "
-                      f"--tta {tta}: probabilities will be less well calibrated; `fertrain calibrate RUN --tta {tta}` "
-                      "fits one for them", soft_wrap=True)  # fmt: skip
+    if note := tta_mismatch_note(model, recognizer.model.temperature_tta, tta):
+        console.print(note, soft_wrap=True)
     report = predict_paths(recognizer, inputs, every=every, topk=topk, annotate=annotate, show_progress=not quiet)
     if not quiet:
         console.print(result_table(report.rows, recognizer.class_names))

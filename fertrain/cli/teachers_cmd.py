@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from fertrain.cli.options import at_least, tta_option
+from fertrain.cli.options import at_least, tta_mismatch_note, tta_option
 from fertrain.console import console
 
 
@@ -110,11 +110,8 @@ def evaluate(
     r = evaluate_teacher(target, manifest, split, device=device, workers=workers, tta=tta,
                          recover_stale=recover_stale_lock)  # fmt: skip
     scaled = r["calibration"]["scaled"]
-    fitted_on = r["temperature_tta"]
-    if fitted_on is not None and fitted_on != tta:  # averaged crops are less confident than one view
-        console.print(f"[yellow]note[/]: {target}'s temperature was fitted on --tta {fitted_on} logits, these are "
-                      f"--tta {tta}: the scaled ECE/NLL judge a temperature meant for other logits; `fertrain "
-                      f"calibrate {target} --tta {tta}` fits one for them", soft_wrap=True)  # fmt: skip
+    if note := tta_mismatch_note(target, r["temperature_tta"], tta):
+        console.print(note, soft_wrap=True)
     console.print(json.dumps({**{k: r[k] for k in ("n", "accuracy", "macro_f1")}, "ece": scaled["ece"],
                               "ece_noise_floor": scaled["ece_floor"]["mean"], "written": r["written"]}, indent=2))
 

@@ -33,13 +33,15 @@ class RunPredictor:
     temperature: float | list[float]
     temperature_source: str
     config: dict = field(default_factory=dict)
+    temperature_tta: str = "none"  # the --tta whose logits the temperature was fitted on
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunPredictor:
         run_dir = Path(run_dir)
         model, ckpt, path = load_run_model(run_dir)
-        t, source = serving_temperature(run_dir, ckpt, path.name)
-        return cls(run_dir, model, path, PreprocessSpec.from_dict(ckpt["preprocess"]), t, source, ckpt["config"])
+        t = serving_temperature(run_dir, ckpt, path.name)
+        return cls(run_dir, model, path, PreprocessSpec.from_dict(ckpt["preprocess"]), t.value, t.source,
+                   ckpt["config"], t.tta)  # fmt: skip
 
     def checkpoint_sha256(self) -> str:
         return sha256_file(self.checkpoint)

@@ -2,7 +2,8 @@
 
 ENSEMBLE.json:
     {"format": "fertrain-ensemble-v1", "members": [{"run": "...", "weight": 0.7}, ...],
-     "fusion_t": 1.0, "temperature": 1.0 (post-hoc, after fusion), "class_names": [...],
+     "fusion_t": 1.0, "temperature": 1.0 (post-hoc, after fusion), "temperature_tta": "ten" (the
+     --tta it was fitted on, once calibrated), "class_names": [...],
      "search": {...} (when weights were searched)}
 Member paths are stored as written; relative ones resolve against the JSON's folder.
 """
@@ -25,7 +26,7 @@ from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, m
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
-from fertrain.models.loading import CALIBRATION, serving_temperature_tta
+from fertrain.models.loading import CALIBRATION
 from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
 from fertrain.runs.lock import stale_reason
 
@@ -75,17 +76,10 @@ class Teacher:
 
     @property
     def temperature_tta(self) -> str | None:
-        """The test-time augmentation whose logits the serving temperature was fitted on: the one
-        `fertrain calibrate --tta` recorded, "none" for the fit on validation logits during training,
-        None for an ensemble nobody calibrated (its T is 1)."""
-        if not self.is_ensemble:
-            return serving_temperature_tta(self.path)
-        report = self.report_path(CALIBRATION)
-        if report.is_file():
-            data = json.loads(report.read_text(encoding="utf-8"))
-            if data.get("posthoc") and data.get("temperature") == self.temperature:  # not an older ensemble's
-                return data.get("tta", "none")
-        return None
+        """The --tta whose logits the serving temperature was fitted on: a run's (its calibration's,
+        else "none" for the fit during training); an ensemble's, recorded in its JSON by `fertrain
+        calibrate`, None while nobody calibrated it (its T is 1)."""
+        return self.spec_json.get("temperature_tta") if self.is_ensemble else self.members[0].temperature_tta
 
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""

@@ -7,6 +7,7 @@ loading needs nothing from the trainer's configuration (teacher or student alike
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,31 +28,24 @@ def build_from_spec(spec: dict) -> FerNet:
 CALIBRATION = "calibration.json"
 
 
-def posthoc_calibration(run_dir: Path) -> dict | None:
-    """The run's calibration.json when `fertrain calibrate` wrote it ("posthoc": true), else None."""
+@dataclass(frozen=True)
+class ServingTemperature:
+    value: float | list[float]  # a scalar, or one per class
+    source: str  # where it comes from, for reports
+    tta: str  # the --tta whose logits it was fitted on
+
+
+def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt") -> ServingTemperature:
+    """The temperature a run serves with: the post-hoc one `fertrain calibrate` wrote
+    (calibration.json with "posthoc": true, fitted on the logits of its `--tta`), else the one
+    fitted on single-view validation logits during training (stored in the checkpoint)."""
     cal = Path(run_dir) / CALIBRATION
     if cal.is_file():
         data = json.loads(cal.read_text(encoding="utf-8"))
         if data.get("posthoc"):
-            return data
-    return None
-
-
-def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt") -> tuple[float | list[float], str]:
-    """The temperature a run serves with, and where it comes from: the post-hoc one `fertrain
-    calibrate` wrote (calibration.json with "posthoc": true; a scalar or one per class), else the
-    one fitted on validation logits during training (stored in the checkpoint)."""
-    data = posthoc_calibration(run_dir)
-    if data is not None:
-        return data["temperature"], f"{CALIBRATION} (fertrain calibrate)"
-    return float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)"
-
-
-def serving_temperature_tta(run_dir: Path) -> str:
-    """The --tta whose logits a run's serving temperature was fitted on: `fertrain calibrate
-    --tta`'s, else "none" (training fits T on single-view validation logits)."""
-    data = posthoc_calibration(run_dir)
-    return "none" if data is None else data.get("tta", "none")
+            return ServingTemperature(data["temperature"], f"{CALIBRATION} (fertrain calibrate)",
+                                      data.get("tta", "none"))  # fmt: skip
+    return ServingTemperature(float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)", "none")
 
 
 def load_run_model(run_or_ckpt: str | Path) -> tuple[torch.nn.Module, dict, Path]:

@@ -72,7 +72,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
     if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
-        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature))
+        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature, temperature_tta=tta))
     json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
     with teacher.writing(recover_stale):
         atomic_write_json(json_out, result)
