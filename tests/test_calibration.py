@@ -91,3 +91,25 @@ def test_ece_noise_floor_shrinks_with_more_faces_and_draws_in_chunks(monkeypatch
     assert ece_noise_floor(probs, draws=50) == whole
     with pytest.raises(ValueError, match="no faces"):
         ece_noise_floor(torch.empty(0, 7))
+
+
+def test_a_run_serves_each_tta_with_its_own_temperature_and_reads_older_calibration_files(tmp_path):
+    import json
+
+    from fertrain.models.loading import serving_temperature, serving_temperatures
+
+    ckpt = {"temperature": 1.3}  # fitted on single-view validation logits during training
+    default, fits = serving_temperatures(tmp_path, ckpt)
+    assert (default.value, default.tta) == (1.3, "none") and set(fits) == {"none"}
+    (tmp_path / "calibration.json").write_text(json.dumps({"posthoc": False, "temperature": 9.0}))  # the trainer's
+    assert serving_temperature(tmp_path, ckpt, tta="ten").value == 1.3  # not post-hoc: the checkpoint's
+    # written before per-TTA temperatures: one post-hoc T, fitted on ten-crop logits
+    (tmp_path / "calibration.json").write_text(json.dumps({"posthoc": True, "temperature": 0.8, "tta": "ten"}))
+    assert (serving_temperature(tmp_path, ckpt).value, serving_temperature(tmp_path, ckpt).tta) == (0.8, "ten")
+    assert serving_temperature(tmp_path, ckpt, tta="none").value == 1.3  # the training fit still serves single views
+    assert serving_temperature(tmp_path, ckpt, tta="flip").tta == "ten"  # none for flip: the latest, and it says so
+    (tmp_path / "calibration.json").write_text(json.dumps(
+        {"posthoc": True, "temperature": 0.8, "tta": "ten", "temperatures": {"none": 1.1, "ten": 0.8}}))
+    assert serving_temperature(tmp_path, ckpt, tta="none").value == 1.1  # a post-hoc fit replaces training's
+    assert "--tta none" in serving_temperature(tmp_path, ckpt, tta="none").source
+    assert serving_temperature(tmp_path, ckpt, tta="ten").value == 0.8

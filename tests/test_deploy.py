@@ -193,23 +193,32 @@ def test_int8_export_passes_its_accuracy_check_and_predicts(demo_pipeline, tmp_p
     assert code == 2 and "--int8-tolerance" in text
 
 
-def test_predict_says_when_the_temperature_was_fitted_for_other_logits(demo_pipeline, tmp_path, capsys):
+def test_predict_serves_each_tta_with_the_temperature_fitted_for_it(demo_pipeline, tmp_path, capsys):
     import shutil
+
+    from fertrain.deploy.model import load_model
 
     run = tmp_path / "student"
     shutil.copytree(demo_pipeline / "students" / "demo_dkd", run)
     face = next((demo_pipeline / "data" / "hires" / "test").rglob("*.jpg"))
+    trained_t = json.loads((run / "model.onnx.json").read_text())["temperature"]
     code, text = run_cli(["predict", run / "model.onnx", face, "--detector", "none", "-q", "--tta", "ten"], capsys)
     assert code == 0 and "fitted on --tta none logits, these are --tta ten" in text, text
     code, text = run_cli(["calibrate", run, "-m", demo_pipeline / "manifests" / "demo.parquet", "--split", "val",
                           "--tta", "ten", "-j", "0", "--device", "cpu"], capsys)  # fmt: skip
     assert code == 0, text
-    assert json.loads((run / "model.onnx.json").read_text())["temperature_tta"] == "ten"  # the sidecar follows
+    sidecar = json.loads((run / "model.onnx.json").read_text())  # the sidecar follows: a T per --tta
+    ten_t = json.loads((run / "calibration.json").read_text())["temperatures"]["ten"]
+    assert sidecar["temperature_tta"] == "ten" and sidecar["temperatures"] == {"none": trained_t, "ten": ten_t}
+    assert ten_t != pytest.approx(trained_t, abs=1e-3)
     for model in (run / "model.onnx", run):  # onnxruntime, torch
-        code, text = run_cli(["predict", model, face, "--detector", "none", "-q", "--tta", "ten"], capsys)
-        assert code == 0 and "fitted on" not in text, text
-        code, text = run_cli(["predict", model, face, "--detector", "none", "-q"], capsys)
-        assert code == 0 and "fitted on --tta ten logits, these are --tta none" in text, text
+        for tta, expected in (("ten", ten_t), ("none", trained_t), ("flip", ten_t)):  # flip: none fitted, the latest
+            served = load_model(model, tta=tta)
+            t = served.temperature if hasattr(served, "temperature") else served.teacher.temperature
+            assert t == pytest.approx(expected, abs=1e-6), (model, tta)
+            code, text = run_cli(["predict", model, face, "--detector", "none", "-q", "--tta", tta], capsys)
+            assert code == 0 and ("fitted on --tta ten logits, these are --tta flip" in text) == (tta == "flip"), text
+            assert tta == "flip" or "fitted on" not in text
 
 
 def test_latency_bench_reports_fp32_and_int8_model_and_predict_path(demo_pipeline, tmp_path):

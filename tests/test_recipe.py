@@ -386,6 +386,21 @@ def test_calibrate_with_ten_crop_fits_its_temperature_on_the_ten_crop_logits(dem
     stem = "evaluation_demo_test"
     assert json.loads((tmp_path / f"ten.{stem}.json").read_text())["temperature_tta"] == "ten"
     assert json.loads((tmp_path / f"raw.{stem}_tta-ten.json").read_text())["temperature_tta"] is None
+    # calibrated for single views too, the ensemble keeps both and serves each --tta with its own
+    c = calibrate_teacher(ten, manifest, "val", workers=0)
+    assert c["temperature"] == pytest.approx(a["temperature"], abs=1e-6)  # the same fit as `plain`'s
+    assert json.loads(ten.read_text())["temperatures"] == c["temperatures"] == {"ten": b["temperature"],
+                                                                               "none": c["temperature"]}
+    for tta, expected in (("ten", b), ("none", c), ("five", c)):  # five: none fitted, the latest (none's)
+        teacher = load_teacher(ten, tta)
+        assert teacher.temperature == expected["temperature"]
+        assert teacher.temperature_tta == (tta if tta != "five" else "none")
+    code, text = run_cli(["evaluate", ten, "-m", manifest, "--split", "test", "--tta", "ten", "--device", "cpu",
+                          "-j", "0"], capsys)  # fmt: skip
+    assert code == 0 and "fitted on" not in text, text
+    report = json.loads((tmp_path / f"ten.{stem}_tta-ten.json").read_text())
+    assert report["temperature_tta"] == "ten"
+    assert report["calibration"]["scaled"]["temperature"] == pytest.approx(b["temperature"])
 
 
 @pytest.mark.parametrize("name", ["fer2013_resnet18", "fer2013_vgg", "fer2013_student", "fer2013_student_vgg",

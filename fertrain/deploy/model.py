@@ -29,7 +29,7 @@ class TorchModel:
     def __init__(self, path: str | Path, device: str, tta: str = "none"):
         self.device = engine.resolve_device(device)
         self.workers = 1  # torch spreads each call over the cores itself
-        self.teacher = ensemble.load_teacher(path)
+        self.teacher = ensemble.load_teacher(path, tta)
         self.tta = tta
         self.temperature_tta = self.teacher.temperature_tta
         self.spec = self.teacher.members[0].spec
@@ -54,6 +54,8 @@ class OnnxModel:
         self.spec = PreprocessSpec.from_dict(meta["preprocess"])
         self.temperature = meta.get("temperature", 1.0)
         self.temperature_tta = meta.get("temperature_tta", "none")  # exports before it was recorded: single view
+        if tta in meta.get("temperatures", {}):  # fitted on this --tta's logits (export, `fertrain calibrate --tta`)
+            self.temperature, self.temperature_tta = meta["temperatures"][tta], tta
         self.class_names = list(meta.get("class_names", CLASS_NAMES))
         self.workers = threads or available_cores()  # batches run side by side, one core each
         self.session = one_thread_session(str(path))

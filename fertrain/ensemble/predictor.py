@@ -1,8 +1,8 @@
 """Logits from a trained run (one teacher) on manifest rows, with its saved preprocessing.
 
 A run's temperature: the post-hoc one written by `fertrain calibrate` (calibration.json with
-`"posthoc": true`, a scalar or one value per class) when present, else the one fitted on
-validation logits for best.pt during training.
+`"posthoc": true`, a scalar or one value per class; one per --tta it was calibrated for) when
+present, else the one fitted on validation logits for best.pt during training.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ class RunPredictor:
     temperature_tta: str = "none"  # the --tta whose logits the temperature was fitted on
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> RunPredictor:
+    def load(cls, run_dir: str | Path, tta: str | None = None) -> RunPredictor:
+        """`tta`: serve with the temperature fitted on that --tta's logits when the run has one
+        (None: the run's default, its latest calibration)."""
         run_dir = Path(run_dir)
         model, ckpt, path = load_run_model(run_dir)
-        t = serving_temperature(run_dir, ckpt, path.name)
+        t = serving_temperature(run_dir, ckpt, path.name, tta)
         return cls(run_dir, model, path, PreprocessSpec.from_dict(ckpt["preprocess"]), t.value, t.source,
                    ckpt["config"], t.tta)  # fmt: skip
 

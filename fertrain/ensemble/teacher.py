@@ -3,7 +3,8 @@
 ENSEMBLE.json:
     {"format": "fertrain-ensemble-v1", "members": [{"run": "...", "weight": 0.7}, ...],
      "fusion_t": 1.0, "temperature": 1.0 (post-hoc, after fusion), "temperature_tta": "ten" (the
-     --tta it was fitted on, once calibrated), "class_names": [...],
+     --tta it was fitted on, once calibrated), "temperatures": {"none": 0.9, "ten": 0.8} (one per
+     --tta calibrated for; "temperature" is the latest), "class_names": [...],
      "search": {...} (when weights were searched)}
 Member paths are stored as written; relative ones resolve against the JSON's folder.
 """
@@ -43,6 +44,8 @@ class Teacher:
     fusion_t: float = 1.0
     temperature: float | list[float] = 1.0  # ensembles: post-hoc T after fusion; runs: the run's own T
     spec_json: dict = field(default_factory=dict)
+    # the --tta whose logits `temperature` was fitted on; None: an ensemble nobody calibrated (T 1)
+    temperature_tta: str | None = "none"
 
     @property
     def is_ensemble(self) -> bool:
@@ -73,13 +76,6 @@ class Teacher:
             return outs[0][0], labels
         probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
         return fuse(probs, self.weights, self.fusion_t), labels
-
-    @property
-    def temperature_tta(self) -> str | None:
-        """The --tta whose logits the serving temperature was fitted on: a run's (its calibration's,
-        else "none" for the fit during training); an ensemble's, recorded in its JSON by `fertrain
-        calibrate`, None while nobody calibrated it (its T is 1)."""
-        return self.spec_json.get("temperature_tta") if self.is_ensemble else self.members[0].temperature_tta
 
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
@@ -116,11 +112,15 @@ class Teacher:
         }  # fmt: skip
 
 
-def load_teacher(path: str | Path) -> Teacher:
+def load_teacher(path: str | Path, tta: str | None = None) -> Teacher:
+    """A run directory or ENSEMBLE.json. `tta`: serve with the temperature fitted on that --tta's
+    logits when one was (`fertrain calibrate --tta`), else with the latest one; `temperature_tta`
+    says which logits it was fitted on. Ensemble members keep their own latest temperatures (the
+    ensemble's post-hoc T was fitted on top of those)."""
     path = Path(path)
     if path.is_dir():
-        m = RunPredictor.load(path)
-        return Teacher(path, [m], [1.0], temperature=m.temperature)
+        m = RunPredictor.load(path, tta)
+        return Teacher(path, [m], [1.0], temperature=m.temperature, temperature_tta=m.temperature_tta)
     if path.suffix.lower() != ".json" or not path.is_file():
         raise ConfigError(f"{path}: expected a run directory or an ENSEMBLE.json")
     spec = json.loads(path.read_text(encoding="utf-8"))
@@ -128,8 +128,12 @@ def load_teacher(path: str | Path) -> Teacher:
         raise InputError(path, f"not a fertrain ensemble (format {spec.get('format')!r})", kind="format")
     runs = [Path(m["run"]) if Path(m["run"]).is_absolute() else path.parent / m["run"] for m in spec["members"]]
     members = [RunPredictor.load(r) for r in runs]
+    temperature, fitted_on = spec.get("temperature", 1.0), spec.get("temperature_tta")
+    by_tta = spec.get("temperatures") or {}
+    if tta in by_tta:
+        temperature, fitted_on = by_tta[tta], tta
     return Teacher(path, members, [float(m["weight"]) for m in spec["members"]], float(spec.get("fusion_t", 1.0)),
-                   spec.get("temperature", 1.0), spec)  # fmt: skip
+                   temperature, spec, fitted_on)  # fmt: skip
 
 
 def parse_member(text: str) -> tuple[Path, float | None]:

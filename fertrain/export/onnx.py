@@ -20,7 +20,7 @@ from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.data.preprocess import PreprocessSpec
 from fertrain.errors import FertrainError
 from fertrain.models import load_run_model
-from fertrain.models.loading import serving_temperature
+from fertrain.models.loading import serving_temperatures
 from fertrain.runs import run_lock
 from fertrain.runs.lock import LOCK_NAME
 
@@ -31,7 +31,7 @@ OPSET = 17
 def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, tolerance: float = 1e-3,
                 batch: int = 4, seed: int = 0, recover_stale: bool = False) -> dict:  # fmt: skip
     model, ckpt, ckpt_path = load_run_model(run_or_ckpt)
-    temperature = serving_temperature(ckpt_path.parent, ckpt, ckpt_path.name)
+    temperature, fits = serving_temperatures(ckpt_path.parent, ckpt, ckpt_path.name)
     spec = PreprocessSpec.from_dict(ckpt["preprocess"])
     out = Path(out) if out else ckpt_path.parent / ONNX_NAME
     size = spec.img_size
@@ -52,7 +52,7 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
             "model": out.name, "checkpoint": str(ckpt_path), "backbone": spec_info["backbone"],
             "head": spec_info["head"], "model_spec": spec_info, "class_names": ckpt["class_names"],
             "temperature": temperature.value, "temperature_source": temperature.source,
-            "temperature_tta": temperature.tta,
+            "temperature_tta": temperature.tta, "temperatures": {tta: fit.value for tta, fit in fits.items()},
             "input": {"name": "input", "shape": ["batch", 3, size, size], "dtype": "float32"},
             "output": {"name": "logits", "meaning": "s*cos(theta) (ArcFace, no margin)" if spec_info["head"] ==
                        "arcface" else "linear logits", "probabilities": "softmax(logits / temperature)"},

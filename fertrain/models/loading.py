@@ -35,17 +35,38 @@ class ServingTemperature:
     tta: str  # the --tta whose logits it was fitted on
 
 
-def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt") -> ServingTemperature:
-    """The temperature a run serves with: the post-hoc one `fertrain calibrate` wrote
-    (calibration.json with "posthoc": true, fitted on the logits of its `--tta`), else the one
-    fitted on single-view validation logits during training (stored in the checkpoint)."""
+TRAINING_TTA = "none"  # the trainer fits its temperature on single-view validation logits
+
+
+def serving_temperatures(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt"
+                         ) -> tuple[ServingTemperature, dict[str, ServingTemperature]]:  # fmt: skip
+    """A run's temperatures: (the one it serves with by default, the one fitted for each --tta).
+
+    The default is the latest post-hoc one `fertrain calibrate` wrote (calibration.json with
+    "posthoc": true, fitted on the logits of its `--tta`), else the one fitted on single-view
+    validation logits during training (stored in the checkpoint). Each `fertrain calibrate --tta X`
+    adds X's to calibration.json's "temperatures", so one run serves single views and ten-crop
+    each with its own; the training fit stands for "none" until a post-hoc one replaces it."""
+    training = ServingTemperature(float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)",
+                                  TRAINING_TTA)  # fmt: skip
+    fits = {TRAINING_TTA: training}
     cal = Path(run_dir) / CALIBRATION
-    if cal.is_file():
-        data = json.loads(cal.read_text(encoding="utf-8"))
-        if data.get("posthoc"):
-            return ServingTemperature(data["temperature"], f"{CALIBRATION} (fertrain calibrate)",
-                                      data.get("tta", "none"))  # fmt: skip
-    return ServingTemperature(float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)", "none")
+    data = json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
+    if not data.get("posthoc"):
+        return training, fits
+    latest_tta = data.get("tta", "none")
+    by_tta = data.get("temperatures") or {latest_tta: data["temperature"]}  # files written before the map
+    for tta, value in by_tta.items():
+        fits[tta] = ServingTemperature(value, f"{CALIBRATION} (fertrain calibrate --tta {tta})", tta)
+    return fits[latest_tta], fits
+
+
+def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt",
+                        tta: str | None = None) -> ServingTemperature:  # fmt: skip
+    """The temperature a run serves `tta`'s logits with: the one fitted on them when there is one,
+    else the default of `serving_temperatures` (whose `.tta` then says it was fitted for others)."""
+    default, fits = serving_temperatures(run_dir, ckpt, ckpt_name)
+    return fits.get(tta, default) if tta else default
 
 
 def load_run_model(run_or_ckpt: str | Path) -> tuple[torch.nn.Module, dict, Path]:

@@ -14,7 +14,7 @@ from fertrain.atomic import atomic_write_json
 from fertrain.calibration.metrics import calibration_report
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
 from fertrain.engine.device import resolve_device
-from fertrain.ensemble import load_teacher
+from fertrain.ensemble import Teacher, load_teacher
 from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
@@ -64,15 +64,18 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
             temperature = refinement.temperatures
     before = calibration_report(logits, labels, 1.0, n_bins)
     after = calibration_report(logits, labels, temperature, n_bins, noise_floor=True)
+    temperatures = {**posthoc_temperatures(teacher), tta: temperature}
     result = {
         "posthoc": True, "teacher": str(target), "manifest": str(manifest), "manifest_sha256": m.sha256,
         "split": split, "n": len(rows), "tta": tta, "excluded_training_overlap": excluded, "temperature": temperature,
+        "temperatures": temperatures,
         "global_fit": fit.to_dict(),
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
     if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
-        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature, temperature_tta=tta))
+        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature, temperature_tta=tta,
+                                             temperatures=temperatures))  # fmt: skip
     json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
     with teacher.writing(recover_stale):
         atomic_write_json(json_out, result)
@@ -83,14 +86,29 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
     return result
 
 
+def posthoc_temperatures(teacher: Teacher) -> dict:
+    """The temperatures earlier `fertrain calibrate` calls fitted for this teacher, per --tta: each
+    call adds its own, so one model serves single views and ten-crop each calibrated. A run's
+    calibration.json written by training (no "posthoc") holds none; a retrained run's is rewritten."""
+    if teacher.is_ensemble:
+        spec = teacher.spec_json
+        fitted_on = spec.get("temperature_tta")
+        return dict(spec.get("temperatures") or ({fitted_on: spec["temperature"]} if fitted_on else {}))
+    cal = teacher.report_path("calibration.json")
+    data = json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
+    if not data.get("posthoc"):
+        return {}
+    return dict(data.get("temperatures") or {data.get("tta", "none"): data["temperature"]})
+
+
 def refresh_onnx_temperature(run_dir: Path, temperature, tta: str = "none") -> list[str]:
-    """ONNX models exported before calibration serve with the new temperature too (their sidecars),
-    which also say which --tta it was fitted for."""
+    """ONNX models exported before calibration serve with the new temperature too (their sidecars):
+    the default one and the one for `tta` in the sidecar's per-TTA "temperatures"."""
     written = []
     for sidecar in sorted(run_dir.glob("*.onnx.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         meta.update(temperature=temperature, temperature_source="calibration.json (fertrain calibrate)",
-                    temperature_tta=tta)
+                    temperature_tta=tta, temperatures={**meta.get("temperatures", {}), tta: temperature})
         atomic_write_json(sidecar, meta)
         written.append(str(sidecar))
     return written

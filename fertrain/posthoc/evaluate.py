@@ -23,7 +23,7 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
     """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
     teacher's temperature) and the same per source; JSON + confusion PNG next to the target."""
     target, manifest_path = Path(target), Path(manifest_path)
-    teacher = load_teacher(target)
+    teacher = load_teacher(target, tta)
     teacher.check_writable(recover_stale)
     manifest = load_manifest(manifest_path)  # stamp checked
     rows = filter_rows(manifest.df, SourceFilter(splits=[split])).reset_index(drop=True)

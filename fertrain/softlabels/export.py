@@ -67,7 +67,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")
-    teacher = load_teacher(teacher_path)
+    teacher = load_teacher(teacher_path, tta)  # the temperature fitted on these views' logits, where there is one
     manifest = load_manifest(manifest_path)
     others = {run: made for run, made in trained_manifests(teacher).items() if made[1] != manifest.sha256}
     if others and not allow_other_manifest:

@@ -67,7 +67,7 @@ class OnlineTeacherSignal:
 
     def __init__(self, path: str | Path, device: torch.device, *, need_features: bool, amp: bool,
                  channels_last: bool, fused: bool):  # fmt: skip
-        self.teacher = load_teacher(path)
+        self.teacher = load_teacher(path, tta="none")  # one (augmented) view per face: single-view temperatures
         if need_features and len(self.teacher.members) > 1:
             raise ConfigError(f"--teacher {path}: feature losses need one teacher run, not an ensemble of "
                               f"{len(self.teacher.members)}; pass a run directory or use --loss kd/dkd")  # fmt: skip
