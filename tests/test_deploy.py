@@ -16,6 +16,8 @@ from fertrain.deploy.detect import HaarDetector
 from fertrain.ensemble import load_teacher
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
+from fertrain.softlabels import export_softlabels, load_softlabels
+from fertrain.student.signal import OnlineTeacherSignal
 
 from .clitools import run_cli
 from .conftest import real_data
@@ -219,6 +221,15 @@ def test_predict_serves_each_tta_with_the_temperature_fitted_for_it(demo_pipelin
             code, text = run_cli(["predict", model, face, "--detector", "none", "-q", "--tta", tta], capsys)
             assert code == 0 and ("fitted on --tta ten logits, these are --tta flip" in text) == (tta == "flip"), text
             assert tta == "flip" or "fitted on" not in text
+    # soft labels of ten-crop views carry the ten-crop T; an online teacher (one view per face) the single-view T
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    for tta, expected in (("ten", ten_t), ("none", trained_t)):
+        out = tmp_path / f"soft_{tta}.parquet"
+        export_softlabels(run, manifest, out, splits=["val"], tta=tta, device="cpu", workers=0, show_progress=False)
+        assert load_softlabels(out, load_manifest(manifest)).metadata["temperature"] == pytest.approx(expected)
+    online = OnlineTeacherSignal(run, torch.device("cpu"), need_features=False, amp=False, channels_last=False,
+                                 fused=False)  # fmt: skip
+    assert float(online.teacher_t) == pytest.approx(trained_t)
 
 
 def test_latency_bench_reports_fp32_and_int8_model_and_predict_path(demo_pipeline, tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 
 import fertrain.engine as engine  # lazy packages: torch and timm load only for PyTorch models
 import fertrain.ensemble as ensemble
+from fertrain.calibration.per_tta import recorded_temperatures, temperature_for
 from fertrain.cores import available_cores
 from fertrain.data.preprocess import PreprocessSpec
 from fertrain.data.serving import calibrated_probs
@@ -52,10 +53,9 @@ class OnnxModel:
                              "(fertrain export onnx writes both)", kind="missing")  # fmt: skip
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         self.spec = PreprocessSpec.from_dict(meta["preprocess"])
-        self.temperature = meta.get("temperature", 1.0)
-        self.temperature_tta = meta.get("temperature_tta", "none")  # exports before it was recorded: single view
-        if tta in meta.get("temperatures", {}):  # fitted on this --tta's logits (export, `fertrain calibrate --tta`)
-            self.temperature, self.temperature_tta = meta["temperatures"][tta], tta
+        latest, latest_tta = meta.get("temperature", 1.0), meta.get("temperature_tta", "none")  # older: single view
+        by_tta = recorded_temperatures(meta.get("temperatures"), latest_tta, latest)
+        self.temperature, self.temperature_tta = temperature_for(tta, by_tta, latest, latest_tta)
         self.class_names = list(meta.get("class_names", CLASS_NAMES))
         self.workers = threads or available_cores()  # batches run side by side, one core each
         self.session = one_thread_session(str(path))

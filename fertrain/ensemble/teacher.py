@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from fertrain.atomic import atomic_write_json
+from fertrain.calibration.per_tta import recorded_temperatures, temperature_for
 from fertrain.ensemble.fusion import fuse, member_probs
 from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, manifest_faces
 from fertrain.errors import ConfigError, InputError
@@ -128,10 +129,8 @@ def load_teacher(path: str | Path, tta: str | None = None) -> Teacher:
         raise InputError(path, f"not a fertrain ensemble (format {spec.get('format')!r})", kind="format")
     runs = [Path(m["run"]) if Path(m["run"]).is_absolute() else path.parent / m["run"] for m in spec["members"]]
     members = [RunPredictor.load(r) for r in runs]
-    temperature, fitted_on = spec.get("temperature", 1.0), spec.get("temperature_tta")
-    by_tta = spec.get("temperatures") or {}
-    if tta in by_tta:
-        temperature, fitted_on = by_tta[tta], tta
+    by_tta = recorded_temperatures(spec.get("temperatures"), spec.get("temperature_tta"), spec.get("temperature"))
+    temperature, fitted_on = temperature_for(tta, by_tta, spec.get("temperature", 1.0), spec.get("temperature_tta"))
     return Teacher(path, members, [float(m["weight"]) for m in spec["members"]], float(spec.get("fusion_t", 1.0)),
                    temperature, spec, fitted_on)  # fmt: skip
 

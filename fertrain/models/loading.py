@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from fertrain.calibration.per_tta import recorded_temperatures
 from fertrain.errors import InputError
 from fertrain.models.factory import FerNet, build_model
 from fertrain.runs.checkpoints import load_checkpoint, run_checkpoint
@@ -55,8 +56,7 @@ def serving_temperatures(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt"
     if not data.get("posthoc"):
         return training, fits
     latest_tta = data.get("tta", "none")
-    by_tta = data.get("temperatures") or {latest_tta: data["temperature"]}  # files written before the map
-    for tta, value in by_tta.items():
+    for tta, value in recorded_temperatures(data.get("temperatures"), latest_tta, data["temperature"]).items():
         fits[tta] = ServingTemperature(value, f"{CALIBRATION} (fertrain calibrate --tta {tta})", tta)
     return fits[latest_tta], fits
 

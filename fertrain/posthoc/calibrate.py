@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.metrics import calibration_report
+from fertrain.calibration.per_tta import recorded_temperatures
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble import Teacher, load_teacher
@@ -92,13 +93,12 @@ def posthoc_temperatures(teacher: Teacher) -> dict:
     calibration.json written by training (no "posthoc") holds none; a retrained run's is rewritten."""
     if teacher.is_ensemble:
         spec = teacher.spec_json
-        fitted_on = spec.get("temperature_tta")
-        return dict(spec.get("temperatures") or ({fitted_on: spec["temperature"]} if fitted_on else {}))
+        return recorded_temperatures(spec.get("temperatures"), spec.get("temperature_tta"), spec.get("temperature"))
     cal = teacher.report_path("calibration.json")
     data = json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
     if not data.get("posthoc"):
         return {}
-    return dict(data.get("temperatures") or {data.get("tta", "none"): data["temperature"]})
+    return recorded_temperatures(data.get("temperatures"), data.get("tta", "none"), data["temperature"])
 
 
 def refresh_onnx_temperature(run_dir: Path, temperature, tta: str = "none") -> list[str]:
