@@ -3,7 +3,7 @@
 # calibration measured twice: a temperature fitted on single-view logits and one fitted on ten-crop
 # logits (`fertrain calibrate --tta ten`), each judged against ECE's sampling-noise floor.
 #   1. the four fer_vgg teacher variants (dropout; zoom-out + shift; both; both + erasing), 120 epochs;
-#   2. their equal-weight ensemble (ens_four.json, the students' teacher) and a weight-searched one
+#   2. their equal-weight ensemble (ens_four.json, the students' teacher; both by fer2013_ens_four.sh) and a weight-searched one
 #      (`fertrain ensemble --search-weights --exclude-overlap`);
 #   3. students: fertrain/configs/fer2013_student_vgg_ensemble.yaml from ens_four.json, seeds SEEDS (1337 2 3);
 #   4. once all are finished, copies of every teacher, ensemble and student calibrated on the 3,309
@@ -22,15 +22,11 @@ here=$(dirname "$0")
 fer() { python3 -m fertrain "$@"; }
 finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
     "$1/run_status.json" 2>/dev/null)" = finished ]; }
-mkdir -p "$out/teachers" "$out/students" "$out/calibrated"
-zoom="--aug scale=[0.64,1.44] --aug translate=0.1"
+mkdir -p "$out/students" "$out/calibrated"
 teachers=(drop zoom zoomdrop zde)
 [ "$(left)" -gt 60 ] || exit 0
-CONFIG=fertrain/configs/fer2013_vgg.yaml TTA="none ten" bash "$here/fer2013_runs.sh" "$manifest" "$out/teachers" 120 \
-    "$(left)" drop="--drop 0.3" zoom="$zoom" zoomdrop="$zoom --drop 0.3" zde="$zoom --drop 0.3 --aug erasing=0.5"
-for t in "${teachers[@]}"; do finished "$out/teachers/$t" || exit 0; done
+bash "$here/fer2013_ens_four.sh" "$manifest" "$out" "$(left)" || exit 0
 members=(); for t in "${teachers[@]}"; do members+=("$out/teachers/$t"); done
-[ -f "$out/ens_four.evaluation_fer2013_val_tta-ten.json" ] || bash "$here/fer2013_ensemble.sh" "$manifest" "$out" four "${members[@]}"
 if [ ! -f "$out/ens_search.json" ]; then
   searched=(); for m in "${members[@]}"; do searched+=(--member "$m"); done
   fer ensemble "${searched[@]}" --search-weights --exclude-overlap --manifest "$manifest" --out "$out/ens_search.json" \

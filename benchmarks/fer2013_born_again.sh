@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Born-again teachers (Furlanello et al. 2018): networks as large as one teacher or larger, distilled
+# online from the four-variant fer_vgg ensemble (fer2013_ens_four.sh) with the ensemble-student
+# recipe fertrain/configs/fer2013_student_vgg_ensemble.yaml and their own flags on top, EPOCHS (250)
+# epochs each, evaluated single view and ten-crop; then the equal-weight ensemble of all of them.
+# Re-running the same command resumes; training stops TIME_LIMIT_S after the start.
+# Usage: benchmarks/fer2013_born_again.sh MANIFEST OUT TIME_LIMIT_S NAME=FLAGS...
+#   benchmarks/fer2013_born_again.sh fer2013.parquet out 560 fres="--backbone fer_resnet18"
+# Writes OUT/teachers/, OUT/ens_four.*, OUT/born_again/NAME/ and OUT/ens_born.*
+set -uo pipefail
+manifest=$1; out=$2; deadline=$(( $(date +%s) + $3 )); shift 3
+left() { echo $(( deadline - $(date +%s) )); }
+here=$(dirname "$0")
+finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
+    "$1/run_status.json" 2>/dev/null)" = finished ]; }
+[ "$(left)" -gt 60 ] || exit 0
+bash "$here/fer2013_ens_four.sh" "$manifest" "$out" "$(left)" || exit 0
+[ "$(left)" -gt 60 ] || exit 0
+runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--teacher $out/ens_four.json ${spec#*=}"); done
+COMMAND=student CONFIG=fertrain/configs/fer2013_student_vgg_ensemble.yaml TTA="none ten" \
+    bash "$here/fer2013_runs.sh" "$manifest" "$out/born_again" "${EPOCHS:-250}" "$(left)" "${runs[@]}"
+dirs=(); for spec in "$@"; do finished "$out/born_again/${spec%%=*}" || exit 0; dirs+=("$out/born_again/${spec%%=*}"); done
+[ "${#dirs[@]}" -lt 2 ] || [ -f "$out/ens_born.evaluation_fer2013_val_tta-ten.json" ] ||
+  bash "$here/fer2013_ensemble.sh" "$manifest" "$out" born "${dirs[@]}"
