@@ -53,7 +53,7 @@ def test_the_cli_imports_without_pandas_sklearn_torch_or_timm():
 def numeric_options(cmd) -> list:
     out = []
     for p in cmd.params:
-        if p.param_type_name == "option" and not p.is_flag and str(p.bare_type()) in ("int", "float"):
+        if p.param_type_name == "option" and not p.is_flag and p.type.name in ("int", "float"):
             out.append(p)
     return out
 
