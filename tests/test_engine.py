@@ -3,14 +3,17 @@ non-finite losses, TensorBoard logging, top-k checkpoints and CPU threads."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
 from fertrain.engine import TrainConfig, configure_cpu_threads, run_training
 from fertrain.engine.config import check_value
+from fertrain.engine.summary import summary_table
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.runs.checkpoints import load_checkpoint
 from fertrain.student import resolve_student_config, train_student
@@ -95,6 +98,31 @@ def test_model_ema_is_evaluated_beside_the_raw_weights_and_the_better_is_best(lo
     assert len(kept) == 2
     ranked = sorted(range(3), key=lambda i: -chosen[i])[:2]
     assert kept == sorted(f"checkpoint-epoch{i + 1}.pt" for i in ranked)
+
+
+class FirstEpochBest(TeacherTrainer):
+    """Selection sees a validation macro-F1 that falls every epoch, so best.pt stays at epoch 1."""
+
+    def evaluate(self, dataset, module=None):
+        val = super().evaluate(dataset, module)
+        return {**val, "macro_f1": 1.0 - 0.1 * self.epoch} if dataset is self.val_set else val
+
+
+def test_training_calibration_and_summary_describe_best_pt_not_the_last_epoch(lowres_manifest, tmp_path):
+    out = tmp_path / "first_best"
+    result = run_training(FirstEpochBest, resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=3)), out,
+                          show_progress=False)  # fmt: skip
+    history = json.loads((out / "history.json").read_text())
+    best = load_checkpoint(out / "best.pt")
+    assert best["epoch"] == result.best["epoch"] == 1 and len(history) == 3
+    assert history[0]["temperature"] != history[-1]["temperature"]  # so the checks below tell the epochs apart
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["epoch"] == 1 and cal["fit"]["temperature"] == best["temperature"] == history[0]["temperature"]
+    assert cal["raw"]["ece"] == history[0]["val_ece"]
+    console = Console(file=io.StringIO(), width=200)
+    console.print(summary_table(result))
+    text = console.file.getvalue()
+    assert f"T={best['temperature']:.3f}" in text and f"T={history[-1]['temperature']:.3f}" not in text
 
 
 class PoisonedTeacher(TeacherTrainer):

@@ -24,8 +24,9 @@ def summary_table(result: TrainResult, kind: str = "run") -> Table:
     if last:
         t.add_row("last val acc / macro-F1 / NLL", f"{last['val_accuracy']:.4f} / {last['val_macro_f1']:.4f} / "
                   f"{last['val_nll']:.4f}")  # fmt: skip
-        t.add_row("temperature, ECE raw -> scaled", f"T={last['temperature']:.3f}, {last['val_ece']:.4f} -> "
-                  f"{last['val_ece_scaled']:.4f}")  # fmt: skip
+    if "temperature" in b:  # best.pt's own fit: what the run serves (checkpoints before it recorded none)
+        t.add_row("best.pt temperature, ECE raw -> scaled", f"T={b['temperature']:.3f}, {b['ece']:.4f} -> "
+                  f"{b['ece_scaled']:.4f}")  # fmt: skip
     if result.test:
         t.add_row("test acc / macro-F1 / AUC", f"{result.test['accuracy']:.4f} / {result.test['macro_f1']:.4f} / "
                   f"{result.test['auc']:.4f} (n={result.test['n']:,})")  # fmt: skip

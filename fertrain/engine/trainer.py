@@ -663,18 +663,25 @@ class Trainer:
         rec["selected_weights"] = source
         weights, value, saved = self.weights_payload(module, chosen), float(chosen[key]), []
         if value > self.best["metric"]:
+            cal = chosen["calibration"]
             self.best = {"metric": value, "select_metric": key, "epoch": self.epoch + 1, "weights": source,
-                         **{k: chosen[k] for k in METRIC_KEYS}, **self.epoch_info()}  # fmt: skip
+                         **{k: chosen[k] for k in METRIC_KEYS}, "temperature": cal["fit"]["temperature"],
+                         "ece": cal["raw"]["ece"], "ece_scaled": cal["scaled"]["ece"], **self.epoch_info()}  # fmt: skip
             self.saver.save_best(weights)
             saved.append(f"best.pt ({key} {value:.4f}{', EMA weights' if source == 'ema' else ''})")
+            self.write_training_calibration(source, cal)
         kept = self.saver.offer(weights, value, self.epoch + 1)
         if kept:
             saved.append(kept)
-        calibration = self.out / "calibration.json"
-        if not (calibration.is_file() and '"posthoc": true' in calibration.read_text(encoding="utf-8")):
-            atomic_write_json(calibration, {"epoch": self.epoch + 1, "split": self.cfg.val_split, "weights": source,
-                                            **chosen["calibration"]})  # fmt: skip
         return chosen, saved + self.on_evaluated(chosen, weights)
+
+    def write_training_calibration(self, weights: str, calibration: dict) -> None:
+        """calibration.json describes what best.pt serves (its temperature travels in best.pt), so
+        it is written with best.pt, not after every evaluation; a post-hoc one is never replaced."""
+        path = self.out / "calibration.json"
+        if not (path.is_file() and '"posthoc": true' in path.read_text(encoding="utf-8")):
+            atomic_write_json(path, {"epoch": self.epoch + 1, "split": self.cfg.val_split, "weights": weights,
+                                     **calibration})  # fmt: skip
 
     def record(self, train: dict) -> tuple[dict, dict | None, list[str]]:
         rec = {"epoch": self.epoch + 1, "global_step": self.global_step, **self.epoch_info(), **train,
