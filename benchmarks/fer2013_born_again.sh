@@ -11,8 +11,8 @@ set -uo pipefail
 manifest=$1; out=$2; deadline=$(( $(date +%s) + $3 )); shift 3
 left() { echo $(( deadline - $(date +%s) )); }
 here=$(dirname "$0")
-finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
-    "$1/run_status.json" 2>/dev/null)" = finished ]; }
+# shellcheck source=benchmarks/timed.sh
+. "$here/timed.sh"  # finished RUN_DIR
 [ "$(left)" -gt 60 ] || exit 0
 bash "$here/fer2013_ens_four.sh" "$manifest" "$out" "$(left)" || exit 0
 [ "$(left)" -gt 60 ] || exit 0

@@ -8,8 +8,8 @@
 set -uo pipefail
 manifest=$1; out=$2
 here=$(dirname "$0")
-finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
-    "$1/run_status.json" 2>/dev/null)" = finished ]; }
+# shellcheck source=benchmarks/timed.sh
+. "$here/timed.sh"  # finished RUN_DIR
 zoom="--aug scale=[0.64,1.44] --aug translate=0.1"
 teachers=(drop zoom zoomdrop zde)
 mkdir -p "$out/teachers"

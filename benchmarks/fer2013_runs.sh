@@ -15,15 +15,13 @@ cfg=${CONFIG:-fertrain/configs/fer2013_resnet18.yaml}
 command=${COMMAND:-teacher}
 ttas=${TTA:-none ten}
 # shellcheck source=benchmarks/timed.sh
-. "$(dirname "$0")/timed.sh"  # bytecode written once (the lent machines ship none)
+. "$(dirname "$0")/timed.sh"  # finished RUN_DIR; bytecode written once (the lent machines ship none)
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 mkdir -p "$out"
 on_gpu() {  # INDEX CMD...: run CMD on GPU INDEX mod the GPU count (as is without GPUs)
   local index=$1; shift
   if [ "${gpus:-0}" -gt 0 ]; then CUDA_VISIBLE_DEVICES=$((index % gpus)) "$@"; else "$@"; fi
 }
-finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
-    "$1/run_status.json" 2>/dev/null)" = finished ]; }
 i=0
 for spec in "$@"; do
   name=${spec%%=*}; flags=${spec#*=}

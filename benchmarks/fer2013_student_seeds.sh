@@ -20,8 +20,8 @@ deadline=$(( $(date +%s) + $3 ))
 left() { echo $(( deadline - $(date +%s) )); }
 here=$(dirname "$0")
 fer() { python3 -m fertrain "$@"; }
-finished() { [ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" \
-    "$1/run_status.json" 2>/dev/null)" = finished ]; }
+# shellcheck source=benchmarks/timed.sh
+. "$here/timed.sh"  # finished RUN_DIR
 mkdir -p "$out/students" "$out/calibrated"
 teachers=(drop zoom zoomdrop zde)
 [ "$(left)" -gt 60 ] || exit 0

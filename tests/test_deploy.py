@@ -230,6 +230,13 @@ def test_predict_serves_each_tta_with_the_temperature_fitted_for_it(demo_pipelin
     online = OnlineTeacherSignal(run, torch.device("cpu"), need_features=False, amp=False, channels_last=False,
                                  fused=False)  # fmt: skip
     assert float(online.teacher_t) == pytest.approx(trained_t)
+    # a sidecar exported before per-TTA temperatures gets every post-hoc fit of the run, not only the newest
+    sidecar.pop("temperatures")
+    (run / "model.onnx.json").write_text(json.dumps(sidecar))
+    code, text = run_cli(["calibrate", run, "-m", manifest, "--split", "val", "-j", "0", "--device", "cpu"], capsys)
+    assert code == 0, text
+    none_t = json.loads((run / "calibration.json").read_text())["temperatures"]["none"]
+    assert json.loads((run / "model.onnx.json").read_text())["temperatures"] == {"ten": ten_t, "none": none_t}
 
 
 def test_latency_bench_reports_fp32_and_int8_model_and_predict_path(demo_pipeline, tmp_path):

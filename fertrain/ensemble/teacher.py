@@ -28,7 +28,7 @@ from fertrain.ensemble.predictor import FaceSource, RunPredictor, image_faces, m
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests.io import Manifest
-from fertrain.models.loading import CALIBRATION
+from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
 from fertrain.runs.lock import stale_reason
 
@@ -77,6 +77,11 @@ class Teacher:
             return outs[0][0], labels
         probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
         return fuse(probs, self.weights, self.fusion_t), labels
+
+    def posthoc_temperatures(self) -> dict:
+        """{tta: temperature} that earlier `fertrain calibrate` calls fitted for this teacher (each
+        call adds its own --tta's); the trainer's single-view fit of a run is not one of them."""
+        return ensemble_temperatures(self.spec_json) if self.is_ensemble else posthoc_temperatures(self.path)[1]
 
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
@@ -129,10 +134,15 @@ def load_teacher(path: str | Path, tta: str | None = None) -> Teacher:
         raise InputError(path, f"not a fertrain ensemble (format {spec.get('format')!r})", kind="format")
     runs = [Path(m["run"]) if Path(m["run"]).is_absolute() else path.parent / m["run"] for m in spec["members"]]
     members = [RunPredictor.load(r) for r in runs]
-    by_tta = recorded_temperatures(spec.get("temperatures"), spec.get("temperature_tta"), spec.get("temperature"))
-    temperature, fitted_on = temperature_for(tta, by_tta, spec.get("temperature", 1.0), spec.get("temperature_tta"))
+    temperature, fitted_on = temperature_for(tta, ensemble_temperatures(spec), spec.get("temperature", 1.0),
+                                             spec.get("temperature_tta"))  # fmt: skip
     return Teacher(path, members, [float(m["weight"]) for m in spec["members"]], float(spec.get("fusion_t", 1.0)),
                    temperature, spec, fitted_on)  # fmt: skip
+
+
+def ensemble_temperatures(spec: dict) -> dict:
+    """{tta: temperature} an ENSEMBLE.json records (its post-hoc fits after fusion)."""
+    return recorded_temperatures(spec.get("temperatures"), spec.get("temperature_tta"), spec.get("temperature"))
 
 
 def parse_member(text: str) -> tuple[Path, float | None]:

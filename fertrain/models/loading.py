@@ -50,15 +50,22 @@ def serving_temperatures(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt"
     each with its own; the training fit stands for "none" until a post-hoc one replaces it."""
     training = ServingTemperature(float(ckpt.get("temperature", 1.0)), f"{ckpt_name} (validation, training)",
                                   TRAINING_TTA)  # fmt: skip
+    latest_tta, posthoc = posthoc_temperatures(run_dir)
     fits = {TRAINING_TTA: training}
+    fits.update({tta: ServingTemperature(value, f"{CALIBRATION} (fertrain calibrate --tta {tta})", tta)
+                 for tta, value in posthoc.items()})  # fmt: skip
+    return (fits[latest_tta] if posthoc else training), fits
+
+
+def posthoc_temperatures(run_dir: Path) -> tuple[str | None, dict]:
+    """(the latest --tta, {tta: temperature}) that `fertrain calibrate` recorded in the run's
+    calibration.json; (None, {}) when nobody calibrated it (the trainer's calibration.json is a report)."""
     cal = Path(run_dir) / CALIBRATION
     data = json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
     if not data.get("posthoc"):
-        return training, fits
+        return None, {}
     latest_tta = data.get("tta", "none")
-    for tta, value in recorded_temperatures(data.get("temperatures"), latest_tta, data["temperature"]).items():
-        fits[tta] = ServingTemperature(value, f"{CALIBRATION} (fertrain calibrate --tta {tta})", tta)
-    return fits[latest_tta], fits
+    return latest_tta, recorded_temperatures(data.get("temperatures"), latest_tta, data["temperature"])
 
 
 def serving_temperature(run_dir: Path, ckpt: dict, ckpt_name: str = "best.pt",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.metrics import calibration_report
-from fertrain.calibration.per_tta import recorded_temperatures
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
 from fertrain.engine.device import resolve_device
-from fertrain.ensemble import Teacher, load_teacher
+from fertrain.ensemble import load_teacher
 from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
@@ -65,7 +64,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
             temperature = refinement.temperatures
     before = calibration_report(logits, labels, 1.0, n_bins)
     after = calibration_report(logits, labels, temperature, n_bins, noise_floor=True)
-    temperatures = {**posthoc_temperatures(teacher), tta: temperature}
+    temperatures = {**teacher.posthoc_temperatures(), tta: temperature}
     result = {
         "posthoc": True, "teacher": str(target), "manifest": str(manifest), "manifest_sha256": m.sha256,
         "split": split, "n": len(rows), "tta": tta, "excluded_training_overlap": excluded, "temperature": temperature,
@@ -82,33 +81,20 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         atomic_write_json(json_out, result)
         title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
         plot_reliability(before, after, png_out, title=title)
-        sidecars = [] if teacher.is_ensemble else refresh_onnx_temperature(teacher.path, temperature, tta)
+        sidecars = [] if teacher.is_ensemble else refresh_onnx_temperature(teacher.path, temperature, tta, temperatures)
     result["written"] = [str(json_out), str(png_out), *sidecars]
     return result
 
 
-def posthoc_temperatures(teacher: Teacher) -> dict:
-    """The temperatures earlier `fertrain calibrate` calls fitted for this teacher, per --tta: each
-    call adds its own, so one model serves single views and ten-crop each calibrated. A run's
-    calibration.json written by training (no "posthoc") holds none; a retrained run's is rewritten."""
-    if teacher.is_ensemble:
-        spec = teacher.spec_json
-        return recorded_temperatures(spec.get("temperatures"), spec.get("temperature_tta"), spec.get("temperature"))
-    cal = teacher.report_path("calibration.json")
-    data = json.loads(cal.read_text(encoding="utf-8")) if cal.is_file() else {}
-    if not data.get("posthoc"):
-        return {}
-    return recorded_temperatures(data.get("temperatures"), data.get("tta", "none"), data["temperature"])
-
-
-def refresh_onnx_temperature(run_dir: Path, temperature, tta: str = "none") -> list[str]:
+def refresh_onnx_temperature(run_dir: Path, temperature, tta: str, temperatures: dict) -> list[str]:
     """ONNX models exported before calibration serve with the new temperature too (their sidecars):
-    the default one and the one for `tta` in the sidecar's per-TTA "temperatures"."""
+    the default one, and every post-hoc fit of the run (`temperatures`, per --tta) over the sidecar's
+    own map (which keeps the training fit for the --tta nobody calibrated)."""
     written = []
     for sidecar in sorted(run_dir.glob("*.onnx.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         meta.update(temperature=temperature, temperature_source="calibration.json (fertrain calibrate)",
-                    temperature_tta=tta, temperatures={**meta.get("temperatures", {}), tta: temperature})
+                    temperature_tta=tta, temperatures={**meta.get("temperatures", {}), **temperatures})
         atomic_write_json(sidecar, meta)
         written.append(str(sidecar))
     return written
