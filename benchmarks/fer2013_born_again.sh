@@ -6,7 +6,7 @@
 # Re-running the same command resumes; training stops TIME_LIMIT_S after the start.
 # Usage: benchmarks/fer2013_born_again.sh MANIFEST OUT TIME_LIMIT_S NAME=FLAGS...
 #   benchmarks/fer2013_born_again.sh fer2013.parquet out 560 fres="--backbone fer_resnet18"
-# Writes OUT/teachers/, OUT/ens_four.*, OUT/born_again/NAME/ and OUT/ens_born.*
+# Writes OUT/teachers/, OUT/ens_four.* (ENS and TEACHER_SEEDS: see fer2013_ens_four.sh), OUT/born_again/NAME/ and OUT/ens_born.*
 set -uo pipefail
 manifest=$1; out=$2; deadline=$(( $(date +%s) + $3 )); shift 3
 left() { echo $(( deadline - $(date +%s) )); }
@@ -16,7 +16,7 @@ here=$(dirname "$0")
 [ "$(left)" -gt 60 ] || exit 0
 bash "$here/fer2013_ens_four.sh" "$manifest" "$out" "$(left)" || exit 0
 [ "$(left)" -gt 60 ] || exit 0
-runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--teacher $out/ens_four.json ${spec#*=}"); done
+runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--teacher $out/ens_${ENS:-four}.json ${spec#*=}"); done
 COMMAND=student CONFIG=fertrain/configs/fer2013_student_vgg_ensemble.yaml TTA="none ten" \
     bash "$here/fer2013_runs.sh" "$manifest" "$out/born_again" "${EPOCHS:-250}" "$(left)" "${runs[@]}"
 dirs=(); for spec in "$@"; do finished "$out/born_again/${spec%%=*}" || exit 0; dirs+=("$out/born_again/${spec%%=*}"); done
