@@ -12,6 +12,7 @@ import torch
 
 from fertrain.calibration import fit_per_class_temperature, fit_temperature, nll
 from fertrain.ensemble import fuse, load_teacher, search_weights
+from fertrain.ensemble.agreement import member_agreement
 from fertrain.ensemble.fusion import member_probs
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import DedupPolicy, build_manifest, load_manifest
@@ -107,6 +108,19 @@ def test_weight_search_prefers_the_better_member(objective):
     assert all(type(w) is float for w in [*weights, *three, *four])  # JSON- and print-ready, not numpy scalars
 
 
+def test_member_agreement_counts_faces_that_no_member_gets_right():
+    labels = np.array([0, 1, 2, 3, 4])
+    votes = [[0, 1, 5, 3, 6], [0, 2, 5, 3, 4], [0, 1, 6, 2, 4]]  # face 2: every member wrong
+    report = member_agreement([np.eye(7)[v] * 3.0 for v in votes], labels)
+    assert report["accuracy"] == [0.6, 0.6, 0.6]
+    assert report["all_wrong"] == pytest.approx(0.2) and report["any_right"] == pytest.approx(0.8)
+    assert report["all_right"] == pytest.approx(0.2)  # face 0 only
+    # pairs (0,1): faces 0, 2, 3 agree; (0,2): 0, 1; (1,2): 0, 4
+    assert report["pairwise_agreement"] == pytest.approx((3 + 2 + 2) / 15)
+    alone = member_agreement([np.eye(7)[votes[0]]], labels)
+    assert alone["pairwise_agreement"] == 1.0 and alone["all_wrong"] == pytest.approx(0.4)
+
+
 def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
     runs = teachers(demo_pipeline)
     out = tmp_path / "ens.json"
@@ -131,6 +145,18 @@ def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
     floor = ev["calibration"]["scaled"]["ece_floor"]
     assert f'"ece_noise_floor": {floor["mean"]}' in text and floor["p05"] <= floor["mean"] <= floor["p95"]
     assert ev["n"] == 258 and ev["teacher"]["ensemble"] and len(ev["teacher"]["members"]) == 2
+    # how the members agree, each member's accuracy measured on its own on the same faces
+    manifest = load_manifest(demo_pipeline / "manifests" / "demo.parquet")
+    rows = manifest.df[manifest.df.split == "test"].reset_index(drop=True)
+    own = []
+    for member in ev["teacher"]["members"]:
+        logits, labels = load_teacher(member["run"]).logits(manifest, rows, device=torch.device("cpu"), workers=0)
+        own.append(float((logits.argmax(1) == labels).mean()))
+    agreement = ev["members"]
+    assert agreement["accuracy"] == pytest.approx(own, abs=1e-12)
+    assert agreement["all_wrong"] + agreement["any_right"] == pytest.approx(1.0)
+    assert agreement["all_right"] <= min(own) <= max(own) <= agreement["any_right"]
+    assert f'"pairwise_agreement": {agreement["pairwise_agreement"]}' in text
     assert (tmp_path / "ens.confusion_demo_test.png").is_file()
 
 

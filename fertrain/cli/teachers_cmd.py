@@ -99,7 +99,8 @@ def evaluate(
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over the lock a crashed "
                                             "command left on the run."),
 ) -> None:
-    """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split.
+    """Accuracy, macro-F1, per-class metrics, confusion matrix and calibration on a manifest split;
+    for an ENSEMBLE.json also each member's accuracy and how often the members agree.
 
     \b
     Example:
@@ -112,8 +113,10 @@ def evaluate(
     scaled = r["calibration"]["scaled"]
     if note := tta_mismatch_note(target, r["temperature_tta"], tta):
         console.print(note, soft_wrap=True)
+    members = {"members": r["members"]} if "members" in r else {}  # an ensemble: how its members agree
     console.print(json.dumps({**{k: r[k] for k in ("n", "accuracy", "macro_f1")}, "ece": scaled["ece"],
-                              "ece_noise_floor": scaled["ece_floor"]["mean"], "written": r["written"]}, indent=2))
+                              "ece_noise_floor": scaled["ece_floor"]["mean"], **members, "written": r["written"]},
+                             indent=2))  # fmt: skip
 
 
 def export_softlabels(

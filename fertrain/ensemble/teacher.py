@@ -67,16 +67,33 @@ class Teacher:
         logits, _ = self.logits_of(image_faces(faces), device=device, batch_size=batch_size, workers=0, tta=tta)
         return self.calibrated_probs(logits)
 
+    def member_logits(self, manifest: Manifest, rows: pd.DataFrame, *, device: torch.device, batch_size: int = 256,
+                      workers: int = 4, tta: str = "none") -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
+        """Each member's own raw logits of manifest `rows` (one array for a run); `fused` combines them."""
+        return self.member_logits_of(manifest_faces(manifest, rows), device=device, batch_size=batch_size,
+                                     workers=workers, tta=tta)  # fmt: skip
+
     def logits_of(self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
                   tta: str = "none",
                   on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        member_logits, labels = self.member_logits_of(faces, device=device, batch_size=batch_size, workers=workers,
+                                                      tta=tta, on_batch=on_batch)  # fmt: skip
+        return self.fused(member_logits), labels
+
+    def member_logits_of(self, faces: FaceSource, *, device: torch.device, batch_size: int = 256, workers: int = 4,
+                         tta: str = "none", on_batch: Callable[[int], None] | None = None,
+                         ) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
         outs = [m.logits(faces, device=device, batch_size=batch_size, workers=workers, tta=tta,
                          on_batch=on_batch) for m in self.members]  # fmt: skip
-        labels = outs[0][1]
+        return [logits for logits, _ in outs], outs[0][1]
+
+    def fused(self, member_logits: list[np.ndarray]) -> np.ndarray:
+        """The teacher's logits from its members' raw ones: a run's as they are, an ensemble's fused
+        log-probabilities (each member at its own temperature, then the weights)."""
         if not self.is_ensemble:
-            return outs[0][0], labels
-        probs = [member_probs(lg, m.temperature) for (lg, _), m in zip(outs, self.members, strict=True)]
-        return fuse(probs, self.weights, self.fusion_t), labels
+            return member_logits[0]
+        probs = [member_probs(lg, m.temperature) for lg, m in zip(member_logits, self.members, strict=True)]
+        return fuse(probs, self.weights, self.fusion_t)
 
     def posthoc_temperatures(self) -> dict:
         """{tta: temperature} that earlier `fertrain calibrate` calls fitted for this teacher (each

@@ -11,6 +11,7 @@ from fertrain.calibration import calibration_report
 from fertrain.engine.device import resolve_device
 from fertrain.engine.evaluate import classification_metrics
 from fertrain.ensemble import load_teacher
+from fertrain.ensemble.agreement import member_agreement
 from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
@@ -21,7 +22,8 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
                      batch_size: int = 256, workers: int = 4, tta: str = "none",
                      recover_stale: bool = False) -> dict:  # fmt: skip
     """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
-    teacher's temperature) and the same per source; JSON + confusion PNG next to the target."""
+    teacher's temperature) and the same per source, and for an ensemble how its members agree
+    (`member_agreement`); JSON + confusion PNG next to the target."""
     target, manifest_path = Path(target), Path(manifest_path)
     teacher = load_teacher(target, tta)
     teacher.check_writable(recover_stale)
@@ -29,8 +31,9 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
     rows = filter_rows(manifest.df, SourceFilter(splits=[split])).reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{manifest_path}: no rows in split {split!r}")
-    logits, labels = teacher.logits(manifest, rows, device=resolve_device(device), batch_size=batch_size,
-                                    workers=workers, tta=tta)  # fmt: skip
+    member_logits, labels = teacher.member_logits(manifest, rows, device=resolve_device(device),
+                                                  batch_size=batch_size, workers=workers, tta=tta)  # fmt: skip
+    logits = teacher.fused(member_logits)
     result = {
         "teacher": teacher.describe(), "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
         "split": split, "tta": tta, "temperature_tta": teacher.temperature_tta,
@@ -40,6 +43,8 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
         "by_source": {src: classification_metrics(logits[mask], labels[mask])
                       for src in sorted(rows["source"].unique()) for mask in [(rows["source"] == src).to_numpy()]},
     }  # fmt: skip
+    if teacher.is_ensemble:
+        result["members"] = member_agreement(member_logits, labels)
     stem = f"{manifest_path.name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
     json_out, png_out = teacher.report_path(f"evaluation_{stem}.json"), teacher.report_path(f"confusion_{stem}.png")
     title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
