@@ -108,6 +108,27 @@ class FirstEpochBest(TeacherTrainer):
         return {**val, "macro_f1": 1.0 - 0.1 * self.epoch} if dataset is self.val_set else val
 
 
+class EveryEpochBest(TeacherTrainer):
+    """Selection sees a validation macro-F1 that rises every epoch, so best.pt is saved every epoch."""
+
+    def evaluate(self, dataset, module=None):
+        val = super().evaluate(dataset, module)
+        return {**val, "macro_f1": 0.1 * self.epoch} if dataset is self.val_set else val
+
+
+def test_training_never_replaces_a_post_hoc_calibration_however_it_is_written(lowres_manifest, tmp_path):
+    out = tmp_path / "calibrated"
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2))
+    run_training(EveryEpochBest, cfg, out, show_progress=False, until_epoch=1)
+    assert "posthoc" not in json.loads((out / "calibration.json").read_text())  # the trainer's report
+    # `fertrain calibrate` fitted one meanwhile, written compactly (by hand or another tool)
+    posthoc = json.dumps({"posthoc": True, "temperature": 0.8, "tta": "ten"}, separators=(",", ":"))
+    (out / "calibration.json").write_text(posthoc)
+    resumed = run_training(EveryEpochBest, cfg, out, show_progress=False)
+    assert resumed.complete and load_checkpoint(out / "best.pt")["epoch"] == 2  # best.pt was saved again
+    assert (out / "calibration.json").read_text() == posthoc
+
+
 def test_training_calibration_and_summary_describe_best_pt_not_the_last_epoch(lowres_manifest, tmp_path):
     out = tmp_path / "first_best"
     result = run_training(FirstEpochBest, resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=3)), out,

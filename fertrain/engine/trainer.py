@@ -68,6 +68,7 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter
 from fertrain.models import FerNet, normalization_of
+from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
@@ -678,10 +679,9 @@ class Trainer:
     def write_training_calibration(self, weights: str, calibration: dict) -> None:
         """calibration.json describes what best.pt serves (its temperature travels in best.pt), so
         it is written with best.pt, not after every evaluation; a post-hoc one is never replaced."""
-        path = self.out / "calibration.json"
-        if not (path.is_file() and '"posthoc": true' in path.read_text(encoding="utf-8")):
-            atomic_write_json(path, {"epoch": self.epoch + 1, "split": self.cfg.val_split, "weights": weights,
-                                     **calibration})  # fmt: skip
+        if not posthoc_temperatures(self.out)[1]:  # the reader serving uses: what `fertrain calibrate` fitted
+            atomic_write_json(self.out / CALIBRATION, {"epoch": self.epoch + 1, "split": self.cfg.val_split,
+                                                       "weights": weights, **calibration})  # fmt: skip
 
     def record(self, train: dict) -> tuple[dict, dict | None, list[str]]:
         rec = {"epoch": self.epoch + 1, "global_step": self.global_step, **self.epoch_info(), **train,

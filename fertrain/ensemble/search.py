@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fertrain.engine.device import resolve_device
-from fertrain.ensemble.fusion import member_probs, search_weights
+from fertrain.ensemble.fusion import search_weights
 from fertrain.ensemble.predictor import RunPredictor
 from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.ensemble.teacher import Teacher, parse_member, write_ensemble
@@ -43,8 +43,8 @@ def build_ensemble(members: list[str], out: str | Path, *, fusion_t: float = 1.0
         raise ConfigError(f"{manifest} [{split}]: no rows to search on (excluded {excluded:,} training faces)")
     dev = resolve_device(device)
     member_logits, labels = probe.member_logits(m, rows, device=dev, workers=workers)
-    probs = [member_probs(lg, p.temperature) for lg, p in zip(member_logits, predictors, strict=True)]
-    weights, table = search_weights(probs, labels, objective=objective, step=step, fusion_t=fusion_t)
+    weights, table = search_weights(probe.member_probs(member_logits), labels, objective=objective, step=step,
+                                    fusion_t=fusion_t)  # fmt: skip
     best = max(table, key=lambda r: r.get(objective, float("-inf")) * (1 if objective == "macro_f1" else -1))
     write_ensemble(out, runs, weights, fusion_t=fusion_t,
                    search={"objective": objective, "step": step, "manifest": str(manifest), "split": split,

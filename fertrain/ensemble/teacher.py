@@ -92,8 +92,11 @@ class Teacher:
         log-probabilities (each member at its own temperature, then the weights)."""
         if not self.is_ensemble:
             return member_logits[0]
-        probs = [member_probs(lg, m.temperature) for lg, m in zip(member_logits, self.members, strict=True)]
-        return fuse(probs, self.weights, self.fusion_t)
+        return fuse(self.member_probs(member_logits), self.weights, self.fusion_t)
+
+    def member_probs(self, member_logits: list[np.ndarray]) -> list[np.ndarray]:
+        """Each member's calibrated probabilities (at its own temperature): what fusion weighs."""
+        return [member_probs(lg, m.temperature) for lg, m in zip(member_logits, self.members, strict=True)]
 
     def posthoc_temperatures(self) -> dict:
         """{tta: temperature} that earlier `fertrain calibrate` calls fitted for this teacher (each
