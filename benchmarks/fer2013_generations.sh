@@ -2,7 +2,7 @@
 # Three generations of fer_vgg on FER2013, each distilled online from an ensemble of the last:
 #   1. the four fer_vgg teacher variants and their equal-weight ensemble ens_four.json (fer2013_ens_four.sh);
 #   2. students of ens_four.json with fertrain/configs/fer2013_student_vgg_ensemble.yaml, one per seed in
-#      SEEDS (1337 2 3), and their equal-weight ensemble ens_born.json (fer2013_born_again.sh);
+#      SEEDS (1337 2 3; two or more), and their equal-weight ensemble ens_born.json (fer2013_born_again.sh);
 #   3. students of ens_born.json with the same config, one per seed in GEN3_SEEDS (1337 2), and their
 #      ensemble ens_gen3.json when there are two or more.
 # Every run and ensemble is evaluated on PublicTest single view and ten-crop (an ensemble's evaluation also
