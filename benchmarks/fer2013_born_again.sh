@@ -3,6 +3,8 @@
 # online from the four-variant fer_vgg ensemble (fer2013_ens_four.sh) with the ensemble-student
 # recipe fertrain/configs/fer2013_student_vgg_ensemble.yaml and their own flags on top, EPOCHS (250)
 # epochs each, evaluated single view and ten-crop; then the equal-weight ensemble of all of them.
+# FROM=ENSEMBLE.json distils from another ensemble instead (e.g. one of born-again networks: a next
+# generation), GENERATION=NAME writes OUT/NAME/ and OUT/ens_NAME.* instead of OUT/born_again/ and OUT/ens_born.*.
 # Re-running the same command resumes; training stops TIME_LIMIT_S after the start.
 # Usage: benchmarks/fer2013_born_again.sh MANIFEST OUT TIME_LIMIT_S NAME=FLAGS...
 #   benchmarks/fer2013_born_again.sh fer2013.parquet out 560 fres="--backbone fer_resnet18"
@@ -16,9 +18,11 @@ here=$(dirname "$0")
 [ "$(left)" -gt 60 ] || exit 0
 bash "$here/fer2013_ens_four.sh" "$manifest" "$out" "$(left)" || exit 0
 [ "$(left)" -gt 60 ] || exit 0
-runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--teacher $out/ens_${ENS:-four}.json ${spec#*=}"); done
+teacher=${FROM:-$out/ens_${ENS:-four}.json}
+runs_dir=$out/${GENERATION:-born_again}; ens=${GENERATION:-born}
+runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--teacher $teacher ${spec#*=}"); done
 COMMAND=student CONFIG=fertrain/configs/fer2013_student_vgg_ensemble.yaml TTA="none ten" \
-    bash "$here/fer2013_runs.sh" "$manifest" "$out/born_again" "${EPOCHS:-250}" "$(left)" "${runs[@]}"
-dirs=(); for spec in "$@"; do finished "$out/born_again/${spec%%=*}" || exit 0; dirs+=("$out/born_again/${spec%%=*}"); done
-[ "${#dirs[@]}" -lt 2 ] || [ -f "$out/ens_born.evaluation_fer2013_val_tta-ten.json" ] ||
-  bash "$here/fer2013_ensemble.sh" "$manifest" "$out" born "${dirs[@]}"
+    bash "$here/fer2013_runs.sh" "$manifest" "$runs_dir" "${EPOCHS:-250}" "$(left)" "${runs[@]}"
+dirs=(); for spec in "$@"; do finished "$runs_dir/${spec%%=*}" || exit 0; dirs+=("$runs_dir/${spec%%=*}"); done
+[ "${#dirs[@]}" -lt 2 ] || [ -f "$out/ens_$ens.evaluation_fer2013_val_tta-ten.json" ] ||
+  bash "$here/fer2013_ensemble.sh" "$manifest" "$out" "$ens" "${dirs[@]}"
