@@ -113,6 +113,35 @@ def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(
     assert len(list((root / "teachers").glob("B.replaced-*"))) == 1  # nothing deleted
 
 
+def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan_runs_again(tmp_path, capsys):
+    """Calibrating an ensemble rewrites its JSON (the temperature goes in): the ensemble stage and the
+    calibration stage finished with that JSON, so a second run skips both instead of refusing them."""
+    plan = _plan(tmp_path, epochs_a=1)
+    raw = yaml.safe_load(plan.read_text())
+    raw["stages"] += [
+        {"name": "ens", "kind": "ensemble", "members": {"A": 1, "B": 1}},
+        {"name": "cal", "kind": "calibrate", "target": "ens", "manifest": "demo", "options": {"exclude_overlap": True}},
+        {"name": "eval", "kind": "evaluate", "target": "ens", "manifest": "demo", "split": "val",
+         "options": {"tta": "ten"}, "after": ["cal"]},
+        {"name": "eval_A", "kind": "evaluate", "target": "A", "manifest": "demo", "split": "val"},
+    ]  # fmt: skip
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = tmp_path / "root"
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0, text
+    ens = json.loads((root / "ensembles" / "ens.json").read_text())
+    assert ens["temperatures"]["none"] == ens["temperature"] != 1.0  # calibrated in place
+    report = json.loads((root / "ensembles" / "ens.evaluation_demo_val_tta-ten.json").read_text())
+    assert report["tta"] == "ten" and report["split"] == "val" and len(report["members"]["accuracy"]) == 2
+    assert report["teacher"]["temperature"] == ens["temperature"]  # evaluated after the calibration
+    single = json.loads((root / "teachers" / "A" / "evaluation_demo_val.json").read_text())
+    assert single["tta"] == "none"
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0 and "nothing to do: every stage finished earlier" in text, text
+    code, text = run_cli(["pipeline", "status", plan], capsys)
+    assert f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}" in text
+
+
 def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_the_root_only(tmp_path):
     root = tmp_path / "outputs"
     done, busy, outside = root / "done", root / "busy", tmp_path / "elsewhere"
@@ -135,7 +164,7 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
     ("stages", "message"),
     [
         ([{"name": "m", "kind": "manifest", "sources": ["x=y"], "colour": 1}],
-         r"stage m: colour: unknown key\(s\) for a manifest stage"),
+         r"stage m: colour: unknown key\(s\) for manifest stages"),
         ([{"name": "m", "kind": "manifest", "sources": ["x=y"]},
           {"name": "B", "kind": "teacher", "manifest": "m", "options": {"stage": "B"}}],
          r"stage B: init_from: a Stage B teacher needs init_from: a Stage A teacher stage"),
@@ -143,6 +172,14 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
          r"stage a: is part of a cycle: a -> b -> a"),
         ([{"name": "s", "kind": "student", "manifest": "nope"}], r"stage s: refers to 'nope', which is not a stage"),
         ([{"name": "x", "kind": "bake"}], r"stages\[0\]: each stage needs a name and a kind"),
+        ([{"name": "m", "kind": "manifest", "sources": ["x=y"]}, {"name": "e", "kind": "evaluate", "target": "m"}],
+         r"stage e: manifest: evaluate stages need it"),
+        ([{"name": "m", "kind": "manifest", "sources": ["x=y"]},
+          {"name": "e", "kind": "evaluate", "target": "m", "manifest": "m"}],
+         r"stage e: target: 'm' is a manifest stage; expected a teacher, student or ensemble stage"),
+        ([{"name": "t", "kind": "teacher"},
+          {"name": "ens", "kind": "ensemble", "members": {"t": 1}, "calibrate": True}],
+         r"stage ens: calibrate: unknown key\(s\) for ensemble stages"),
     ],
 )  # fmt: skip
 def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):
@@ -155,7 +192,7 @@ def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):
 def test_shipped_plans_load_and_every_stage_command_parses(capsys):
     from fertrain.pipeline import argv_of
 
-    for name in ("demo.yaml", "two_stage_overnight.yaml"):
+    for name in ("demo.yaml", "two_stage_overnight.yaml", "fer2013_generations.yaml"):
         plan = load_plan(REPO / "runners" / "plans" / name)
         for variant in (plan, plan.smoke_plan()):
             for stage in variant.stages:

@@ -10,8 +10,10 @@ from rich.table import Table
 from fertrain.console import console
 
 app = typer.Typer(help="Run a plan of stages (manifest -> teachers -> calibrate -> ensemble -> soft labels -> "
-                  "students), each a normal run directory under the plan's root; re-running continues.\n\n\b\n"
+                  "students -> evaluate), each a normal fertrain command writing under the plan's root; re-running "
+                  "continues.\n\n\b\n"
                   "Examples:\n  fertrain pipeline run runners/plans/two_stage_overnight.yaml\n"
+                  "  FERTRAIN_DATA=../shared/datasets fertrain pipeline run runners/plans/fer2013_generations.yaml\n"
                   "  fertrain pipeline run runners/plans/demo.yaml --smoke\n"
                   "  fertrain pipeline status runners/plans/two_stage_overnight.yaml", no_args_is_help=True,
                   rich_markup_mode=None)  # fmt: skip
@@ -73,7 +75,8 @@ def status(
     plan = plan.smoke_plan() if smoke else plan
     plan = plan.with_root(root) if root else plan
     t = Table(title=f"{plan_file} ({plan.root})", title_justify="left")
-    for col in ("stage", "kind", "state", "epoch", "best", "wall"):
+    t.add_column("stage", no_wrap=True)
+    for col in ("kind", "state", "epoch", "best", "wall"):
         t.add_column(col, overflow="fold")
     for r in plan_status(plan):
         wall = f"{r['wall_sec'] / 60:.1f} min" if r["wall_sec"] is not None else ""

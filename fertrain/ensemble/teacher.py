@@ -31,6 +31,7 @@ from fertrain.manifests.io import Manifest
 from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import RunLockedError, StaleLockError, lock_state, read_lock, run_lock
 from fertrain.runs.lock import stale_reason
+from fertrain.runs.report_paths import report_path
 
 ENSEMBLE_FORMAT = "fertrain-ensemble-v1"
 
@@ -105,7 +106,7 @@ class Teacher:
 
     def report_path(self, name: str) -> Path:
         """Where a report about this teacher goes: inside a run directory, beside an ENSEMBLE.json."""
-        return self.path.with_name(f"{self.path.stem}.{name}") if self.is_ensemble else self.path / name
+        return report_path(self.path, name, ensemble=self.is_ensemble)
 
     def check_writable(self, recover_stale: bool = False) -> None:
         """Before the work: refuse at once a run directory another process holds, or one with a

@@ -9,6 +9,8 @@
       - {name: rn18_B, kind: teacher, manifest: data, init_from: rn18_A, options: {stage: B}}
       - {name: cal_B, kind: calibrate, target: rn18_B, manifest: data}
       - {name: ens, kind: ensemble, members: {rn18_B: 0.7, b3_B: 0.3}}
+      - {name: cal_ens, kind: calibrate, target: ens, manifest: data, options: {exclude_overlap: true}}
+      - {name: eval_ens, kind: evaluate, target: ens, manifest: data, split: val, options: {tta: ten}}
       - {name: soft, kind: softlabels, teacher: ens, manifest: data}
       - {name: student, kind: student, manifest: data, softlabels: soft, options: {loss: dkd}}
 
@@ -32,10 +34,12 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     "manifest": ({"recipe", "sources", "adapter_options", "dedup_exact", "dedup_near"}, set()),
     "teacher": ({"manifest", "config", "options", "init_from"}, {"manifest", "init_from"}),
     "calibrate": ({"target", "manifest", "split", "options"}, {"target", "manifest"}),
-    "ensemble": ({"members", "calibrate"}, set()),  # members: {stage: weight}
+    "ensemble": ({"members"}, set()),  # members: {stage: weight}
+    "evaluate": ({"target", "manifest", "split", "options"}, {"target", "manifest"}),
     "softlabels": ({"teacher", "manifest", "splits", "options"}, {"teacher", "manifest"}),
     "student": ({"manifest", "config", "options", "softlabels", "teacher"}, {"manifest", "softlabels", "teacher"}),
 }
+REQUIRED = {"calibrate": ("target",), "evaluate": ("target", "manifest")}
 COMMON_KEYS = {"name", "kind", "after"}
 PLAN_KEYS = {"root", "smoke", "stages"}
 TRAINING_KINDS = ("teacher", "student")
@@ -54,7 +58,7 @@ class Stage:
             "demo_data": root / self.name, "manifest": root / "manifests" / f"{self.name}.parquet",
             "teacher": root / "teachers" / self.name, "student": root / "students" / self.name,
             "calibrate": root / "calibration" / self.name, "softlabels": root / "softlabels" / f"{self.name}.parquet",
-            "ensemble": root / "ensembles" / f"{self.name}.json",
+            "ensemble": root / "ensembles" / f"{self.name}.json", "evaluate": root / "evaluations" / self.name,
         }[self.kind]  # fmt: skip
 
 
@@ -113,7 +117,7 @@ def load_plan(path: str | Path) -> Plan:
         allowed, refs = KINDS[kind]
         extra = sorted(set(item) - allowed - COMMON_KEYS)
         if extra:
-            raise _fail(path, f"{where}: {', '.join(extra)}", f"unknown key(s) for a {kind} stage; expected "
+            raise _fail(path, f"{where}: {', '.join(extra)}", f"unknown key(s) for {kind} stages; expected "
                         f"{', '.join(sorted(allowed | COMMON_KEYS))}")  # fmt: skip
         spec = {k: v for k, v in item.items() if k not in COMMON_KEYS}
         inputs = [str(spec[k]) for k in sorted(refs) if spec.get(k)]
@@ -121,6 +125,10 @@ def load_plan(path: str | Path) -> Plan:
             if not isinstance(spec.get("members"), dict) or not spec["members"]:
                 raise _fail(path, f"{where}: members", "expected a mapping {stage: weight}")
             inputs += [str(m) for m in spec["members"]]
+        missing = [k for k in REQUIRED.get(kind, ()) if not spec.get(k)]
+        if missing:
+            raise _fail(path, f"{where}: {', '.join(missing)}", f"{kind} stages need it (target: the stage to work "
+                        "on, manifest: the manifest stage whose rows it reads)")  # fmt: skip
         after = item.get("after") or []
         inputs += [str(a) for a in ([after] if isinstance(after, str) else after)]
         stages.append(Stage(name, kind, spec, list(dict.fromkeys(inputs))))
@@ -167,6 +175,10 @@ def _check_references(path: Path, stages: list[Stage]) -> None:
         late = [r for r in s.inputs if order[r] > order[s.name]]
         if late:
             raise _fail(path, f"stage {s.name}", f"needs {', '.join(late)}, listed after it; list stages in order")
+        target = s.spec.get("target")
+        if target and names[target].kind not in ("teacher", "student", "ensemble"):
+            raise _fail(path, f"stage {s.name}: target", f"{target!r} is a {names[target].kind} stage; expected a "
+                        "teacher, student or ensemble stage")  # fmt: skip
         if s.kind == "teacher" and teacher_stage(s) == "B":
             init = s.spec.get("init_from")
             if not init or names[init].kind != "teacher":

@@ -30,6 +30,7 @@ from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
+from fertrain.runs.report_paths import evaluation_stem, report_path
 from fertrain.yaml_files import read_yaml_file
 
 STATE_FILE = "pipeline_state.json"
@@ -72,9 +73,14 @@ def flags(options: dict) -> list[str]:
 
 def output_of(plan: Plan, name: str) -> Path:
     stage = plan.stage(name)
-    if stage.kind == "calibrate":  # calibration is written into the target's run directory or next to its JSON
-        target = output_of(plan, stage.spec["target"])
-        return target.with_suffix(".calibration.json") if target.suffix == ".json" else target / "calibration.json"
+    if stage.kind in ("calibrate", "evaluate"):  # reports go into the target's run directory or beside its JSON
+        target = plan.stage(stage.spec["target"])
+        report = "calibration.json"
+        if stage.kind == "evaluate":
+            tta = str((stage.spec.get("options") or {}).get("tta", "none"))
+            manifest = output_of(plan, stage.spec["manifest"])
+            report = f"evaluation_{evaluation_stem(manifest, str(stage.spec.get('split', 'test')), tta)}.json"
+        return report_path(output_of(plan, target.name), report, ensemble=target.kind == "ensemble")
     return stage.output(plan.root)
 
 
@@ -102,6 +108,9 @@ def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
         return argv + flags(s.get("options") or {})
     if stage.kind == "calibrate":
         return ["calibrate", str(output_of(plan, s["target"])), *manifest, "--split", str(s.get("split", "val")),
+                *lock, *flags(s.get("options") or {})]  # fmt: skip
+    if stage.kind == "evaluate":
+        return ["evaluate", str(output_of(plan, s["target"])), *manifest, "--split", str(s.get("split", "test")),
                 *lock, *flags(s.get("options") or {})]  # fmt: skip
     if stage.kind == "ensemble":
         members = [a for m, w in s["members"].items() for a in ("--member", f"{output_of(plan, m)}:{w}")]
@@ -221,6 +230,13 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
             if not keep_going:
                 break
             continue
+        if stage.kind == "calibrate" and plan.stage(stage.spec["target"]).kind == "ensemble":
+            # calibrating an ensemble writes its temperature into the ensemble's JSON: that is the
+            # ensemble this stage finished with, and the one the ensemble stage now stands for
+            inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
+            target = state.get(stage.spec["target"])
+            if target and target.get("state") == "done":
+                target["output"] = inputs[stage.spec["target"]]
         state[stage.name] = {"state": "done", "argv": argv, "inputs": inputs,
                              "output": stamp(output_of(plan, stage.name)), "wall_sec": wall, "log": str(log),
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
@@ -247,6 +263,9 @@ def plan_status(plan: Plan) -> list[dict]:
                 row["best"] = f"macro-F1 {max(r['val_macro_f1'] for r in scored):.4f}"
             if row["state"] == "pending":
                 row["state"] = "partial (resumable)"
+        if stage.kind == "evaluate" and record.get("state") == "done":
+            report = json.loads(output_of(plan, stage.name).read_text(encoding="utf-8"))
+            row["best"] = f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
         rows.append(row)
     return rows
 

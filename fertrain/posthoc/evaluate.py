@@ -16,6 +16,7 @@ from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_confusion_matrix
+from fertrain.runs.report_paths import evaluation_stem
 
 
 def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = "test", *, device: str = "auto",
@@ -45,7 +46,7 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
     }  # fmt: skip
     if teacher.is_ensemble:
         result["members"] = member_agreement(member_logits, labels)
-    stem = f"{manifest_path.name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
+    stem = evaluation_stem(manifest_path, split, tta)
     json_out, png_out = teacher.report_path(f"evaluation_{stem}.json"), teacher.report_path(f"confusion_{stem}.png")
     title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
     with teacher.writing(recover_stale):

@@ -1,0 +1,18 @@
+"""Where the post-hoc reports about a teacher go (`fertrain calibrate`, `fertrain evaluate`): inside
+a run directory, beside an ENSEMBLE.json. Shared by the commands that write them and the pipeline
+that waits for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def report_path(target: str | Path, name: str, *, ensemble: bool) -> Path:
+    """RUN/NAME for a run directory, DIR/ENS.NAME for DIR/ENS.json."""
+    target = Path(target)
+    return target.with_name(f"{target.stem}.{name}") if ensemble else target / name
+
+
+def evaluation_stem(manifest: str | Path, split: str, tta: str) -> str:
+    """MANIFEST_SPLIT[_tta-TTA]: what tells one `fertrain evaluate` report of a teacher from another."""
+    return f"{Path(manifest).name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
