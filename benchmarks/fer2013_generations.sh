@@ -8,6 +8,8 @@
 # Every run and ensemble is evaluated on PublicTest single view and ten-crop (an ensemble's evaluation also
 # reports how its members agree). Re-running the same command resumes; training stops TIME_LIMIT_S after
 # the start.
+# The same commands one after another, as one fertrain command: runners/plans/fer2013_generations.yaml
+# (SEEDS="1337 2 3 4" GEN3_SEEDS="1337 2"). This script runs them side by side on the visible GPUs.
 # Usage: [SEEDS="1337 2 3"] [GEN3_SEEDS="1337 2"] benchmarks/fer2013_generations.sh MANIFEST OUT TIME_LIMIT_S
 # Writes OUT/teachers/, OUT/ens_four.*, OUT/born_again/sSEED/, OUT/ens_born.*, OUT/gen3/sSEED/, OUT/ens_gen3.*
 set -uo pipefail

@@ -263,8 +263,9 @@ def plan_status(plan: Plan) -> list[dict]:
                 row["best"] = f"macro-F1 {max(r['val_macro_f1'] for r in scored):.4f}"
             if row["state"] == "pending":
                 row["state"] = "partial (resumable)"
-        if stage.kind == "evaluate" and record.get("state") == "done":
-            report = json.loads(output_of(plan, stage.name).read_text(encoding="utf-8"))
+        report_file = output_of(plan, stage.name) if stage.kind == "evaluate" else None
+        if report_file and record.get("state") == "done" and report_file.is_file():
+            report = json.loads(report_file.read_text(encoding="utf-8"))
             row["best"] = f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
         rows.append(row)
     return rows
