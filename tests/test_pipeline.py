@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from fertrain.errors import ConfigError
-from fertrain.pipeline import load_plan
+from fertrain.pipeline import load_plan, plan_status
 from fertrain.runs import open_run
 
 from .clitools import run_cli
@@ -114,32 +114,41 @@ def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(
 
 
 def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan_runs_again(tmp_path, capsys):
-    """Calibrating an ensemble rewrites its JSON (the temperature goes in): the ensemble stage and the
-    calibration stage finished with that JSON, so a second run skips both instead of refusing them."""
+    """Calibrating an ensemble rewrites its JSON (the temperature goes in): the ensemble stage and its
+    calibration stages (one per TTA) finished with that JSON, so a second run skips them all instead of
+    refusing them."""
     plan = _plan(tmp_path, epochs_a=1)
     raw = yaml.safe_load(plan.read_text())
     raw["stages"] += [
         {"name": "ens", "kind": "ensemble", "members": {"A": 1, "B": 1}},
         {"name": "cal", "kind": "calibrate", "target": "ens", "manifest": "demo", "options": {"exclude_overlap": True}},
+        {"name": "cal_ten", "kind": "calibrate", "target": "ens", "manifest": "demo",
+         "options": {"exclude_overlap": True, "tta": "ten"}},
         {"name": "eval", "kind": "evaluate", "target": "ens", "manifest": "demo", "split": "val",
          "options": {"tta": "ten"}, "after": ["cal"]},
         {"name": "eval_A", "kind": "evaluate", "target": "A", "manifest": "demo", "split": "val"},
+        {"name": "cal_A", "kind": "calibrate", "target": "A", "manifest": "demo"},
+        {"name": "cal_A_ten", "kind": "calibrate", "target": "A", "manifest": "demo", "options": {"tta": "ten"}},
     ]  # fmt: skip
     plan.write_text(yaml.safe_dump(raw, sort_keys=False))
     root = tmp_path / "root"
     code, text = run_cli(["pipeline", "run", plan], capsys)
     assert code == 0, text
     ens = json.loads((root / "ensembles" / "ens.json").read_text())
-    assert ens["temperatures"]["none"] == ens["temperature"] != 1.0  # calibrated in place
+    assert set(ens["temperatures"]) == {"none", "ten"} and ens["temperature_tta"] == "ten"  # calibrated in place
+    assert ens["temperatures"]["ten"] == ens["temperature"] != 1.0
     report = json.loads((root / "ensembles" / "ens.evaluation_demo_val_tta-ten.json").read_text())
     assert report["tta"] == "ten" and report["split"] == "val" and len(report["members"]["accuracy"]) == 2
     assert report["teacher"]["temperature"] == ens["temperature"]  # evaluated after the calibration
     single = json.loads((root / "teachers" / "A" / "evaluation_demo_val.json").read_text())
     assert single["tta"] == "none"
+    calibration = json.loads((root / "teachers" / "A" / "calibration.json").read_text())
+    assert calibration["tta"] == "ten" and set(calibration["temperatures"]) == {"none", "ten"}
     code, text = run_cli(["pipeline", "run", plan], capsys)
     assert code == 0 and "nothing to do: every stage finished earlier" in text, text
-    code, text = run_cli(["pipeline", "status", plan], capsys)
-    assert f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}" in text
+    rows = {r["stage"]: r for r in plan_status(load_plan(plan))}
+    assert rows["eval"]["best"] == f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
+    assert rows["eval"]["state"] == rows["cal_ten"]["state"] == "done"
 
 
 def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_the_root_only(tmp_path):

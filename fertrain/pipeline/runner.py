@@ -230,13 +230,8 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
             if not keep_going:
                 break
             continue
-        if stage.kind == "calibrate" and plan.stage(stage.spec["target"]).kind == "ensemble":
-            # calibrating an ensemble writes its temperature into the ensemble's JSON: that is the
-            # ensemble this stage finished with, and the one the ensemble stage now stands for
-            inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
-            target = state.get(stage.spec["target"])
-            if target and target.get("state") == "done":
-                target["output"] = inputs[stage.spec["target"]]
+        if stage.kind == "calibrate":
+            inputs = _after_calibration(plan, stage, state, stamp, inputs)
         state[stage.name] = {"state": "done", "argv": argv, "inputs": inputs,
                              "output": stamp(output_of(plan, stage.name)), "wall_sec": wall, "log": str(log),
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
@@ -244,6 +239,27 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
         result.outcomes.append(StageOutcome(stage.name, "done", wall, log))
         echo(f"✓ {stage.name}: done in {wall:.0f} s")
     return result
+
+
+def _after_calibration(plan: Plan, stage: Stage, state: dict, stamp: Stamps, inputs: dict) -> dict:
+    """What a finished calibration changed on purpose, recorded as the plan's new normal: each
+    calibration of a target (one per --tta, all kept in its temperatures) rewrites the target's one
+    calibration report, and an ensemble's also its JSON (the temperature goes in). The stages that
+    made those files finished with them as they are now; returns this stage's inputs, stamped after."""
+    target = stage.spec["target"]
+    if plan.stage(target).kind == "ensemble":
+        inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
+    report = stamp(output_of(plan, stage.name))
+    for other in plan.stages:
+        record = state.get(other.name) or {}
+        if record.get("state") != "done":
+            continue
+        if other.name == target and plan.stage(target).kind == "ensemble":
+            record["output"] = inputs[target]
+        elif other.kind == "calibrate" and other.spec["target"] == target:
+            record["output"] = report
+            record["inputs"][target] = inputs[target]
+    return inputs
 
 
 def plan_status(plan: Plan) -> list[dict]:
