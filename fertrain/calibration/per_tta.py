@@ -6,6 +6,9 @@ ONNX models."""
 from __future__ import annotations
 
 Temperature = float | list[float]  # a scalar, or one per class
+# what `fertrain calibrate` writes into an ensemble's JSON: the rest of it (members, weights, fusion)
+# is the ensemble itself
+ENSEMBLE_POSTHOC_KEYS = ("temperature", "temperature_tta", "temperatures")
 
 
 def recorded_temperatures(by_tta: dict | None, latest_tta: str | None, latest: Temperature | None) -> dict:

@@ -52,14 +52,15 @@ class Stage:
     spec: dict[str, Any]
     inputs: list[str] = field(default_factory=list)  # upstream stage names, in order
 
-    def output(self, root: Path) -> Path:
-        """The file or run directory this stage writes."""
+    def output(self, root: Path) -> Path | None:
+        """The file or run directory this stage writes and owns; None for calibrate and evaluate, which
+        write reports beside their target (`fertrain.pipeline.runner.output_of`)."""
         return {
             "demo_data": root / self.name, "manifest": root / "manifests" / f"{self.name}.parquet",
             "teacher": root / "teachers" / self.name, "student": root / "students" / self.name,
-            "calibrate": root / "calibration" / self.name, "softlabels": root / "softlabels" / f"{self.name}.parquet",
-            "ensemble": root / "ensembles" / f"{self.name}.json", "evaluate": root / "evaluations" / self.name,
-        }[self.kind]  # fmt: skip
+            "softlabels": root / "softlabels" / f"{self.name}.parquet",
+            "ensemble": root / "ensembles" / f"{self.name}.json",
+        }.get(self.kind)  # fmt: skip
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
+from fertrain.calibration.per_tta import ENSEMBLE_POSTHOC_KEYS
 from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
@@ -71,6 +73,11 @@ def flags(options: dict) -> list[str]:
     return out
 
 
+def split_of(stage: Stage) -> str:
+    """The split a calibrate or evaluate stage reads: its `split`, else its command's default."""
+    return str(stage.spec.get("split") or {"calibrate": "val", "evaluate": "test"}[stage.kind])
+
+
 def output_of(plan: Plan, name: str) -> Path:
     stage = plan.stage(name)
     if stage.kind in ("calibrate", "evaluate"):  # reports go into the target's run directory or beside its JSON
@@ -79,7 +86,7 @@ def output_of(plan: Plan, name: str) -> Path:
         if stage.kind == "evaluate":
             tta = str((stage.spec.get("options") or {}).get("tta", "none"))
             manifest = output_of(plan, stage.spec["manifest"])
-            report = f"evaluation_{evaluation_stem(manifest, str(stage.spec.get('split', 'test')), tta)}.json"
+            report = f"evaluation_{evaluation_stem(manifest, split_of(stage), tta)}.json"
         return report_path(output_of(plan, target.name), report, ensemble=target.kind == "ensemble")
     return stage.output(plan.root)
 
@@ -107,10 +114,10 @@ def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
                 argv += [flag, str(output_of(plan, s[key]))]
         return argv + flags(s.get("options") or {})
     if stage.kind == "calibrate":
-        return ["calibrate", str(output_of(plan, s["target"])), *manifest, "--split", str(s.get("split", "val")),
+        return ["calibrate", str(output_of(plan, s["target"])), *manifest, "--split", split_of(stage),
                 *lock, *flags(s.get("options") or {})]  # fmt: skip
     if stage.kind == "evaluate":
-        return ["evaluate", str(output_of(plan, s["target"])), *manifest, "--split", str(s.get("split", "test")),
+        return ["evaluate", str(output_of(plan, s["target"])), *manifest, "--split", split_of(stage),
                 *lock, *flags(s.get("options") or {})]  # fmt: skip
     if stage.kind == "ensemble":
         members = [a for m, w in s["members"].items() for a in ("--member", f"{output_of(plan, m)}:{w}")]
@@ -143,6 +150,26 @@ class Stamps:
         if key not in self.known:
             self.known[key] = sha256_file(path)
         return self.known[key]
+
+
+def stage_stamp(plan: Plan, stage: Stage, stamp: Stamps) -> str | None:
+    """What identifies what `stage` made. Calibration adds to files other stages made, on purpose:
+    an ensemble is its members, weights and fusion, stamped without the temperatures `fertrain
+    calibrate` writes into its JSON (as a run is its best.pt, not its calibration.json); a
+    calibration is the temperature it fitted for its --tta, which the target's one calibration
+    report keeps beside those of other --tta."""
+    path = output_of(plan, stage.name)
+    if stage.kind not in ("ensemble", "calibrate"):
+        return stamp(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if stage.kind == "ensemble":
+        ensemble = {k: v for k, v in data.items() if k not in ENSEMBLE_POSTHOC_KEYS}
+        return hashlib.sha256(json.dumps(ensemble, sort_keys=True).encode()).hexdigest()
+    tta = str((stage.spec.get("options") or {}).get("tta", "none"))
+    fitted = (data.get("temperatures") or {}).get(tta)
+    return None if fitted is None else f"T[{tta}]={json.dumps(fitted)}"
 
 
 def load_state(root: Path) -> dict:
@@ -191,11 +218,11 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
             echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
             continue
         argv = argv_of(plan, stage, recover_stale)
-        inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
+        inputs = {i: stage_stamp(plan, plan.stage(i), stamp) for i in stage.inputs}
         record = state.get(stage.name)
         if record and record.get("state") == "done":
             same = record.get("inputs") == inputs and record.get("argv") == argv
-            if same and stamp(output_of(plan, stage.name)) == record.get("output"):
+            if same and stage_stamp(plan, stage, stamp) == record.get("output"):
                 result.outcomes.append(StageOutcome(stage.name, "skipped", record.get("wall_sec", 0.0)))
                 echo(f"✓ {stage.name}: finished earlier, skipped")
                 continue
@@ -205,7 +232,7 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
                 what = ", ".join(changed) or ("its options" if record.get("argv") != argv else "its output")
                 raise FertrainError(f"stage {stage.name} finished with other inputs ({what} changed since); "
                                     f"re-run it with --rerun {stage.name}, or restore them")  # fmt: skip
-            if out.exists():
+            if out is not None and out.exists():  # a report is rewritten in place (a calibration keeps the others)
                 aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
                 out.rename(aside)
                 echo(f"  {stage.name}: previous output moved to {aside}")
@@ -230,36 +257,13 @@ def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = Fals
             if not keep_going:
                 break
             continue
-        if stage.kind == "calibrate":
-            inputs = _after_calibration(plan, stage, state, stamp, inputs)
         state[stage.name] = {"state": "done", "argv": argv, "inputs": inputs,
-                             "output": stamp(output_of(plan, stage.name)), "wall_sec": wall, "log": str(log),
+                             "output": stage_stamp(plan, stage, stamp), "wall_sec": wall, "log": str(log),
                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
         atomic_write_json(root / STATE_FILE, state)
         result.outcomes.append(StageOutcome(stage.name, "done", wall, log))
         echo(f"✓ {stage.name}: done in {wall:.0f} s")
     return result
-
-
-def _after_calibration(plan: Plan, stage: Stage, state: dict, stamp: Stamps, inputs: dict) -> dict:
-    """What a finished calibration changed on purpose, recorded as the plan's new normal: each
-    calibration of a target (one per --tta, all kept in its temperatures) rewrites the target's one
-    calibration report, and an ensemble's also its JSON (the temperature goes in). The stages that
-    made those files finished with them as they are now; returns this stage's inputs, stamped after."""
-    target = stage.spec["target"]
-    if plan.stage(target).kind == "ensemble":
-        inputs = {i: stamp(output_of(plan, i)) for i in stage.inputs}
-    report = stamp(output_of(plan, stage.name))
-    for other in plan.stages:
-        record = state.get(other.name) or {}
-        if record.get("state") != "done":
-            continue
-        if other.name == target and plan.stage(target).kind == "ensemble":
-            record["output"] = inputs[target]
-        elif other.kind == "calibrate" and other.spec["target"] == target:
-            record["output"] = report
-            record["inputs"][target] = inputs[target]
-    return inputs
 
 
 def plan_status(plan: Plan) -> list[dict]:
