@@ -15,6 +15,8 @@ from timm.data.mixup import mixup_target
 
 from fertrain.cli.options import TTA_CHOICES
 from fertrain.data.augment import (
+    P_MAG,
+    P_OP,
     AugmentConfig,
     _resample,
     augment_batch,
@@ -23,6 +25,7 @@ from fertrain.data.augment import (
     step_generator,
 )
 from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets, mix_vector
+from fertrain.data.trivial_augment import MAX_SHEAR, OP_INDEX, OPS, apply_photometric
 from fertrain.engine.evaluate import TTA_MODES, tta_logits
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import ConfigError
@@ -190,6 +193,90 @@ def test_rotate_is_checked_in_degrees():
         augment_config({"rotate": 200})
 
 
+# --- TrivialAugment-style ops ------------------------------------------------------------------------------
+
+
+def _ops_batch(op: str, mags: list[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Faces on the 8-bit grid (as the augmentation's resample of a face gives them at scale 1), one
+    per magnitude, the last one flat (one grey value: the edge case of autocontrast and equalize)."""
+    faces, _ = _faces(len(mags), 24)
+    faces[-1] = 97
+    x = faces.float() / 255
+    return x, torch.full((len(mags),), float(OP_INDEX[op])), torch.tensor(mags)
+
+
+def torchvision_op(op: str, face: torch.Tensor, mag: float) -> torch.Tensor:
+    """torchvision's function for `op` at magnitude `mag` on one float face on the 8-bit grid."""
+    face_u8 = (face * 255).round().to(torch.uint8)
+    if op == "autocontrast":
+        return TF.autocontrast(face)
+    if op == "equalize":
+        return TF.equalize(face_u8).float() / 255
+    if op == "gamma":
+        return TF.adjust_gamma(face, 2.0**mag)
+    if op == "sharpness":
+        return TF.adjust_sharpness(face, 1 + 0.9 * mag)
+    if op == "posterize":
+        return TF.posterize(face_u8, 8 - min(int(abs(mag) * 5), 4)).float() / 255
+    return TF.solarize(face, 1 - abs(mag))
+
+
+@pytest.mark.parametrize("op", ["autocontrast", "equalize", "gamma", "sharpness", "posterize", "solarize"])
+def test_trivial_photometric_ops_match_torchvisions_function_on_each_image(op):
+    mags = [-1.0, -0.55, -0.1, 0.3, 0.8, 0.999, 0.6]
+    x, ops, m = _ops_batch(op, mags)
+    out = apply_photometric(x, ops, m)
+    for i, mag in enumerate(mags):
+        assert torch.allclose(out[i], torchvision_op(op, x[i], mag), atol=1e-5), (op, mag)
+    assert not torch.allclose(out[:-1], x[:-1], atol=1e-3)  # the op does something to real faces
+    assert torch.equal(apply_photometric(x, torch.zeros(len(mags)), m), x)  # identity
+
+
+def test_trivial_draws_one_op_per_image_uniformly_with_prob_and_leave_the_other_draws_as_they_were():
+    cpu = torch.device("cpu")
+    base = augment_config({"rotate": 10, "erasing": 0.5, "translate": 0.1})
+    p0 = augment_params(4096, base, step_generator(3, 5, cpu), cpu)
+    p1 = augment_params(4096, augment_config({**base.to_dict(), "trivial": 1}), step_generator(3, 5, cpu), cpu)
+    again = augment_params(4096, augment_config({**base.to_dict(), "trivial": 1}), step_generator(3, 5, cpu), cpu)
+    half = augment_params(4096, augment_config({**base.to_dict(), "trivial": 0.5}), step_generator(3, 5, cpu), cpu)
+    assert p0.shape[1] == 17 and p1.shape[1] == 19 and torch.equal(p1, again)
+    assert torch.equal(p0, p1[:, :17])  # every other draw as without trivial
+    counts = torch.bincount(p1[:, P_OP].long(), minlength=len(OPS))
+    assert len(counts) == len(OPS) and counts.min() > 4096 / len(OPS) * 0.8  # all ops, about equally often
+    assert -1 <= p1[:, P_MAG].min() < -0.99 and 0.99 < p1[:, P_MAG].max() <= 1
+    assert 0.5 + 0.5 / len(OPS) == pytest.approx((half[:, P_OP] == 0).float().mean().item(), abs=0.03)
+
+
+def test_trivial_with_every_image_on_identity_is_the_augmentation_without_it_bit_for_bit():
+    x, sizes = _faces()
+    cfg = AugmentConfig(rotate=15.0, translate=0.1, erasing=0.5, trivial=1.0)
+    params = augment_params(4, cfg, step_generator(1, 9, torch.device("cpu")), torch.device("cpu"))
+    plain = augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params[:, :17])
+    params[:, P_OP] = 0
+    assert torch.equal(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
+    params[:, P_OP] = OP_INDEX["equalize"]
+    assert not torch.allclose(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_trivial_shear_x_slants_a_vertical_bar_by_the_drawn_shear(sign):
+    x = torch.zeros(1, 3, 40, 40, dtype=torch.uint8)
+    x[:, :, :, 18:22] = 255  # a vertical bar through the middle
+    cfg = augment_config({"scale": [1, 1], "ratio": [1, 1], "hflip": 0, "brightness": 0, "contrast": 0,
+                          "saturation": 0, "erasing": 0, "trivial": 1})  # fmt: skip
+    params = augment_params(1, cfg, step_generator(0, 1, torch.device("cpu")), torch.device("cpu"))
+    params[0, P_OP], params[0, P_MAG] = OP_INDEX["shear_x"], sign * 0.5
+    out = augment_batch(x, torch.tensor([[40, 40]]), 40, cfg, (0.0,) * 3, (1.0,) * 3, params=params)[0, 0]
+    cols = torch.arange(40, dtype=torch.float32)
+    top = float((out[2] * cols).sum() / out[2].sum())
+    bottom = float((out[37] * cols).sum() / out[37].sum())
+    # output (u, v) samples (u + shx v, v): the bar sits at u = -shx v, v from -1 (top) to 1 (bottom)
+    assert top - bottom == pytest.approx(sign * 0.5 * MAX_SHEAR * 35, abs=1.0)
+    params[0, P_OP] = OP_INDEX["shear_y"]  # a vertical bar is unchanged by a vertical shear
+    still = augment_batch(x, torch.tensor([[40, 40]]), 40, cfg, (0.0,) * 3, (1.0,) * 3, params=params)[0, 0]
+    assert torch.allclose(still[5:35], x[0, 0, 5:35].float() / 255, atol=1e-4)
+
+
 # --- multi-crop test-time augmentation --------------------------------------------------------------------
 
 
@@ -262,15 +349,15 @@ def test_sgd_step_schedule_mixup_dropout_and_zoom_train_end_to_end_and_are_recor
                           "--opt", "sgd", "--lr", "0.05", "--weight-decay", "5e-4", "--warmup-epochs", "0",
                           "--sched", "step", "--decay-epochs", "2", "--decay-rate", "0.1", "--mixup", "0.2",
                           "--cutmix", "1.0", "--smoothing", "0.1", "--aug", "rotate=10", "--aug", "erasing=0",
-                          "--aug", "scale=[0.64,1.44]", "--aug", "translate=0.1", "--drop", "0.3",
-                          "--skip-onnx", "--output-dir", out, "-q"], capsys)  # fmt: skip
+                          "--aug", "scale=[0.64,1.44]", "--aug", "translate=0.1", "--aug", "trivial=1",
+                          "--drop", "0.3", "--skip-onnx", "--output-dir", out, "-q"], capsys)  # fmt: skip
     assert code == 0, text
     hist = json.loads((out / "history.json").read_text())
     assert [r["lr"] for r in hist] == pytest.approx([0.05, 0.05, 0.005])  # the last step of each epoch
     assert all(math.isfinite(r["train_loss"]) for r in hist)
     cfg = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
     assert cfg["opt"] == "sgd" and cfg["sched"] == "step" and cfg["mixup"] == 0.2
-    assert cfg["augment"] == {"rotate": 10, "erasing": 0, "scale": [0.64, 1.44], "translate": 0.1}
+    assert cfg["augment"] == {"rotate": 10, "erasing": 0, "scale": [0.64, 1.44], "translate": 0.1, "trivial": 1}
     assert cfg["drop"] == 0.3
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True, map_location="cpu")
     assert ckpt["optimizer"]["param_groups"][0]["nesterov"] is True  # timm's sgd is Nesterov momentum

@@ -57,8 +57,9 @@ COMMON: dict[str, Spec] = {
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),
     "clahe": opt(bool, "--clahe/--no-clahe", help="CLAHE clip 2.0 tile 8x8 (saved with the run)."),
     "augment": opt(list[str], "--aug", help="KEY=VALUE augmentation override (repeatable): rotate=10, "
-                   "scale=[0.8,1] (> 1 zooms out), translate=0.1, erasing=0.25, hflip, brightness, contrast, "
-                   "saturation, ratio."),
+                   "scale=[0.8,1] (> 1 zooms out), translate=0.1, erasing=0.25, trivial=1 (one TrivialAugment-style op "
+                   "per image: shear, autocontrast, equalize, gamma, sharpness, posterize, solarize), hflip, "
+                   "brightness, contrast, saturation, ratio."),
     "color": opt(str, "--color", help="rgb|grey|auto: grey models see colour photos as grey [auto: grey when the "
                  "training images are, or as the online --teacher]."),
     "select_metric": opt(str, "--select-metric", help="best.pt by val macro_f1|accuracy|auc [macro_f1]."),

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from fertrain.data.trivial_augment import apply_photometric, draw_ops, shear_of
 from fertrain.errors import ConfigError
 
 
@@ -29,6 +30,7 @@ class AugmentConfig:
     erasing_area: tuple[float, float] = (0.02, 0.2)
     rotate: float = 0.0  # random rotation, uniform in +-rotate degrees (0 = none)
     translate: float = 0.0  # random shift of the crop, uniform in +-translate of the face's size (0 = none)
+    trivial: float = 0.0  # probability of one TrivialAugment-style op per image (`trivial_augment`; 0 = none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,11 +76,12 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, cy, flip,
-              cos=None, sin=None) -> torch.Tensor:  # fmt: skip
+              cos=None, sin=None, shear=None) -> torch.Tensor:  # fmt: skip
     """One bilinear resample of each face's valid region (top-left h x w of the canvas) to out x out.
 
     (sx, sy) is the crop size and (cx, cy) its centre in the face's own [-1, 1] coordinates;
-    flip is +1 or -1; (cos, sin) of the crop's rotation about its centre (default: none). With
+    flip is +1 or -1; (cos, sin) of the crop's rotation about its centre (default: none); `shear`
+    (shx, shy) samples the output's (u, v) at (u + shx v, v + shy u) (default: none). With
     sx = sy = 1, cx = cy = 0 it is a plain resize of the face.
     """
     b, _, c, _ = x_uint8.shape
@@ -93,6 +96,14 @@ def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, 
         theta[:, 0, 1] = -sin * sy * rw
         theta[:, 1, 0] = sin * sx * flip * rh
         theta[:, 1, 1] = cos * sy * rh
+    if shear is not None:  # added terms only, so a zero shear leaves every other draw's matrix bit for bit
+        shx, shy = shear
+        if cos is None:
+            cos, sin = torch.ones_like(sx), torch.zeros_like(sx)
+        theta[:, 0, 0] = theta[:, 0, 0] - sin * sy * shy * rw
+        theta[:, 0, 1] = theta[:, 0, 1] + cos * sx * flip * shx * rw
+        theta[:, 1, 0] = theta[:, 1, 0] + cos * sy * shy * rh
+        theta[:, 1, 1] = theta[:, 1, 1] + sin * sx * flip * shx * rh
     theta[:, 0, 2] = cx * rw + rw - 1
     theta[:, 1, 2] = cy * rh + rh - 1
     grid = F.affine_grid(theta, [b, 3, out, out], align_corners=False)
@@ -154,10 +165,12 @@ def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, s
 P_SX, P_SY, P_CX, P_CY, P_FLIP, P_BRIGHT, P_CONTRAST, P_SAT, P_EH, P_EW, P_EY, P_EX, P_EON, P_ANGLE = range(14)
 N_UNIFORM = 14  # uniforms drawn per sample (one torch.rand call per batch)
 P_FILL = slice(N_UNIFORM, N_UNIFORM + 3)  # the erasing fill values
+P_OP, P_MAG = N_UNIFORM + 3, N_UNIFORM + 4  # with `trivial` only: the TrivialAugment op and its magnitude
 
 
 def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Every random draw of one batch in one (b, 17) tensor: 14 scalars + 3 erasing fill values.
+    """Every random draw of one batch in one (b, 17) tensor: 14 scalars + 3 erasing fill values
+    (+ the TrivialAugment op and magnitude with `trivial`: (b, 19)).
 
     Two kernel launches per batch instead of one per parameter.
     """
@@ -187,26 +200,35 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
     if cfg.translate:  # drawn after the others, so runs without it keep their draws
         shift = (torch.rand(b, 2, generator=g, device=device) * 2 - 1) * (2 * cfg.translate)  # [-1, 1] spans the face
         cols[2], cols[3] = cols[2] + shift[:, 0], cols[3] + shift[:, 1]
-    return torch.cat([torch.stack(cols, dim=1), fill], dim=1)
+    drawn = [torch.stack(cols, dim=1), fill]
+    if cfg.trivial:  # drawn last, for the same reason
+        u = torch.rand(b, 3, generator=g, device=device)
+        drawn.append(draw_ops(u[:, 0], u[:, 1], u[:, 2], cfg.trivial))
+    return torch.cat(drawn, dim=1)
 
 
 def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, out: int, consts: torch.Tensor,
                   ) -> torch.Tensor:  # fmt: skip
-    """The deterministic part: crop + rotation + flip + resize, colour jitter, normalize, erasing.
+    """The deterministic part: crop + rotation + shear + flip + resize, colour jitter, the
+    TrivialAugment op (when p has its columns), normalize, erasing.
 
     Pure tensor code with no random draws (p holds them), so torch.compile can fuse it.
     `consts` rows: mean, std, grey weights.
     """
     b = x_uint8.shape[0]
     angle = p[:, P_ANGLE]
+    trivial = p.shape[1] > P_OP
+    shear = shear_of(p[:, P_OP], p[:, P_MAG]) if trivial else None
     x = _resample(x_uint8, sizes, out, p[:, P_SX], p[:, P_SY], p[:, P_CX], p[:, P_CY], p[:, P_FLIP],
-                  torch.cos(angle), torch.sin(angle)) / 255.0  # fmt: skip
+                  torch.cos(angle), torch.sin(angle), shear) / 255.0  # fmt: skip
     mean, std, gray_w = (consts[i].view(1, 3, 1, 1) for i in range(3))
     x = x * p[:, P_BRIGHT].view(b, 1, 1, 1)
     mean_gray = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     x = (x - mean_gray) * p[:, P_CONTRAST].view(b, 1, 1, 1) + mean_gray
     gray = (x * gray_w).sum(1, keepdim=True)
     x = ((x - gray) * p[:, P_SAT].view(b, 1, 1, 1) + gray).clamp(0.0, 1.0)
+    if trivial:
+        x = apply_photometric(x, p[:, P_OP], p[:, P_MAG])
     x = (x - mean) / std
     eh = (p[:, P_EH] * out).clamp(1, out).view(b, 1, 1)
     ew = (p[:, P_EW] * out).clamp(1, out).view(b, 1, 1)
@@ -229,9 +251,10 @@ _compiled_apply = None
 
 def augment_params(rows: int, cfg: AugmentConfig, g: torch.Generator, device: torch.device,
                    draw: tuple[int, int] | None = None) -> torch.Tensor:  # fmt: skip
-    """The (rows, 17) parameters of one batch's augmentation. `draw` = (first, total): parameters
-    are drawn for `total` rows and rows first.. are kept (a torchrun rank's part of the global
-    batch, which then gets what one process training the whole batch would draw for it)."""
+    """The (rows, 17) parameters of one batch's augmentation ((rows, 19) with `trivial`). `draw` =
+    (first, total): parameters are drawn for `total` rows and rows first.. are kept (a torchrun
+    rank's part of the global batch, which then gets what one process training the whole batch
+    would draw for it)."""
     first, total = draw if draw is not None else (0, rows)
     p = sample_augment_params(total, cfg, g, device)[first : first + rows]
     if not cfg.erasing:
