@@ -4,9 +4,9 @@
 # sharing the GPUs) and their equal-weight ensemble OUT/ens_ENS.json (ENS: four), calibrated on the
 # 3,309 PublicTest faces without training duplicates and evaluated single view and ten-crop: the
 # teacher of the ensemble-distilled students. TEACHER_SEEDS gives each variant its own `--seed` (default: all
-# 1337, the recipe's); a variant with another seed is named NAME_sSEED. Re-running resumes; training
-# stops TIME_LIMIT_S after the start.
-# Usage: [TEACHER_SEEDS="2 3 4 5" ENS=four_seeded] benchmarks/fer2013_ens_four.sh MANIFEST OUT TIME_LIMIT_S
+# 1337, the recipe's); a variant with another seed is named NAME_sSEED. TEACHER_FLAGS go to every
+# variant (e.g. "--aug trivial=1"). Re-running resumes; training stops TIME_LIMIT_S after the start.
+# Usage: [TEACHER_SEEDS="2 3 4 5" ENS=four_seeded] [TEACHER_FLAGS=...] benchmarks/fer2013_ens_four.sh MANIFEST OUT TIME_LIMIT_S
 #   (writes OUT/teachers/, OUT/ens_ENS.*)
 set -uo pipefail
 manifest=$1; out=$2
@@ -22,7 +22,7 @@ flags=("--drop 0.3" "$zoom" "$zoom --drop 0.3" "$zoom --drop 0.3 --aug erasing=0
 specs=(); members=()
 for k in 0 1 2 3; do
   name=${teachers[k]}; [ "${seeds[k]}" = 1337 ] || name=${name}_s${seeds[k]}
-  specs+=("$name=${flags[k]} --seed ${seeds[k]}"); members+=("$out/teachers/$name")
+  specs+=("$name=${flags[k]} --seed ${seeds[k]} ${TEACHER_FLAGS:-}"); members+=("$out/teachers/$name")
 done
 mkdir -p "$out/teachers"
 CONFIG=fertrain/configs/fer2013_vgg.yaml TTA="none ten" bash "$here/fer2013_runs.sh" "$manifest" "$out/teachers" \
