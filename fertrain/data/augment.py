@@ -97,9 +97,9 @@ def _resample(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, sx, sy, cx, 
         theta[:, 1, 0] = sin * sx * flip * rh
         theta[:, 1, 1] = cos * sy * rh
     if shear is not None:  # added terms only, so a zero shear leaves every other draw's matrix bit for bit
-        shx, shy = shear
         if cos is None:
-            cos, sin = torch.ones_like(sx), torch.zeros_like(sx)
+            raise ValueError("_resample: a shear is applied with the crop's rotation (cos, sin)")
+        shx, shy = shear
         theta[:, 0, 0] = theta[:, 0, 0] - sin * sy * shy * rw
         theta[:, 0, 1] = theta[:, 0, 1] + cos * sx * flip * shx * rw
         theta[:, 1, 0] = theta[:, 1, 0] + cos * sy * shy * rh

@@ -15,9 +15,10 @@ gamma and sharpness; the others use |m|) and map to RandAugment's ranges:
     posterize          8 down to 4 bits
     solarize           pixels above 1 - |m| inverted
 
-Each photometric op matches the torchvision function of the same name on one image (tests
-check it), but runs on the whole batch at once with per-image magnitudes, inside the compiled
-augmentation and the CUDA graph: no host sync, no data-dependent shapes.
+Each photometric op matches its torchvision function (autocontrast, equalize, adjust_gamma,
+adjust_sharpness, posterize, solarize) on one image (tests check it), but runs on the whole
+batch at once with per-image magnitudes, inside the compiled augmentation and the CUDA graph:
+no host sync, no data-dependent shapes.
 """
 
 from __future__ import annotations
