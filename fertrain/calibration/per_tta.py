@@ -6,9 +6,15 @@ ONNX models."""
 from __future__ import annotations
 
 Temperature = float | list[float]  # a scalar, or one per class
-# what `fertrain calibrate` writes into an ensemble's JSON: the rest of it (members, weights, fusion)
-# is the ensemble itself
-ENSEMBLE_POSTHOC_KEYS = ("temperature", "temperature_tta", "temperatures")
+
+
+def ensemble_posthoc(temperature: Temperature, tta: str, temperatures: dict) -> dict:
+    """What `fertrain calibrate` writes into an ensemble's JSON: the latest fit, the --tta it was
+    fitted on and every --tta's fit. The rest of the JSON (members, weights, fusion) is the ensemble."""
+    return {"temperature": temperature, "temperature_tta": tta, "temperatures": temperatures}
+
+
+ENSEMBLE_POSTHOC_KEYS = tuple(ensemble_posthoc(1.0, "none", {}))
 
 
 def recorded_temperatures(by_tta: dict | None, latest_tta: str | None, latest: Temperature | None) -> dict:

@@ -78,15 +78,20 @@ def split_of(stage: Stage) -> str:
     return str(stage.spec.get("split") or {"calibrate": "val", "evaluate": "test"}[stage.kind])
 
 
+def tta_of(stage: Stage) -> str:
+    """The --tta of a calibrate or evaluate stage (its options' `tta`, else none): what names its report
+    (evaluate) or its entry in the target's calibration (calibrate)."""
+    return str((stage.spec.get("options") or {}).get("tta", "none"))
+
+
 def output_of(plan: Plan, name: str) -> Path:
     stage = plan.stage(name)
     if stage.kind in ("calibrate", "evaluate"):  # reports go into the target's run directory or beside its JSON
         target = plan.stage(stage.spec["target"])
         report = "calibration.json"
         if stage.kind == "evaluate":
-            tta = str((stage.spec.get("options") or {}).get("tta", "none"))
             manifest = output_of(plan, stage.spec["manifest"])
-            report = f"evaluation_{evaluation_stem(manifest, split_of(stage), tta)}.json"
+            report = f"evaluation_{evaluation_stem(manifest, split_of(stage), tta_of(stage))}.json"
         return report_path(output_of(plan, target.name), report, ensemble=target.kind == "ensemble")
     return stage.output(plan.root)
 
@@ -167,7 +172,7 @@ def stage_stamp(plan: Plan, stage: Stage, stamp: Stamps) -> str | None:
     if stage.kind == "ensemble":
         ensemble = {k: v for k, v in data.items() if k not in ENSEMBLE_POSTHOC_KEYS}
         return hashlib.sha256(json.dumps(ensemble, sort_keys=True).encode()).hexdigest()
-    tta = str((stage.spec.get("options") or {}).get("tta", "none"))
+    tta = tta_of(stage)
     fitted = (data.get("temperatures") or {}).get(tta)
     return None if fitted is None else f"T[{tta}]={json.dumps(fitted)}"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.metrics import calibration_report
+from fertrain.calibration.per_tta import ensemble_posthoc
 from fertrain.calibration.temperature import fit_per_class_temperature, fit_temperature
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble import load_teacher
@@ -73,11 +74,10 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
         "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
-    if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
-        atomic_write_json(teacher.path, dict(teacher.spec_json, temperature=temperature, temperature_tta=tta,
-                                             temperatures=temperatures))  # fmt: skip
     json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
     with teacher.writing(recover_stale):
+        if teacher.is_ensemble:  # an ensemble serves with its post-hoc T from its own JSON
+            atomic_write_json(teacher.path, {**teacher.spec_json, **ensemble_posthoc(temperature, tta, temperatures)})
         atomic_write_json(json_out, result)
         title = f"{teacher.path.name} on {Path(manifest).name} [{split}], n={len(rows)}"
         plot_reliability(before, after, png_out, title=title)
