@@ -350,7 +350,8 @@ def test_plateau_reductions_count_evaluations_without_gain_like_reduce_lr_on_pla
         assert 0.5 ** plateau_reductions(metrics[: i + 1], patience=2) == pytest.approx(opt.param_groups[0]["lr"])
 
 
-def test_sgd_step_schedule_mixup_dropout_and_zoom_train_end_to_end_and_are_recorded(lowres_manifest, tmp_path, capsys):
+def test_sgd_step_schedule_mixup_dropout_zoom_and_sam_train_end_to_end_and_are_recorded(lowres_manifest, tmp_path,
+                                                                                         capsys):
     out = tmp_path / "sgd"
     code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", "resnet10t", "--head", "linear",
                           "--img-size", "32", "--epochs", "3", "-b", "32", "-j", "0", "--device", "cpu",
@@ -358,7 +359,8 @@ def test_sgd_step_schedule_mixup_dropout_and_zoom_train_end_to_end_and_are_recor
                           "--sched", "step", "--decay-epochs", "2", "--decay-rate", "0.1", "--mixup", "0.2",
                           "--cutmix", "1.0", "--smoothing", "0.1", "--aug", "rotate=10", "--aug", "erasing=0",
                           "--aug", "scale=[0.64,1.44]", "--aug", "translate=0.1", "--aug", "trivial=1",
-                          "--drop", "0.3", "--skip-onnx", "--output-dir", out, "-q"], capsys)  # fmt: skip
+                          "--drop", "0.3", "--sam", "0.05", "--skip-onnx", "--output-dir", out, "-q"],
+                         capsys)  # fmt: skip
     assert code == 0, text
     hist = json.loads((out / "history.json").read_text())
     assert [r["lr"] for r in hist] == pytest.approx([0.05, 0.05, 0.005])  # the last step of each epoch
@@ -366,7 +368,7 @@ def test_sgd_step_schedule_mixup_dropout_and_zoom_train_end_to_end_and_are_recor
     cfg = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
     assert cfg["opt"] == "sgd" and cfg["sched"] == "step" and cfg["mixup"] == 0.2
     assert cfg["augment"] == {"rotate": 10, "erasing": 0, "scale": [0.64, 1.44], "translate": 0.1, "trivial": 1}
-    assert cfg["drop"] == 0.3
+    assert cfg["drop"] == 0.3 and cfg["sam"] == 0.05 and cfg["sam_adaptive"] is False
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True, map_location="cpu")
     assert ckpt["optimizer"]["param_groups"][0]["nesterov"] is True  # timm's sgd is Nesterov momentum
 

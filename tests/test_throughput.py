@@ -164,14 +164,16 @@ def test_cuda_graph_auto_stays_off_on_cpu_and_on_names_what_prevents_capture(dem
         train_student(cfg, show_progress=False)
 
 
-@pytest.mark.parametrize("signal", ["online", "offline"])
+@pytest.mark.parametrize("signal", ["online", "offline", "online-sam"])
 def test_graph_ready_student_step_trains_the_plain_steps_values(demo_pipeline, tmp_path, signal):
     """A student's graph-ready step (teachers' forward on the student's one augmentation draw, the
-    loss, progressive unfreezing as part of the graph's key, DKD's warm-up) trains exactly what
-    the plain step trains."""
+    loss, progressive unfreezing as part of the graph's key, DKD's warm-up; with --sam the second
+    pass on the same draw and teacher outputs) trains exactly what the plain step trains."""
     source = ({"teacher": str(next((demo_pipeline / "teachers").glob("*stageA*"))), "loss": "kd"}
-              if signal == "online" else
+              if signal.startswith("online") else
               {"softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "loss": "dkd"})  # fmt: skip
+    if signal == "online-sam":
+        source["sam"] = 0.05
 
     def run(mode: str):
         cfg = resolve_student_config({"manifest": str(demo_manifest(demo_pipeline)), "backbone": "resnet10t",

@@ -1,13 +1,13 @@
 """`fertrain bench train`: end-to-end training img/s vs the model-only ceiling, in one run.
 
-Both use the engine's own step code (`micro_step`, `forward_loss`, `optimizer_step` of a
-teacher trainer): model-only feeds synthetic normalized tensors already on the device;
-end-to-end feeds the real manifest through the training data path (the split held on the device,
-or uint8 decode in loader workers: --data-on-device) and the batched device augmentation. Their
-ratio says whether the GPU waits for the CPU. With --cuda-graph (auto: on CUDA) the end-to-end
-steps are the engine's graphed steps (`graphed_step`: the whole step replayed as one CUDA graph),
-as training runs them; model-only stays the plain eager step, the ceiling the issue measures
-against.
+Both use the engine's own step code (`micro_step`, `forward_backward`, `optimizer_step` of a
+teacher trainer; with `sam` in the config both take SAM's two passes): model-only feeds
+synthetic normalized tensors already on the device; end-to-end feeds the real manifest through
+the training data path (the split held on the device, or uint8 decode in loader workers:
+--data-on-device) and the batched device augmentation. Their ratio says whether the GPU waits
+for the CPU. With --cuda-graph (auto: on CUDA) the end-to-end steps are the engine's graphed
+steps (`graphed_step`: the whole step replayed as one CUDA graph), as training runs them;
+model-only stays the plain eager step, the ceiling the issue measures against.
 
 Under torchrun (`torchrun --nproc-per-node N -m fertrain bench train ...`) every rank runs the
 same steps on its own GPU with `-b` images, gradients averaged as in training (the engine's
@@ -75,8 +75,7 @@ def bench_train(manifest: str, *, backbone: str = "resnet18", img_size: int = 22
                 if i == warmup:
                     synchronize(dev)
                     t0 = time.perf_counter()
-                loss = tr.forward_loss(x, synthetic)["loss"]
-                tr.scaler.scale(loss).backward()
+                loss = tr.forward_backward(x, synthetic)["loss"]
                 tr.optimizer_step()
                 if (i + 1) % SYNC_EVERY == 0:
                     float(loss)

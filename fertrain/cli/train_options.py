@@ -40,6 +40,10 @@ COMMON: dict[str, Spec] = {
     "drop": opt(float, "--drop", help="Dropout rate on the pooled features before the classifier (timm's "
                 "drop_rate) [0]."),
     "clip_grad": opt(float, "--clip-grad", help="Clip the gradient norm [off]."),
+    "sam": opt(float, "--sam", help="Sharpness-aware minimization with this radius rho: two forward/backward "
+               "passes per step (about 2x the step time); 0.05 with SGD, ~1.0 with --sam-adaptive [0: off]."),
+    "sam_adaptive": opt(bool, "--sam-adaptive/--no-sam-adaptive", help="ASAM: the radius scales with each "
+                        "weight's size [off]."),
     "amp": opt(bool, "--amp/--no-amp", help="bf16 autocast (fp16 + scaler on older GPUs)."),
     "channels_last": opt(bool, "--channels-last/--no-channels-last", help="NHWC memory layout (faster on GPUs)."),
     "compile": opt(bool, "--compile/--no-compile", help="torch.compile the backbone."),

@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,6 +87,8 @@ class TrainConfig:
     momentum: float = 0.9  # SGD-family optimizers
     drop: float = 0.0  # dropout on the pooled features before the classifier (timm's --drop)
     clip_grad: float | None = None
+    sam: float = 0.0  # sharpness-aware minimization: the neighbourhood radius rho (0: off; engine/sam.py)
+    sam_adaptive: bool = False  # ASAM: the radius scales with each weight's size
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -124,7 +126,7 @@ class TrainConfig:
         "img_size": Range(8, 4096), "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE,
         "grad_accum_steps": AT_LEAST_ONE, "workers": Range(0, 256), "lr": POSITIVE, "min_lr": NON_NEGATIVE,
         "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "drop": Range(0, 1, closed_high=False),
-        "clip_grad": POSITIVE, "seed": Range(0, 2**31 - 1),
+        "clip_grad": POSITIVE, "sam": NON_NEGATIVE, "seed": Range(0, 2**31 - 1),
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
     }  # fmt: skip
@@ -143,6 +145,11 @@ class TrainConfig:
         """Cross-field checks; subclasses extend it (single values are checked by `check_value`)."""
         if self.min_lr > self.lr:
             raise ConfigError(f"--min-lr {self.min_lr:g} is larger than --lr {self.lr:g}")
+        if self.sam_adaptive and not self.sam:
+            raise ConfigError("--sam-adaptive scales the radius of --sam RHO: give --sam too (e.g. --sam 1.0)")
+        if self.sam and self.grad_accum_steps > 1:
+            raise ConfigError(f"--sam {self.sam:g} needs the whole batch's gradient for its ascent step: use "
+                              f"--grad-accum-steps 1 (got {self.grad_accum_steps})")  # fmt: skip
         if self.log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--log tensorboard needs the tensorboard package: pip install 'fertrain[tensorboard]'")
         from timm.optim import list_optimizers  # here, not at import: keeps `--help` fast
@@ -247,6 +254,12 @@ def load_yaml_config(path: str | Path, cls: type[TrainConfig]) -> dict[str, Any]
 
 def field_names(cls: type[TrainConfig]) -> set[str]:
     return {f.name for f in fields(cls)}
+
+
+def field_defaults(cls: type[TrainConfig]) -> dict[str, Any]:
+    """Each option's default: what a run recorded before the option existed was trained with
+    (an option is added with a default that keeps the earlier behaviour)."""
+    return {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(cls)}  # type: ignore[misc]
 
 
 MERGED_MAPPINGS = ("augment",)  # mapping options whose flags override single keys of the YAML's mapping

@@ -2,7 +2,8 @@
 
 The engine owns what every run needs: device, seeds and CPU threads; the manifest's splits and
 the uint8 data path with (seed, step)-deterministic device augmentation; AMP, channels-last,
-torch.compile, gradient accumulation and clipping, the optimizer step and model EMA; reading
+torch.compile, gradient accumulation and clipping, sharpness-aware minimization, the optimizer
+step and model EMA; reading
 the loss terms off the device every few steps (no per-step sync), stopping on a non-finite
 loss before anything is saved; evaluation with temperature scaling, EMA weights evaluated
 alongside the raw ones and the better one kept as best.pt; history, CSV and curves;
@@ -11,11 +12,13 @@ checkpoints with an exact mid-epoch resume and a config allowlist for resuming.
 A subclass says what differs through hooks:
     create_model()            the FerNet to train
     setup()                   anything built before the data (a teacher signal, a loss module)
+    training_input(batch, values)  the normalized images of the step; default: augmented(batch)
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
-    training_step(batch)      default: forward_loss(augmented(batch), batch)
-    graph_blockers() / graph_key() / step_values() / graph_training_step(batch, values)
-                              a step that can be captured as a CUDA graph: why it cannot, what it
-                              bakes in, its per-step host numbers, the step reading them
+    step_values()             the step's own host-drawn numbers (e.g. the mixup draw), handed to
+                              training_input as a device tensor
+    graph_blockers() / graph_key()   a step that can be captured as a CUDA graph: why it cannot,
+                              what it bakes in
+    trained_modules()         the modules whose buffers a training step updates (--sam keeps them)
     before_step()             set the LR of the coming optimizer step; return schedule values
     on_epoch_start()          e.g. unfreeze a phase; on_evaluated(metrics) e.g. a plateau scheduler
     extra_state() / restore_structure(ckpt) / restore_extra(ckpt)   what else a checkpoint holds
@@ -53,7 +56,7 @@ from fertrain.data import (
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
-from fertrain.engine.config import TrainConfig
+from fertrain.engine.config import TrainConfig, field_defaults
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything, synchronize
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.ema import ModelEma
@@ -63,6 +66,7 @@ from fertrain.engine.history import write_curves, write_history
 from fertrain.engine.loggers import make_logger
 from fertrain.engine.progress import epoch_progress
 from fertrain.engine.resume import RESUMABLE_KEYS, check_resume
+from fertrain.engine.sam import SharpnessAware
 from fertrain.engine.saver import CheckpointSaver, rng_state, set_rng_state
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
@@ -203,6 +207,7 @@ class Trainer:
         self.scheduler = self.create_scheduler()
         fp16 = cfg.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.sam = SharpnessAware(cfg.sam, adaptive=cfg.sam_adaptive) if cfg.sam > 0 else None
         self.ema = ModelEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
         self.step_graphs = self.create_step_graphs()
         self.saver = CheckpointSaver(self.out, cfg.checkpoint_hist)
@@ -261,15 +266,18 @@ class Trainer:
         """Before each optimizer step: set its LR; return the schedule values to record."""
         return {"lr": float(self.optimizer.param_groups[0]["lr"])}
 
-    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.forward_loss(self.augmented(batch), batch)
+    def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
+        """The normalized images the step trains on. `values`: the step's `step_values` as a device
+        tensor (None or empty when it has none); a graphed step reads them only from there (no
+        Python value that changes between steps may be baked in)."""
+        return self.augmented(batch)
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def graph_blockers(self) -> list[str]:
         """Why this trainer's step cannot be captured as a CUDA graph (empty: it can, through
-        graph_key / step_values / graph_training_step)."""
+        graph_key / step_values / training_input)."""
         return [f"a {self.kind} step (its per-step values are not device tensors)"]
 
     def graph_key(self):
@@ -278,13 +286,12 @@ class Trainer:
         return None
 
     def step_values(self) -> list[float]:
-        """The coming step's own host-drawn numbers, handed to `graph_training_step` on the device."""
+        """The coming step's own host-drawn numbers, handed to `training_input` on the device."""
         return []
 
-    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`training_step` reading its per-step numbers from `values` (no Python value that changes
-        between steps may be baked in)."""
-        raise NotImplementedError
+    def trained_modules(self) -> list[torch.nn.Module]:
+        """The modules a training step updates: their parameters with a gradient and their buffers."""
+        return [self.model]
 
     def train_record(self, means: dict[str, float]) -> dict:
         return {"train_loss": means.get("loss", math.nan), **{f"train_{k}": v for k, v in means.items() if k != "loss"}}
@@ -492,10 +499,24 @@ class Trainer:
                      self.global_step * accum + micro % accum)  # fmt: skip
 
     def micro_step(self, raw: tuple, micro: int) -> dict[str, torch.Tensor]:
-        """uint8 batch -> device -> training_step -> backward (scaled by the accumulation)."""
-        terms = self.training_step(self.device_batch(raw, micro))
-        self.scaler.scale(terms["loss"] / self.cfg.grad_accum_steps).backward()
+        """uint8 batch -> device -> training input -> forward and backward."""
+        values = self.step_values()  # none: nothing to copy to the device
+        values_t = torch.tensor(values, dtype=torch.float32).to(self.device, non_blocking=True) if values else None
+        batch = self.device_batch(raw, micro)
+        terms = self.forward_backward(self.training_input(batch, values_t), batch)
         return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
+
+    def forward_backward(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Loss terms at the current weights, gradients accumulated (scaled by the accumulation);
+        with --sam the gradients are replaced by those of a second pass on the same `x` at the
+        sharpness-aware weights (engine/sam.py)."""
+        terms = self.forward_loss(x, batch)
+        self.scaler.scale(terms["loss"] / self.cfg.grad_accum_steps).backward()
+        if self.sam is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            with self.sam.ascended(params, self.trained_modules()):
+                self.scaler.scale(self.forward_loss(x, batch)["loss"]).backward()
+        return terms
 
     def average_and_clip(self) -> None:
         """Gradients averaged over torchrun ranks, then clipped (--clip-grad)."""
@@ -547,12 +568,11 @@ class Trainer:
                                     lambda: self.optimizer.zero_grad(set_to_none=True))  # fmt: skip
 
     def graph_body(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What a captured step does: forward and loss, backward, gradient averaging and clipping,
-        the optimizer step with LRs read from `values`, the EMA update."""
+        """What a captured step does: forward and loss, backward (twice with --sam), gradient
+        averaging and clipping, the optimizer step with LRs read from `values`, the EMA update."""
         groups = self.optimizer.param_groups
         n_lr, n_ema = len(groups), int(self.ema is not None)
-        terms = self.graph_training_step(batch, values[n_lr + n_ema :])
-        terms["loss"].backward()
+        terms = self.forward_backward(self.training_input(batch, values[n_lr + n_ema :]), batch)
         self.average_and_clip()
         if self.device.type == "cuda":  # LRs as device tensors (fused kernels read them when replayed)
             kept = [dict(g) for g in groups]
@@ -780,7 +800,8 @@ def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: Tra
     if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("kind") != trainer_cls.kind:
         raise FertrainError(f"{path}: not a resumable fertrain {trainer_cls.kind} checkpoint (format "
                             f"{ckpt.get('format')!r}, kind {ckpt.get('kind')!r})")  # fmt: skip
-    saved = {**ckpt["config"], "nproc_per_node": ckpt.get("world_size", 1)}
+    # options added since the checkpoint was written count as their defaults, which keep the earlier behaviour
+    saved = {**field_defaults(type(cfg)), **ckpt["config"], "nproc_per_node": ckpt.get("world_size", 1)}
     return check_resume(saved, {**cfg.to_dict(), "nproc_per_node": world_size}, path, cfg.force,
                         trainer_cls.resumable)  # fmt: skip
 

@@ -119,13 +119,16 @@ class StudentTrainer(Trainer):
         self.loss.train()
         self.policy.on_train_mode(self.model)
 
-    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
         params = self.augment_params(batch)  # one draw: the teachers see the student's view at their sizes
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
                                         augment=self.augment, host_sizes=batch.host_sizes,
                                         autocast_cache=self.step_graphs is None)  # fmt: skip
-        return self.forward_loss(self.augmented(batch, params=params), batch)
+        return self.augmented(batch, params=params)
+
+    def trained_modules(self) -> list[torch.nn.Module]:
+        return [self.model, self.loss]  # a loss may hold trained weights and buffers (CRD's memory banks)
 
     # --- the step as a CUDA graph: the teachers' forward, the student's step and the loss ----
     def graph_blockers(self) -> list[str]:
@@ -133,12 +136,10 @@ class StudentTrainer(Trainer):
         return [] if name in GRAPHABLE_LOSSES else [f"--loss {name} (captured: {', '.join(GRAPHABLE_LOSSES)})"]
 
     def graph_key(self):
-        """The unfreezing phase (which parameters train) and DKD's warm-up factor (constant after it)."""
+        """The unfreezing phase (which parameters train) and DKD's warm-up factor (constant after it);
+        its step reads no per-step values."""
         ramp = self.loss.ramp(self.loss_epoch()) if isinstance(self.loss, DKDLoss) else None
         return ("phase", self.policy.phase, ramp)
-
-    def graph_training_step(self, batch: Batch, values: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.training_step(batch)  # device ops only; its host values are in graph_key
 
     def loss_epoch(self) -> float:
         return self.epoch + self.step_in_epoch / self.steps_per_epoch

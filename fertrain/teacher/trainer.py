@@ -78,13 +78,13 @@ class TeacherTrainer(Trainer):
         lr = set_lr_for_step(self.scheduler, self.global_step, self.lr_factor, c.min_lr)
         return {"lr": lr, "margin": self.margin}
 
-    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Augment, then mixup/cutmix with the batch's mirror (one draw per optimizer step)."""
-        values = self.step_values()  # no mixing: nothing to copy to the device
-        mix = torch.tensor(values, dtype=torch.float32).to(self.device, non_blocking=True) if values else None
-        return self.graph_training_step(batch, mix)
+    def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
+        """Augment, then mixup/cutmix with the batch's mirror (`values`: the step's one draw)."""
+        self.mix = values if self.cfg.mix.active else None
+        x = self.augmented(batch)
+        return x if self.mix is None else mix_images(x, self.mix)
 
-    # --- the same step as a CUDA graph: the mix is read from the device, the margin is the key ----
+    # --- the step as a CUDA graph: the mix is read from the device, the margin is the key ----
     def graph_blockers(self) -> list[str]:
         return []
 
@@ -96,11 +96,6 @@ class TeacherTrainer(Trainer):
         if not self.cfg.mix.active:
             return []
         return mix_vector(draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step))
-
-    def graph_training_step(self, batch: Batch, values: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        self.mix = values if self.cfg.mix.active else None
-        x = self.augmented(batch)
-        return self.forward_loss(x if self.mix is None else mix_images(x, self.mix), batch)
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():  # the ArcFace margin goes to each image's own label
