@@ -13,7 +13,9 @@ labels are noisy, as FER2013's are.
 Only device tensor maths, no host reads: a step with SAM can be captured as a CUDA graph. The
 second pass would move the batch-norm running statistics (and a loss's memory banks) a second
 time for the same batch: every buffer of the given modules is kept and put back, so the
-statistics are those of the weights the model is evaluated with.
+statistics are those of the weights the model is evaluated with. Under torchrun each process
+ascends along its own batch's gradient (the paper's m-sharpness); the second pass's gradients
+are averaged as usual.
 """
 
 from __future__ import annotations

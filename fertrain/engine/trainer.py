@@ -3,11 +3,10 @@
 The engine owns what every run needs: device, seeds and CPU threads; the manifest's splits and
 the uint8 data path with (seed, step)-deterministic device augmentation; AMP, channels-last,
 torch.compile, gradient accumulation and clipping, sharpness-aware minimization, the optimizer
-step and model EMA; reading
-the loss terms off the device every few steps (no per-step sync), stopping on a non-finite
-loss before anything is saved; evaluation with temperature scaling, EMA weights evaluated
-alongside the raw ones and the better one kept as best.pt; history, CSV and curves;
-checkpoints with an exact mid-epoch resume and a config allowlist for resuming.
+step and model EMA; reading the loss terms off the device every few steps (no per-step sync),
+stopping on a non-finite loss before anything is saved; evaluation with temperature scaling,
+EMA weights evaluated alongside the raw ones and the better one kept as best.pt; history, CSV
+and curves; checkpoints with an exact mid-epoch resume and a config allowlist for resuming.
 
 A subclass says what differs through hooks:
     create_model()            the FerNet to train
