@@ -25,6 +25,15 @@ def real_data(subpath: str) -> Path:
     return p
 
 
+def fer2013_train_faces(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n real FER2013 training faces (n x 48 x 48 uint8 grey) taking the seven class folders in
+    turn (the k-th face of each), and their class indices."""
+    classes = sorted(p for p in real_data("fer2013/train").iterdir() if p.is_dir())
+    labels = np.arange(n) % len(classes)
+    files = [sorted(classes[c].glob("*.jpg"))[i // len(classes)] for i, c in enumerate(labels)]
+    return np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]), labels
+
+
 def write_image(path: Path, seed: int, size: int = 24, color: bool = False) -> Path:
     """A small random-texture JPEG/PNG, unique per seed (so no accidental duplicates)."""
     rng = np.random.default_rng(seed)

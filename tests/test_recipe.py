@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import cv2
 import pytest
 import timm
 import torch
@@ -36,7 +35,7 @@ from fertrain.teacher import resolve_teacher_config, train_teacher
 from fertrain.teacher.losses import target_distribution, teacher_loss
 
 from .clitools import run_cli
-from .conftest import real_data
+from .conftest import fer2013_train_faces
 from .test_engine import tiny_teacher
 
 # --- mixup / cutmix ---------------------------------------------------------------------------------------
@@ -203,10 +202,7 @@ def _ops_batch(op: str, mags: list[float]) -> tuple[torch.Tensor, torch.Tensor, 
     magnitude, the second squeezed to grey levels 60-180 (most FER2013 faces already span 0-255, where
     autocontrast changes nothing), the last one made flat (one grey value: the edge case of
     autocontrast and equalize)."""
-    classes = sorted(p for p in real_data("fer2013/train").iterdir() if p.is_dir())
-    files = [sorted(classes[i % len(classes)].glob("*.jpg"))[i] for i in range(len(mags))]
-    grey = [torch.from_numpy(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)) for f in files]
-    faces = torch.stack(grey).unsqueeze(1).expand(-1, 3, -1, -1).clone()
+    faces = torch.from_numpy(fer2013_train_faces(len(mags))[0]).unsqueeze(1).expand(-1, 3, -1, -1).clone()
     faces[1] = (60 + faces[1].float() * 120 / 255).round().to(torch.uint8)  # a dim, low-contrast face
     faces[-1] = 97
     x = faces.float() / 255

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import cv2
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,16 +19,14 @@ from fertrain.runs import open_run
 from fertrain.runs.checkpoints import load_checkpoint, save_checkpoint
 from fertrain.teacher import TeacherTrainer, resolve_teacher_config, train_teacher
 
-from .conftest import real_data
+from .conftest import fer2013_train_faces
 from .test_engine import tiny_teacher
 
 
 def real_faces(n: int = 14) -> tuple[torch.Tensor, torch.Tensor]:
     """FER2013 training faces, two per class, normalized 48-px grey, with their labels."""
-    classes = sorted(p for p in real_data("fer2013/train").iterdir() if p.is_dir())
-    files = [(sorted(classes[i % 7].glob("*.jpg"))[i // 7], i % 7) for i in range(n)]
-    faces = [torch.from_numpy(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)).float() / 255 for f, _ in files]
-    return ((torch.stack(faces).unsqueeze(1) - 0.5) / 0.25), torch.tensor([label for _, label in files])
+    faces, labels = fer2013_train_faces(n)
+    return (torch.from_numpy(faces).float().unsqueeze(1) / 255 - 0.5) / 0.25, torch.from_numpy(labels)
 
 
 def small_cnn() -> nn.Module:
@@ -83,14 +80,23 @@ def test_sam_gradient_is_the_gradient_at_the_ascended_weights_and_weights_and_st
     assert float(torch.sqrt(sum((s**2).sum() for s in scaled))) == pytest.approx(rho, rel=1e-5)
 
 
-def test_a_non_finite_gradient_leaves_the_weights_where_they_are():
+def test_a_non_finite_gradient_is_skipped_by_the_loss_scaler_as_without_sam():
+    """An fp16 overflow in the first gradient: the second gradient is not finite either, so the
+    scaler skips the optimizer step and lowers its scale; the weights come back unchanged."""
     x, y = real_faces()
     model = small_cnn().train()
-    F.cross_entropy(model(x), y).backward()
-    model[0].weight.grad[0, 0, 0, 0] = float("inf")  # an fp16 overflow the loss scaler will skip
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     start = [p.detach().clone() for p in model.parameters()]
+    scaler.scale(F.cross_entropy(model(x), y)).backward()
+    model[0].weight.grad[0, 0, 0, 0] = float("inf")
     with SharpnessAware(0.05).ascended(model.parameters(), [model]):
-        assert all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), start, strict=True))
+        scaler.scale(F.cross_entropy(model(x), y)).backward()
+    assert not all(torch.isfinite(p.grad).all() for p in model.parameters())
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 512.0
+    assert all(torch.equal(p.detach(), w) for p, w in zip(model.parameters(), start, strict=True))
 
 
 def sam_trainer(manifest: Path, tmp: Path, **over) -> TeacherTrainer:

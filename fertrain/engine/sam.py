@@ -35,15 +35,15 @@ class SharpnessAware:
 
     @torch.no_grad()
     def perturbation(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
-        """e for each parameter from its current .grad; all zeros when the gradient is not finite
-        (an fp16 overflow: the loss scaler then skips the step as usual)."""
-        scales = [p.abs() + ASAM_ETA for p in params] if self.adaptive else [None] * len(params)
-        scaled = [p.grad if t is None else p.grad * t for p, t in zip(params, scales, strict=True)]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s.float()) for s in scaled]))
-        factor = torch.where(torch.isfinite(norm), self.rho / (norm + NORM_EPS), torch.zeros_like(norm))
-        # where the norm is not finite the factor is 0, and nan_to_num clears the inf * 0 entries
-        return [torch.nan_to_num((s if t is None else s * t) * factor.to(s.dtype), nan=0.0, posinf=0.0, neginf=0.0)
-                for s, t in zip(scaled, scales, strict=True)]  # fmt: skip
+        """e for each parameter from its current .grad, in a few multi-tensor kernels (as the EMA
+        update does), not a handful per parameter: this runs every step. A non-finite gradient (an
+        fp16 overflow) gives a non-finite e, so the second gradient is not finite either and the loss
+        scaler skips the step as it would have without SAM."""
+        grads = [p.grad for p in params]
+        scales = torch._foreach_add(torch._foreach_abs(params), ASAM_ETA) if self.adaptive else None
+        scaled = grads if scales is None else torch._foreach_mul(grads, scales)
+        factor = self.rho / (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled))) + NORM_EPS)
+        return torch._foreach_mul(scaled if scales is None else torch._foreach_mul(scaled, scales), factor)
 
     @contextmanager
     def ascended(self, params: Iterable[torch.Tensor], modules: Iterable[torch.nn.Module]) -> Iterator[None]:
@@ -55,14 +55,12 @@ class SharpnessAware:
         kept_buffers = [b.clone() for b in buffers]
         kept_weights = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, e in zip(params, self.perturbation(params), strict=True):
-                p.add_(e)
-                p.grad.zero_()
+            torch._foreach_add_(params, self.perturbation(params))
+            torch._foreach_zero_([p.grad for p in params])
         try:
             yield
         finally:
             with torch.no_grad():
-                for p, w in zip(params, kept_weights, strict=True):
-                    p.copy_(w)
-                for b, kept in zip(buffers, kept_buffers, strict=True):
-                    b.copy_(kept)
+                torch._foreach_copy_(params, kept_weights)
+                if buffers:
+                    torch._foreach_copy_(buffers, kept_buffers)

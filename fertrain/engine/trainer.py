@@ -511,7 +511,7 @@ class Trainer:
         sharpness-aware weights (engine/sam.py)."""
         terms = self.forward_loss(x, batch)
         self.scaler.scale(terms["loss"] / self.cfg.grad_accum_steps).backward()
-        if self.sam is not None:
+        if self.sam is not None:  # --sam needs --grad-accum-steps 1 (checked with the config)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             with self.sam.ascended(params, self.trained_modules()):
                 self.scaler.scale(self.forward_loss(x, batch)["loss"]).backward()
