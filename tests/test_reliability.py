@@ -148,6 +148,36 @@ def test_signal_stops_at_a_step_checkpoint_and_a_plain_rerun_resumes(lowres_mani
     assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in ref], rel=1e-6)
 
 
+CRASHING_COMMAND = """
+import ctypes, sys
+from fertrain import cli
+from fertrain.runs import run_lock
+
+@cli.app.command("crash-in-native-code")
+def crash_in_native_code(out: str) -> None:
+    with run_lock(out, command="a run about to die in native code"):
+        ctypes.string_at(0)  # a segfault, as a fault in CUDA or a compiled kernel would be
+
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_by_a_fatal_signal_says_where_and_leaves_a_recoverable_lock(tmp_path, capsys):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", CRASHING_COMMAND, "crash-in-native-code", str(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == -signal.SIGSEGV
+    # every thread's Python stack, down to the line that crashed, in the log
+    assert "Fatal Python error: Segmentation fault" in proc.stderr
+    assert 'line 9 in crash_in_native_code' in proc.stderr and "Current thread" in proc.stderr
+    assert (out / LOCK_NAME).is_file()  # nothing ran after the crash: the next command is told, not misled
+    with pytest.raises(FertrainError, match="stale lock"):
+        with run_lock(out):
+            pass
+    with run_lock(out, recover_stale=True) as payload:
+        assert payload["recovered_from"]["command"] == "a run about to die in native code"
+
+
 # --- 3. export onnx never writes into a run that is still training -----------------------------------
 
 

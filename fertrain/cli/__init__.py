@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 
@@ -70,11 +71,25 @@ def _root(
     """fertrain command line."""
 
 
+def enable_fatal_tracebacks() -> None:
+    """A process killed by a fatal signal (a segfault or abort in native code: CUDA, a compiled kernel,
+    a C extension) writes every thread's Python stack to stderr, the run's log, before it dies: without
+    it an overnight run that died there leaves only its stale lock, with no word of where it was."""
+    if faulthandler.is_enabled():  # PYTHONFAULTHANDLER, python -X faulthandler, pytest: already where asked
+        return
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced by an object without a descriptor
+        return
+    faulthandler.enable(all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors (bad flags and values included) become one red line and
     exit code 2, never a traceback; a stopped run says how to resume."""
     if "torch" not in sys.modules:  # OpenMP reads it when torch loads: idle threads sleep instead of spinning
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see engine.device.configure_cpu_threads)
+    enable_fatal_tracebacks()
     try:
         code = app(args=argv, prog_name="fertrain", standalone_mode=False)
         if isinstance(code, int) and code:
