@@ -10,12 +10,13 @@ from rich.table import Table
 
 from fertrain.cli.options import at_least, tta_mismatch_note, tta_option
 from fertrain.console import console
+from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT
 
 
 def calibrate(
     target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Held-out rows [the run's manifest]."),
-    split: str = typer.Option("val", help="Split to fit on (never the training split)."),
+    split: str = typer.Option(CALIBRATION_SPLIT, help="Split to fit on (never the training split)."),
     per_class: bool = typer.Option(False, "--per-class", help="Refine T per class where it lowers validation NLL."),
     exclude_overlap: bool = typer.Option(False, "--exclude-overlap",
                                          help="Drop faces identical to training faces instead of refusing."),
@@ -65,7 +66,7 @@ def ensemble(
     objective: str = typer.Option("macro_f1", help="macro_f1|nll for --search-weights."),
     step: float = typer.Option(0.05, help="Grid step of the weight search.", callback=at_least(0, strict=True, high=1)),
     manifest: Path | None = typer.Option(None, "--manifest", "-m", help="Rows for --search-weights."),
-    split: str = typer.Option("val"),
+    split: str = typer.Option(CALIBRATION_SPLIT),
     exclude_overlap: bool = typer.Option(False, "--exclude-overlap", help="--search-weights: drop rows that are "
                                          "members' training faces instead of refusing."),
     device: str = typer.Option("auto"),
@@ -92,7 +93,7 @@ def ensemble(
 def evaluate(
     target: Path = typer.Argument(..., help="Run directory or ENSEMBLE.json."),
     manifest: Path = typer.Option(..., "--manifest", "-m"),
-    split: str = typer.Option("test"),
+    split: str = typer.Option(EVALUATION_SPLIT),
     tta: str = tta_option(),
     device: str = typer.Option("auto"),
     workers: int = typer.Option(4, "--workers", "-j", callback=at_least(0)),

@@ -32,7 +32,7 @@ from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
-from fertrain.runs.report_paths import evaluation_stem, report_path
+from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, evaluation_stem, report_path
 from fertrain.yaml_files import read_yaml_file
 
 STATE_FILE = "pipeline_state.json"
@@ -75,7 +75,7 @@ def flags(options: dict) -> list[str]:
 
 def split_of(stage: Stage) -> str:
     """The split a calibrate or evaluate stage reads: its `split`, else its command's default."""
-    return str(stage.spec.get("split") or {"calibrate": "val", "evaluate": "test"}[stage.kind])
+    return str(stage.spec.get("split") or {"calibrate": CALIBRATION_SPLIT, "evaluate": EVALUATION_SPLIT}[stage.kind])
 
 
 def tta_of(stage: Stage) -> str:

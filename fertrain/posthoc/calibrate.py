@@ -20,9 +20,10 @@ from fertrain.ensemble.provenance import default_manifest, training_face_mask
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_reliability
+from fertrain.runs.report_paths import CALIBRATION_SPLIT
 
 
-def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = "val", *,
+def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = CALIBRATION_SPLIT, *,
                       per_class: bool = False, device: str = "auto", batch_size: int = 256, workers: int = 4,
                       n_bins: int = 15, reg: float = 0.1, exclude_overlap: bool = False, tta: str = "none",
                       recover_stale: bool = False) -> dict:  # fmt: skip

@@ -16,11 +16,11 @@ from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_confusion_matrix
-from fertrain.runs.report_paths import evaluation_stem
+from fertrain.runs.report_paths import EVALUATION_SPLIT, evaluation_stem
 
 
-def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = "test", *, device: str = "auto",
-                     batch_size: int = 256, workers: int = 4, tta: str = "none",
+def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = EVALUATION_SPLIT, *,
+                     device: str = "auto", batch_size: int = 256, workers: int = 4, tta: str = "none",
                      recover_stale: bool = False) -> dict:  # fmt: skip
     """Accuracy, macro-F1, per-class metrics, confusion matrix, calibration (raw and at the
     teacher's temperature) and the same per source, and for an ensemble how its members agree

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the split each post-hoc command reads unless told: temperatures are fitted on validation faces,
+# evaluations report the test split (the pipeline names the reports it waits for from these too)
+CALIBRATION_SPLIT = "val"
+EVALUATION_SPLIT = "test"
+
 
 def report_path(target: str | Path, name: str, *, ensemble: bool) -> Path:
     """RUN/NAME for a run directory, DIR/ENS.NAME for DIR/ENS.json."""
