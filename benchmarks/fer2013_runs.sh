@@ -3,8 +3,9 @@
 # at once, spread round-robin over the visible GPUs (several runs share a GPU when there are more
 # runs than GPUs: at 48-112 px one run leaves most of an H100/H200 idle). Every run starts from
 # CONFIG (default: the shipped teacher recipe fertrain/configs/fer2013_resnet18.yaml) with its own flags on top. Re-running the same
-# command resumes unfinished runs from their checkpoint_last.pt; each finished run is then evaluated
-# on PublicTest with every TTA mode in TTA ("none ten"), once.
+# command resumes unfinished runs from their checkpoint_last.pt (taking over the lock of a run that died
+# without releasing it: --recover-stale-lock refuses a holder that is still alive); each finished run is
+# then evaluated on PublicTest with every TTA mode in TTA ("none ten"), once.
 # Usage: benchmarks/fer2013_runs.sh MANIFEST OUT EPOCHS TIME_LIMIT_S NAME=FLAGS...
 #   benchmarks/fer2013_runs.sh fer2013.parquet out 120 560 vgg48="--backbone fer_vgg --img-size 48" \
 #       recipe=""
@@ -28,7 +29,7 @@ for spec in "$@"; do
   if ! finished "$out/$name"; then
     # shellcheck disable=SC2086  # the flags are words
     on_gpu $i timeout -s INT "$limit" python3 -m fertrain "$command" --config "$cfg" --manifest "$manifest" \
-        --epochs "$epochs" $flags --output-dir "$out/$name" --skip-onnx -q >> "$out/$name.log" 2>&1 &
+        --epochs "$epochs" $flags --output-dir "$out/$name" --skip-onnx -q --recover-stale-lock >> "$out/$name.log" 2>&1 &
   fi
   i=$((i + 1))
 done
