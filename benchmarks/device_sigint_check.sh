@@ -16,8 +16,8 @@ for k in 0 1 2 3; do  # four 2-epoch teachers and their ensemble, as the online 
 done
 wait
 python3 -m fertrain ensemble --member "$out/t0:1" --member "$out/t1:1" --member "$out/t2:1" --member "$out/t3:1" \
-    --out "$out/ens.json" > /dev/null
-python3 -m fertrain calibrate "$out/ens.json" --manifest "$m" --split val --exclude-overlap -j 8 > /dev/null 2>&1
+    --out "$out/ens.json" > "$out/ens.log" 2>&1
+python3 -m fertrain calibrate "$out/ens.json" --manifest "$m" --split val --exclude-overlap -j 8 >> "$out/ens.log" 2>&1
 start() {  # NAME CMD...: CMD under timeout -s INT 75, in the background
   local name=$1; shift
   timeout -s INT 75 python3 -m fertrain "$@" --output-dir "$out/$name" --skip-onnx -q > "$out/$name.log" 2>&1 &

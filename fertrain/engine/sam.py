@@ -42,7 +42,7 @@ class SharpnessAware:
         grads = [p.grad for p in params]
         scales = torch._foreach_add(torch._foreach_abs(params), ASAM_ETA) if self.adaptive else None
         scaled = grads if scales is None else torch._foreach_mul(grads, scales)
-        factor = self.rho / (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled))) + NORM_EPS)
+        factor = self.rho / (torch.nn.utils.get_total_norm(scaled) + NORM_EPS)  # clip_grad_norm_'s norm
         return torch._foreach_mul(scaled if scales is None else torch._foreach_mul(scaled, scales), factor)
 
     @contextmanager

@@ -512,15 +512,18 @@ class Trainer:
         terms = self.forward_loss(x, batch)
         self.scaler.scale(terms["loss"] / self.cfg.grad_accum_steps).backward()
         if self.sam is not None:  # --sam needs --grad-accum-steps 1 (checked with the config)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            with self.sam.ascended(params, self.trained_modules()):
+            with self.sam.ascended(self.optimized_params(), self.trained_modules()):
                 self.scaler.scale(self.forward_loss(x, batch)["loss"]).backward()
         return terms
+
+    def optimized_params(self) -> list[torch.nn.Parameter]:
+        """Every parameter the optimizer holds (its groups change as unfreezing adds layers)."""
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def average_and_clip(self) -> None:
         """Gradients averaged over torchrun ranks, then clipped (--clip-grad)."""
         if self.dist.enabled or self.cfg.clip_grad:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            params = self.optimized_params()
             self.dist.average_gradients(params)
             if self.cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
