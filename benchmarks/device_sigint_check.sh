@@ -6,7 +6,12 @@
 # One H200, 2026-11-23, twice: every run (teacher; without the CUDA graph; without it and the compiled
 # augmentation; student of one teacher; student of a four-teacher ensemble with --aug trivial=1) stopped
 # at a step checkpoint, "interrupted", lock released. Two 500-epoch students of the same kind stopped this
-# way in the same session died at the signal instead, leaving a stale lock (not reproduced since).
+# way in the same session died at the signal instead, leaving a stale lock (not reproduced since). Not
+# timeout's double send: GNU timeout 9.1 signals the child and then its group, but the two SIGINTs reach
+# the child as one delivery (set_wakeup_fd saw one SIGINT and one SIGCONT, three tries), and twelve CPU
+# runs with a tiny model under `timeout -s INT` all stopped at a step checkpoint (2026-11-23). The likelier
+# cause: a device call runs under less than its timeout_s when little device time is left, and is then
+# killed outright (no "stopped:" line, a half-written checkpoint .tmp, as seen): keep TIME_LIMIT_S below it.
 set -uo pipefail
 m=$1; out=$2; mkdir -p "$out"
 cfg=fertrain/configs/fer2013_vgg.yaml
