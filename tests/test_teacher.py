@@ -388,7 +388,8 @@ def test_uniform_size_resize_fast_path_samples_like_the_per_face_resample():
 def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowres_manifest, tmp_path, capsys):
     """`--backbone fer_vgg` (registered with timm by fertrain): a run at FER2013's own 48 px,
     its ONNX export with the parity check, and the same probabilities from the run and the ONNX;
-    the same for fer_vgg_fc, whose 3x3 grid and fully connected layers must export too."""
+    the same for fer_vgg_fc, whose 3x3 grid and fully connected layers must export too; and their int8
+    export passes its accuracy check and serves probabilities close to fp32."""
     import timm
 
     from fertrain import Recognizer
@@ -411,6 +412,14 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowr
     onnx_probs = [f.probabilities for f in Recognizer(out / "model.onnx", detector="none").predict_faces(faces)]
     for a, b in zip(run_probs, onnx_probs, strict=True):
         assert a == pytest.approx(b, abs=1e-4)
+    # the 48-px students are what a folder of faces is served with: their int8 export passes its check
+    code, text = run_cli(["export", "onnx", out, "--int8", "--calibration-images", "64"], capsys)
+    assert code == 0, text
+    check = json.loads((out / "model.int8.onnx.json").read_text())["int8"]
+    assert check["fp32_accuracy"] - check["int8_accuracy"] <= 0.01 and check["agreement"] > 0.9
+    int8_probs = [f.probabilities for f in Recognizer(out / "model.int8.onnx", detector="none").predict_faces(faces)]
+    for a, b in zip(onnx_probs, int8_probs, strict=True):
+        assert max(abs(a[c] - b[c]) for c in a) < 0.1
     params = {"fer_vgg": 4.69e6, "fer_vgg_fc": 10.46e6}[backbone]
     assert sum(p.numel() for p in timm.create_model(backbone).parameters()) == pytest.approx(params, rel=0.01)
     with pytest.raises(ConfigError, match="no pretrained weights"):
