@@ -389,10 +389,13 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowr
     """`--backbone fer_vgg` (registered with timm by fertrain): a run at FER2013's own 48 px,
     its ONNX export with the parity check, and the same probabilities from the run and the ONNX;
     the same for fer_vgg_fc, whose 3x3 grid and fully connected layers must export too; and their int8
-    export passes its accuracy check and serves probabilities close to fp32."""
+    export passes its accuracy check and serves logits that follow fp32's."""
     import timm
 
     from fertrain import Recognizer
+    from fertrain.data.preprocess import PreprocessSpec
+    from fertrain.export.quantize import prepared_rows, served_logits
+    from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 
     from .clitools import run_cli
     from .conftest import real_data
@@ -412,14 +415,20 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowr
     onnx_probs = [f.probabilities for f in Recognizer(out / "model.onnx", detector="none").predict_faces(faces)]
     for a, b in zip(run_probs, onnx_probs, strict=True):
         assert a == pytest.approx(b, abs=1e-4)
-    # the 48-px students are what a folder of faces is served with: their int8 export passes its check
+    # the 48-px students are what a folder of faces is served with: their int8 export passes its check,
     code, text = run_cli(["export", "onnx", out, "--int8", "--calibration-images", "64"], capsys)
     assert code == 0, text
     check = json.loads((out / "model.int8.onnx.json").read_text())["int8"]
     assert check["fp32_accuracy"] - check["int8_accuracy"] <= 0.01 and check["agreement"] > 0.9
-    int8_probs = [f.probabilities for f in Recognizer(out / "model.int8.onnx", detector="none").predict_faces(faces)]
-    for a, b in zip(onnx_probs, int8_probs, strict=True):
-        assert max(abs(a[c] - b[c]) for c in a) < 0.1
+    # and int8 logits follow fp32 ones face by face. Two epochs leave logits that vary little between
+    # faces (and the same argmax everywhere), so the check above cannot see bad activation ranges; the
+    # correlation can (above 0.99 here; 0.01-0.16 with calibration inputs scaled by 0.02, which pass the rest)
+    spec = PreprocessSpec.from_dict(json.loads((out / "model.onnx.json").read_text())["preprocess"])
+    manifest = load_manifest(lowres_manifest)
+    val_faces = prepared_rows(manifest, filter_rows(manifest.df, SourceFilter(splits=["val"])).reset_index(drop=True),
+                              spec)[0]  # fmt: skip
+    fp32, int8 = (served_logits(out / name, val_faces, spec) for name in ("model.onnx", "model.int8.onnx"))
+    assert np.corrcoef((fp32 - fp32.mean(0)).ravel(), (int8 - int8.mean(0)).ravel())[0, 1] > 0.9
     params = {"fer_vgg": 4.69e6, "fer_vgg_fc": 10.46e6}[backbone]
     assert sum(p.numel() for p in timm.create_model(backbone).parameters()) == pytest.approx(params, rel=0.01)
     with pytest.raises(ConfigError, match="no pretrained weights"):
