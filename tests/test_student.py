@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from fertrain.errors import ConfigError
@@ -209,3 +210,134 @@ def test_student_configuration_errors(demo_pipeline, tmp_path, capsys):
     code, text = run_cli(["student", "-m", m, "--softlabels", val_sl, "--epochs", "1", "-j", "0", "--device", "cpu",
                           "--output-dir", tmp_path / "s", "-q"], capsys)  # fmt: skip
     assert code == 2 and "val.parquet" in text and "no soft labels for" in text
+
+
+# --- mixup / cutmix on students ------------------------------------------------------------------------------
+
+
+def test_an_online_teacher_sees_the_students_mixed_faces_at_its_own_size(demo_pipeline):
+    """A student's --mixup/--cutmix reaches its online teacher: each member of the demo ensemble (48 and 64
+    px) gets its own view of the student's augmented faces mixed with the same partner (B-1-i); a cutmix
+    box drawn for the student's 32-px faces covers the same share of the face at 48 and at 64 px."""
+    from fertrain.data import AugmentConfig, augment_params
+    from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_vector
+
+    _, _, _, online, x, sizes, index = _signal_batch(demo_pipeline, demo_pipeline / "ensembles" / "demo_AB.json")
+    assert sorted(m.spec.img_size for m in online.teacher.members) == [48, 64]
+    seen: list[torch.Tensor] = []
+    for m in online.teacher.members:
+        m.model.backbone.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
+    aug = AugmentConfig(rotate=10)
+    params = augment_params(len(x), aug, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+    def views(draw: MixDraw | None) -> list[torch.Tensor]:
+        seen.clear()
+        mix = None if draw is None else torch.tensor(mix_vector(draw))
+        online(index, x_uint8=x, sizes=sizes, params=params, augment=aug, mix=mix, mix_size=32)
+        return list(seen)
+
+    plain = views(None)
+    unmixed = online(index, x_uint8=x, sizes=sizes, params=params, augment=aug)
+    mixup = online(index, x_uint8=x, sizes=sizes, params=params, augment=aug,
+                   mix=torch.tensor(mix_vector(MixDraw(0.3))), mix_size=32)  # fmt: skip
+    assert unmixed.partner_logits is None and torch.equal(mixup.partner_logits, mixup.logits)  # one mixed face
+    assert not torch.allclose(mixup.logits, unmixed.logits, atol=1e-3)
+    for own, mixed in zip(plain, views(MixDraw(0.3)), strict=True):
+        assert torch.allclose(mixed, 0.3 * own + 0.7 * own.flip(0), atol=1e-5)
+    draw = next(d for s in range(100) if 0.3 < (d := draw_mix(MixupConfig(cutmix=1.0), 32, 5, s)).lam < 0.7)
+    for own, mixed in zip(plain, views(draw), strict=True):
+        pasted = (mixed != own).any(1)  # (B, H, W): pixels that came from the partner
+        assert torch.equal(mixed.permute(0, 2, 3, 1)[pasted], own.flip(0).permute(0, 2, 3, 1)[pasted])
+        share = pasted[0].float().mean().item()
+        assert share == pytest.approx(1 - draw.lam, abs=0.08), (own.shape[-1], share, draw)
+
+
+def test_offline_soft_labels_of_a_mixed_batch_bring_the_partners_rows_along(demo_pipeline):
+    from fertrain.data.mixup import MixDraw, mix_vector
+    from fertrain.student.signal import SoftLabelSignal
+
+    manifest, train, _, _, _, _, index = _signal_batch(demo_pipeline, _teacher_a(demo_pipeline))
+    offline = SoftLabelSignal(demo_pipeline / "softlabels" / "train.parquet", manifest, train, torch.device("cpu"))
+    out = offline(index, mix=torch.tensor(mix_vector(MixDraw(0.4))))
+    assert torch.equal(out.logits, offline(index).logits) and offline(index).partner_logits is None
+    assert torch.equal(out.partner_logits, offline(index.flip(0)).logits)
+    assert not torch.equal(out.partner_logits, out.logits)
+
+
+def _signal_batch(demo: Path, teacher: Path):
+    from fertrain.data import ManifestFaces, PreprocessSpec, collate_faces
+    from fertrain.manifests import load_manifest
+    from fertrain.student.signal import OnlineTeacherSignal
+
+    manifest = load_manifest(_manifest(demo))
+    train = manifest.df[manifest.df["split"] == "train"].reset_index(drop=True)
+    online = OnlineTeacherSignal(teacher, torch.device("cpu"), need_features=False, amp=False, channels_last=False,
+                                 fused=False)  # fmt: skip
+    positions = train.index[train["source"] == "demo_lowres"][:32]
+    loader = DataLoader(ManifestFaces(manifest, train.loc[positions].reset_index(drop=True), PreprocessSpec(64)),
+                        batch_size=32, collate_fn=collate_faces)  # fmt: skip
+    x, sizes, _host_sizes, y, _soft, _ = next(iter(loader))
+    return manifest, train, y, online, x, sizes, torch.as_tensor(np.asarray(positions))
+
+
+def test_the_mixup_criterion_is_the_loss_against_mixed_targets():
+    """Against the partner's label and soft labels, weighted by the draw's target lambda: the task term
+    is cross-entropy to the mixed one-hot targets (timm's), and the KD term has the gradient of the KL to
+    the mix of the two teacher distributions (it differs from that KL by a constant)."""
+    from fertrain.data.mixup import MixDraw, mix_targets, mix_vector
+    from fertrain.student.losses import mixup_criterion
+
+    g = torch.Generator().manual_seed(3)
+    student = (torch.randn(16, 7, generator=g) * 2).requires_grad_(True)
+    teacher = torch.randn(16, 7, generator=g) * 3
+    labels = torch.randint(0, 7, (16,), generator=g)
+    v = torch.tensor(mix_vector(MixDraw(0.35)))
+    kd = KDLoss(temperature=4.0)
+    terms = mixup_criterion(kd, v, student, labels, teacher, teacher.flip(0))
+    one_hot = torch.nn.functional.one_hot(labels, 7).float()
+    expected_task = -(mix_targets(one_hot, v) * torch.log_softmax(student, 1)).sum(1).mean()
+    assert terms["task"].item() == pytest.approx(expected_task.item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(terms["distill"], student)
+    mixed_p = mix_targets(torch.softmax(teacher / 4, 1), v)
+    reference = torch.nn.functional.kl_div(torch.log_softmax(student / 4, 1), mixed_p, reduction="batchmean") * 16
+    (expected_grad,) = torch.autograd.grad(reference, student)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    assert terms["loss"].item() == pytest.approx(0.5 * terms["task"].item() + 0.5 * terms["distill"].item(), rel=1e-5)
+    # no mix (lambda 1) is the plain loss
+    plain = mixup_criterion(kd, torch.tensor(mix_vector(MixDraw(1.0))), student, labels, teacher, teacher.flip(0))
+    assert plain["loss"].item() == pytest.approx(kd(student, labels, teacher)["loss"].item(), rel=1e-6)
+
+
+def _mixed_student(demo: Path, out: Path, **extra) -> dict:
+    return {"manifest": str(_manifest(demo)), "softlabels": str(demo / "softlabels" / "train.parquet"),
+            "backbone": "resnet10t", "img_size": 32, "batch_size": 64, "workers": 0, "device": "cpu", "epochs": 2,
+            "lr": 3e-3, "loss": "kd", "mixup": 0.4, "cutmix": 1.0, "skip_onnx": True, "output_dir": str(out),
+            "include_sources": ["demo_lowres"], **extra}  # fmt: skip
+
+
+def test_a_mixed_student_resumes_to_the_same_run_and_mixing_changes_what_it_learns(demo_pipeline, tmp_path):
+    ref = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "ref")), show_progress=False)
+    out = tmp_path / "resumed"
+    train_student(resolve_student_config(_mixed_student(demo_pipeline, out)), show_progress=False, until_epoch=1)
+    done = train_student(resolve_student_config(_mixed_student(demo_pipeline, out)), show_progress=False)
+    assert done.resumed_from_epoch == 1  # the draws come from (seed, step): the same mixes after the resume
+    assert [r["train_loss"] for r in done.history] == pytest.approx([r["train_loss"] for r in ref.history], rel=1e-6)
+    unmixed = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "plain", mixup=0.0,
+                                                                  cutmix=0.0)), show_progress=False)  # fmt: skip
+    assert unmixed.history[0]["train_loss"] != pytest.approx(ref.history[0]["train_loss"], rel=1e-3)
+    assert yaml.safe_load((out / "config.yaml").read_text())["mixup"] == 0.4
+
+
+def test_online_mixup_student_trains_from_the_cli(demo_pipeline, tmp_path, capsys):
+    out = tmp_path / "online"
+    code, text = run_cli(["student", "-m", _manifest(demo_pipeline), "--teacher", _teacher_a(demo_pipeline),
+                          "--loss", "dkd", "--mixup", "0.2", "--cutmix", "1.0", "--backbone", "resnet10t",
+                          "--img-size", "32", "--epochs", "1", "-b", "64", "-j", "0", "--device", "cpu",
+                          "--include-sources", "demo_lowres", "--skip-onnx", "--output-dir", out, "-q"],
+                         capsys)  # fmt: skip
+    assert code == 0, text
+    rec = json.loads((out / "history.json").read_text())[0]
+    assert np.isfinite(rec["train_loss"]) and rec["train_nckd"] > 0
+    with pytest.raises(ConfigError, match="--loss crd cannot be mixed"):
+        resolve_student_config({"manifest": str(_manifest(demo_pipeline)), "teacher": str(_teacher_a(demo_pipeline)),
+                                "loss": "crd", "cutmix": 1.0})  # fmt: skip

@@ -56,6 +56,11 @@ COMMON: dict[str, Spec] = {
     "model_ema": opt(bool, "--model-ema/--no-model-ema", help="Keep an EMA of the weights; best.pt takes the "
                      "better of EMA and raw weights on validation."),
     "model_ema_decay": opt(float, "--model-ema-decay", help="EMA decay (with warmup) [0.9998]."),
+    "mixup": opt(float, "--mixup", help="Mixup Beta alpha, e.g. 0.2; a student's online teacher sees the mixed "
+                 "faces too [0: off]."),
+    "cutmix": opt(float, "--cutmix", help="CutMix Beta alpha, e.g. 1.0 [0: off]."),
+    "mixup_prob": opt(float, "--mixup-prob", help="Probability of mixing a batch [1]."),
+    "mixup_switch_prob": opt(float, "--mixup-switch-prob", help="With both: probability of cutmix [0.5]."),
     "balanced_min_per_class": opt(int, "--balanced-min-per-class", help="Oversample each class to N per epoch [0]."),
     "include_sources": opt(list[str], "--include-sources", help="Only these sources (repeatable or a,b)."),
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),

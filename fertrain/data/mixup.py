@@ -74,6 +74,13 @@ def mix_vector(draw: MixDraw) -> list[float]:
     return [1.0, 0.0, draw.lam, 1.0 - draw.lam, *map(float, draw.box)]
 
 
+def mix_vector_at_size(v: torch.Tensor, scale: float) -> torch.Tensor:
+    """`v` for the same faces resampled `scale` times larger (another model's input size): the
+    lambdas unchanged, a cutmix box's corners scaled (mixup is linear, so mixing after resampling
+    and normalization mixes the same faces)."""
+    return v if scale == 1 else torch.cat([v[:4], v[4:] * scale])
+
+
 def mix_images(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The batch mixed with its mirror (B-1-i) as `v` (a `mix_vector`) says."""
     partner = x.flip(0)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import yaml
 
 from fertrain.data.augment import augment_config
+from fertrain.data.mixup import MixupConfig
 from fertrain.data.preprocess import COLOR_MODES
 from fertrain.data.resident import DATA_ON_DEVICE
 from fertrain.engine.device import DEVICE_PATTERN
@@ -98,6 +99,11 @@ class TrainConfig:
     seed: int = 1337
     model_ema: bool = False
     model_ema_decay: float = 0.9998
+    # mixup / cutmix (timm semantics; a teacher's label smoothing applies inside its mixed targets)
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
     # data
     balanced_min_per_class: int = 0
     include_sources: list[str] = field(default_factory=list)
@@ -129,6 +135,7 @@ class TrainConfig:
         "clip_grad": POSITIVE, "sam": NON_NEGATIVE, "seed": Range(0, 2**31 - 1),
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
+        "mixup": NON_NEGATIVE, "cutmix": NON_NEGATIVE, "mixup_prob": Range(0, 1), "mixup_switch_prob": Range(0, 1),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
                                                      "train_split": SPLITS, "val_split": SPLITS,
@@ -140,6 +147,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def mix(self) -> MixupConfig:
+        return MixupConfig(self.mixup, self.cutmix, self.mixup_prob, self.mixup_switch_prob)
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend it (single values are checked by `check_value`)."""

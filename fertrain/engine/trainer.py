@@ -13,8 +13,8 @@ A subclass says what differs through hooks:
     setup()                   anything built before the data (a teacher signal, a loss module)
     training_input(batch, values)  the normalized images of the step; default: augmented(batch)
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
-    step_values()             the step's own host-drawn numbers (e.g. the mixup draw), handed to
-                              training_input as a device tensor
+    step_values()             the step's own host-drawn numbers (default: the mixup draw), handed
+                              to training_input as a device tensor
     graph_blockers() / graph_key()   a step that can be captured as a CUDA graph: why it cannot,
                               what it bakes in
     trained_modules()         the modules whose buffers a training step updates (--sam keeps them)
@@ -52,6 +52,7 @@ from fertrain.data import (
     step_generator,
     step_seed,
 )
+from fertrain.data.mixup import draw_mix, mix_vector
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
@@ -285,8 +286,12 @@ class Trainer:
         return None
 
     def step_values(self) -> list[float]:
-        """The coming step's own host-drawn numbers, handed to `training_input` on the device."""
-        return []
+        """The coming step's own host-drawn numbers, handed to `training_input` on the device: the
+        mixup/cutmix draw (`mix_vector`) when --mixup/--cutmix is on, drawn from (seed, step)."""
+        c = self.cfg
+        if not c.mix.active:
+            return []
+        return mix_vector(draw_mix(c.mix, int(c.img_size or 0), c.seed, self.global_step))
 
     def trained_modules(self) -> list[torch.nn.Module]:
         """The modules a training step updates: their parameters with a gradient and their buffers."""

@@ -25,7 +25,7 @@ from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
 from fertrain.models.heads import HEADS
 from fertrain.student.freezing import STRATEGIES
-from fertrain.student.losses import FEATURE_LOSSES, TEACHER_FREE, check_loss_spec
+from fertrain.student.losses import FEATURE_LOSSES, MIXABLE_LOSSES, TEACHER_FREE, check_loss_spec
 
 
 @dataclass
@@ -74,6 +74,9 @@ class StudentConfig(TrainConfig):
                               "use --teacher RUN_DIR (online) or a logit loss (kd, dkd)")  # fmt: skip
         if self.img_size is None:
             raise ConfigError("--img-size is required")
+        if self.mix.active and name not in MIXABLE_LOSSES:
+            raise ConfigError(f"--mixup/--cutmix mix each face's loss with its partner's; --loss {name} cannot be "
+                              f"mixed that way: use one of {', '.join(MIXABLE_LOSSES)}, or --mixup 0 --cutmix 0")
 
 
 def parse_loss_opts(items: list[str] | None) -> dict[str, Any]:

@@ -234,6 +234,9 @@ TEACHER_FREE = {"ce"}  # needs no teacher at all
 # changes every step except DKD's warm-up factor (`ramp`, part of the graph's key)
 GRAPHABLE_LOSSES = ("ce", "kd", "dkd")
 FEATURE_LOSSES = {"combined", "crd", "rkd", "mmd"}  # need teacher features: online (--teacher) only
+# the losses `mixup_criterion` can mix: terms of the logits and labels alone (CRD writes each row's
+# features into its memory banks, which a mixed face would corrupt; the other feature losses are not offered)
+MIXABLE_LOSSES = ("ce", "kd", "dkd")
 RUNTIME = frozenset({"student_dim", "teacher_dim", "n_data", "seed"})  # given by the trainer, not the user
 OPTION_RANGES = {
     "temperature": POSITIVE, "ce_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "alpha": NON_NEGATIVE,
@@ -241,6 +244,19 @@ OPTION_RANGES = {
     "feat_dim": Range(1), "negatives": Range(1), "nce_t": POSITIVE, "momentum": Range(0, 1), "weight": NON_NEGATIVE,
     "distance_weight": NON_NEGATIVE, "angle_weight": NON_NEGATIVE,
 }  # fmt: skip
+
+
+def mixup_criterion(loss: nn.Module, mix: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor,
+                    teacher_logits: torch.Tensor | None, partner_teacher_logits: torch.Tensor | None,
+                    **kwargs: Any) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The loss of a batch mixed with its mirror (`mix_vector` `mix`, on the device): each term is the
+    target-lambda mix of the term against the face's own label and against its partner's (B-1-i),
+    the mixup paper's criterion. For KD that is the KL to the mix of the two teacher distributions
+    (up to a constant): the partner's offline soft labels, or, online, the teacher's output on the
+    mixed face itself for both (`partner_teacher_logits` is then `teacher_logits`)."""
+    own = loss(student_logits, labels, teacher_logits, **kwargs)
+    partner = loss(student_logits, labels.flip(0), partner_teacher_logits, **kwargs)
+    return {k: own[k] * mix[2] + partner[k] * mix[3] for k in own}
 
 
 def loss_options(name: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import torch
 from fertrain.calibration.temperature import scale_logits
 from fertrain.data import AugmentConfig, PreprocessSpec, augment_batch, to_model_input
 from fertrain.data.augment import uniform_size
+from fertrain.data.mixup import mix_images, mix_vector_at_size
 from fertrain.engine.device import autocast_for
 from fertrain.ensemble import load_teacher
 from fertrain.ensemble.fusion import fuse, member_probs
@@ -35,6 +36,9 @@ from fertrain.softlabels.io import load_softlabels
 class TeacherOutput:
     logits: torch.Tensor  # calibrated, float32, (b, classes)
     features: torch.Tensor | None = None  # pooled backbone features (online, single run)
+    # in a mixed batch, the teacher's logits for each face's partner (B-1-i): offline, the partner row's
+    # soft labels; online, the teacher saw the mixed face itself, so its logits serve both
+    partner_logits: torch.Tensor | None = None
 
 
 class SoftLabelSignal:
@@ -56,8 +60,10 @@ class SoftLabelSignal:
         self.metadata = sl.metadata
         self.describe = {"mode": "offline", "softlabels": str(path), "teacher": sl.metadata.get("teacher")}
 
-    def __call__(self, index: torch.Tensor, **_) -> TeacherOutput:
-        return TeacherOutput(self.logits[index])
+    def __call__(self, index: torch.Tensor, mix: torch.Tensor | None = None, **_) -> TeacherOutput:
+        """The rows' soft labels (`mix`: the batch is mixed with its mirror; the partners' go along)."""
+        logits = self.logits[index]
+        return TeacherOutput(logits, partner_logits=None if mix is None else logits.flip(0))
 
 
 class OnlineTeacherSignal:
@@ -89,10 +95,13 @@ class OnlineTeacherSignal:
     @torch.no_grad()
     def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
                  params: torch.Tensor | None = None, augment: AugmentConfig | None = None,
-                 host_sizes: torch.Tensor | None = None, autocast_cache: bool = True) -> TeacherOutput:  # fmt: skip
+                 host_sizes: torch.Tensor | None = None, autocast_cache: bool = True, mix: torch.Tensor | None = None,
+                 mix_size: int = 0) -> TeacherOutput:  # fmt: skip
         """`params`: the student's augmentation draws for this step (`augment_params`), replayed at
-        each member's size and normalization; None gives the evaluation view. `autocast_cache`:
-        off in a step captured as a CUDA graph (a cached cast would be replayed stale)."""
+        each member's size and normalization; None gives the evaluation view. `mix`: the student's
+        mixup/cutmix draw (a `mix_vector` for `mix_size`-px faces), applied to each member's view
+        after its augmentation, a cutmix box scaled to the member's size. `autocast_cache`: off in a
+        step captured as a CUDA graph (a cached cast would be replayed stale)."""
         t = self.teacher
         raws, features = [], None
         for m in t.members:
@@ -104,6 +113,8 @@ class OnlineTeacherSignal:
             else:
                 x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std,
                                   channels_last=self.channels_last, fused=self.fused, params=params)  # fmt: skip
+                if mix is not None:
+                    x = mix_images(x, mix_vector_at_size(mix, spec.img_size / mix_size))
             with autocast_for(self.device, self.amp, cache=autocast_cache):
                 feats = m.model.backbone(x)
                 raws.append(m.model.head(feats).float())
@@ -114,4 +125,5 @@ class OnlineTeacherSignal:
                        t.fusion_t)  # fmt: skip
         else:
             raw = raws[0]
-        return TeacherOutput(scale_logits(raw, self.teacher_t).float(), features)
+        logits = scale_logits(raw, self.teacher_t).float()
+        return TeacherOutput(logits, features, partner_logits=None if mix is None else logits)

@@ -24,13 +24,14 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fertrain.data import ManifestFaces, PreprocessSpec
+from fertrain.data.mixup import mix_images
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.models import FerNet, build_model, model_spec, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
 from fertrain.student.config import StudentConfig, student_output_dir
 from fertrain.student.freezing import UnfreezePolicy, build_phases, layer_groups
-from fertrain.student.losses import FEATURE_LOSSES, GRAPHABLE_LOSSES, DKDLoss, build_loss
+from fertrain.student.losses import FEATURE_LOSSES, GRAPHABLE_LOSSES, DKDLoss, build_loss, mixup_criterion
 from fertrain.student.reports import FINAL, StudentOutcome, print_epoch, print_header, print_phase, write_results
 from fertrain.student.signal import OnlineTeacherSignal, SoftLabelSignal
 
@@ -54,6 +55,7 @@ class StudentTrainer(Trainer):
     def setup(self) -> None:
         cfg = self.cfg
         self.phase_best: dict[int, float] = {}
+        self.mix: torch.Tensor | None = None  # this step's mixup/cutmix as a `mix_vector` on the device
         self.signal = self.teacher_signal()
         dims = {"student_dim": pooled_width(self.model.backbone), "n_data": len(self.train_rows), "seed": cfg.seed}
         self.loss = build_loss(cfg.loss, teacher_dim=getattr(self.signal, "feature_dim", 0) or dims["student_dim"],
@@ -120,12 +122,17 @@ class StudentTrainer(Trainer):
         self.policy.on_train_mode(self.model)
 
     def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
+        """Augment, then mixup/cutmix with the batch's mirror (`values`: the step's one draw); an online
+        teacher sees the same augmented, mixed faces at its own size."""
+        self.mix = values if self.cfg.mix.active else None
         params = self.augment_params(batch)  # one draw: the teachers see the student's view at their sizes
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
                                         augment=self.augment, host_sizes=batch.host_sizes,
-                                        autocast_cache=self.step_graphs is None)  # fmt: skip
-        return self.augmented(batch, params=params)
+                                        autocast_cache=self.step_graphs is None, mix=self.mix,
+                                        mix_size=int(self.cfg.img_size or 0))  # fmt: skip
+        x = self.augmented(batch, params=params)
+        return x if self.mix is None else mix_images(x, self.mix)
 
     def trained_modules(self) -> list[torch.nn.Module]:
         return [self.model, self.loss]  # a loss may hold trained weights and buffers (CRD's memory banks)
@@ -149,9 +156,13 @@ class StudentTrainer(Trainer):
             feats = self.backbone_fn(x)
             logits = self.model.head(feats)
         teacher = batch.teacher
-        return self.loss(logits.float(), batch.labels, teacher.logits if teacher else None,
-                         student_features=feats.float(), teacher_features=teacher.features if teacher else None,
-                         index=batch.index, epoch=self.loss_epoch())  # fmt: skip
+        teacher_logits = teacher.logits if teacher else None
+        terms = {"student_features": feats.float(), "teacher_features": teacher.features if teacher else None,
+                 "index": batch.index, "epoch": self.loss_epoch()}  # fmt: skip
+        if self.mix is None:
+            return self.loss(logits.float(), batch.labels, teacher_logits, **terms)
+        partner = teacher.partner_logits if teacher else None
+        return mixup_criterion(self.loss, self.mix, logits.float(), batch.labels, teacher_logits, partner, **terms)
 
     def train_record(self, means: dict[str, float]) -> dict:
         task = means.get("task", means["loss"])

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fertrain.data.mixup import MixupConfig
 from fertrain.engine.config import (
     AT_LEAST_ONE,
     FRACTION,
@@ -51,11 +50,6 @@ class TeacherConfig(TrainConfig):
     # loss and imbalance
     smoothing: float = 0.0
     class_weights: str = "none"
-    # mixup / cutmix (timm semantics; smoothing applies inside)
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
     # runs
     output_root: str = "outputs/teachers"
     init_from: str | None = None
@@ -64,8 +58,7 @@ class TeacherConfig(TrainConfig):
         **TrainConfig.RANGES, "lr_warmup_epochs": NON_NEGATIVE, "arcface_s": POSITIVE, "arcface_m": Range(0, 1.5),
         "plain_logits_warmup_epochs": NON_NEGATIVE, "margin_ramp_start": NON_NEGATIVE, "margin_ramp_end": NON_NEGATIVE,
         "smoothing": FRACTION, "epochs": AT_LEAST_ONE, "decay_epochs": POSITIVE, "decay_rate": Range(0, 1),
-        "patience_epochs": NON_NEGATIVE, "mixup": NON_NEGATIVE, "cutmix": NON_NEGATIVE, "mixup_prob": Range(0, 1),
-        "mixup_switch_prob": Range(0, 1),
+        "patience_epochs": NON_NEGATIVE,
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         **TrainConfig.CHOICES, "stage": tuple(STAGE_PRESETS), "head": tuple(HEADS), "class_weights": CLASS_WEIGHT_MODES,
@@ -82,10 +75,6 @@ class TeacherConfig(TrainConfig):
             raise ConfigError("--sched multistep needs --decay-milestones (epochs, e.g. 60,120)")
         if any(m <= 0 for m in self.decay_milestones):
             raise ConfigError(f"--decay-milestones {self.decay_milestones}: expected positive epochs")
-
-    @property
-    def mix(self) -> MixupConfig:
-        return MixupConfig(self.mixup, self.cutmix, self.mixup_prob, self.mixup_switch_prob)
 
 
 def resolve_teacher_config(overrides: dict[str, Any], yaml_path: str | Path | None = None) -> TeacherConfig:

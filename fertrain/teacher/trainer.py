@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from fertrain.console import console
-from fertrain.data.mixup import draw_mix, mix_images, mix_vector
+from fertrain.data.mixup import mix_images
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
@@ -90,12 +90,6 @@ class TeacherTrainer(Trainer):
 
     def graph_key(self):
         return ("margin", self.margin)  # baked into the head's kernels; constant after its ramp
-
-    def step_values(self) -> list[float]:
-        """The step's mixup/cutmix draw as numbers (none when mixing is off)."""
-        if not self.cfg.mix.active:
-            return []
-        return mix_vector(draw_mix(self.cfg.mix, int(self.cfg.img_size or 0), self.cfg.seed, self.global_step))
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():  # the ArcFace margin goes to each image's own label
