@@ -17,6 +17,7 @@ the same command resumes from checkpoint_last.pt.
 Examples:
   fertrain student --manifest M.parquet --softlabels SL.parquet --loss dkd --loss-opt beta=8
   fertrain student --manifest M.parquet --teacher RUN --loss crd --loss-opt negatives=4096
+  fertrain student --manifest M.parquet --teacher ENSEMBLE.json --loss kd --mixup 0.2  # teacher sees the mix
   fertrain student --manifest M.parquet --softlabels SL.parquet --strategy two-stage
       --initial-checkpoint W.pth --epochs-s1 5 --epochs-s2 20 --lr-s1 1e-3 --lr-s2 1e-4 --freeze-bn
   fertrain student --config fertrain/configs/demo_student.yaml --manifest M.parquet --loss ce
