@@ -233,13 +233,13 @@ def test_an_online_teacher_sees_the_students_mixed_faces_at_its_own_size(demo_pi
     def views(draw: MixDraw | None) -> list[torch.Tensor]:
         seen.clear()
         mix = None if draw is None else torch.tensor(mix_vector(draw))
-        online(index, x_uint8=x, sizes=sizes, params=params, augment=aug, mix=mix, mix_size=32)
+        online(index, x_uint8=x, sizes=sizes, params=params, augment=aug, mix=mix)
         return list(seen)
 
     plain = views(None)
     unmixed = online(index, x_uint8=x, sizes=sizes, params=params, augment=aug)
     mixup = online(index, x_uint8=x, sizes=sizes, params=params, augment=aug,
-                   mix=torch.tensor(mix_vector(MixDraw(0.3))), mix_size=32)  # fmt: skip
+                   mix=torch.tensor(mix_vector(MixDraw(0.3))))  # fmt: skip
     assert unmixed.partner_logits is None and torch.equal(mixup.partner_logits, mixup.logits)  # one mixed face
     assert not torch.allclose(mixup.logits, unmixed.logits, atol=1e-3)
     for own, mixed in zip(plain, views(MixDraw(0.3)), strict=True):

@@ -36,7 +36,8 @@ class MixDraw:
     """What one batch gets: lambda (weight of the image itself) and, for cutmix, the pasted box."""
 
     lam: float
-    box: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in pixels
+    box: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in pixels of `size` x `size` images
+    size: int = 0
 
     @property
     def identity(self) -> bool:
@@ -60,34 +61,32 @@ def draw_mix(cfg: MixupConfig, size: int, seed: int, step: int) -> MixDraw:
     y0, y1 = max(cy - h // 2, 0), min(cy + h // 2, size)
     x0, x1 = max(cx - w // 2, 0), min(cx + w // 2, size)
     lam = 1.0 - (y1 - y0) * (x1 - x0) / float(size * size)  # clipped at the border: the area pasted
-    return MixDraw(lam, (y0, y1, x0, x1))
+    return MixDraw(lam, (y0, y1, x0, x1), size)
 
 
 def mix_vector(draw: MixDraw) -> list[float]:
     """The draw as numbers, which `mix_images`/`mix_targets` read from a device tensor (no host
     branch, so a step captured as a CUDA graph replays each step's draw): [image lambda, 1 - it,
-    target lambda, 1 - it, y0, y1, x0, x1]. Mixup mixes pixels and targets by lambda; cutmix keeps
-    the pixels (image lambda 1) outside the box, takes the partner's inside it and mixes the targets
-    by the pasted area; no mix is lambda 1 and an empty box (the batch unchanged)."""
+    target lambda, 1 - it, y0, y1, x0, x1], the box's edges as fractions of the image's side, so the
+    same vector mixes any resampling of the batch (a student's online teacher at its own input size;
+    mixup is linear, so mixing after resampling and normalization mixes the same faces). Mixup mixes
+    pixels and targets by lambda; cutmix keeps the pixels (image lambda 1) outside the box, takes the
+    partner's inside it and mixes the targets by the pasted area; no mix is lambda 1 and an empty box
+    (the batch unchanged)."""
     if draw.box is None:
         return [draw.lam, 1.0 - draw.lam, draw.lam, 1.0 - draw.lam, 0.0, 0.0, 0.0, 0.0]
-    return [1.0, 0.0, draw.lam, 1.0 - draw.lam, *map(float, draw.box)]
-
-
-def mix_vector_at_size(v: torch.Tensor, scale: float) -> torch.Tensor:
-    """`v` for the same faces resampled `scale` times larger (another model's input size): the
-    lambdas unchanged, a cutmix box's corners scaled (mixup is linear, so mixing after resampling
-    and normalization mixes the same faces)."""
-    return v if scale == 1 else torch.cat([v[:4], v[4:] * scale])
+    return [1.0, 0.0, draw.lam, 1.0 - draw.lam, *(edge / draw.size for edge in draw.box)]
 
 
 def mix_images(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The batch mixed with its mirror (B-1-i) as `v` (a `mix_vector`) says."""
+    """The batch mixed with its mirror (B-1-i) as `v` (a `mix_vector`) says: a cutmix box takes the
+    pixels whose centres lie inside it (at the size drawn for, exactly the box's pixels: a centre is
+    half a pixel from every edge, far beyond float rounding)."""
     partner = x.flip(0)
     h, w = x.shape[-2:]
-    ys = torch.arange(h, device=x.device).view(h, 1)
-    xs = torch.arange(w, device=x.device).view(1, w)
-    box = (ys >= v[4]) & (ys < v[5]) & (xs >= v[6]) & (xs < v[7])
+    ys = ((torch.arange(h, device=x.device) + 0.5) / h).view(h, 1)
+    xs = ((torch.arange(w, device=x.device) + 0.5) / w).view(1, w)
+    box = (ys > v[4]) & (ys < v[5]) & (xs > v[6]) & (xs < v[7])
     return torch.where(box, partner, x * v[0] + partner * v[1])
 
 

@@ -22,7 +22,7 @@ import torch
 from fertrain.calibration.temperature import scale_logits
 from fertrain.data import AugmentConfig, PreprocessSpec, augment_batch, to_model_input
 from fertrain.data.augment import uniform_size
-from fertrain.data.mixup import mix_images, mix_vector_at_size
+from fertrain.data.mixup import mix_images
 from fertrain.engine.device import autocast_for
 from fertrain.ensemble import load_teacher
 from fertrain.ensemble.fusion import fuse, member_probs
@@ -95,13 +95,13 @@ class OnlineTeacherSignal:
     @torch.no_grad()
     def __call__(self, index: torch.Tensor, *, x_uint8: torch.Tensor, sizes: torch.Tensor,
                  params: torch.Tensor | None = None, augment: AugmentConfig | None = None,
-                 host_sizes: torch.Tensor | None = None, autocast_cache: bool = True, mix: torch.Tensor | None = None,
-                 mix_size: int = 0) -> TeacherOutput:  # fmt: skip
+                 host_sizes: torch.Tensor | None = None, autocast_cache: bool = True,
+                 mix: torch.Tensor | None = None) -> TeacherOutput:  # fmt: skip
         """`params`: the student's augmentation draws for this step (`augment_params`), replayed at
         each member's size and normalization; None gives the evaluation view. `mix`: the student's
-        mixup/cutmix draw (a `mix_vector` for `mix_size`-px faces), applied to each member's view
-        after its augmentation, a cutmix box scaled to the member's size. `autocast_cache`: off in a
-        step captured as a CUDA graph (a cached cast would be replayed stale)."""
+        mixup/cutmix draw (a `mix_vector`), applied to each member's view after its augmentation (a
+        cutmix box is in fractions of the face, so it covers the same part at every member's size).
+        `autocast_cache`: off in a step captured as a CUDA graph (a cached cast would be replayed stale)."""
         t = self.teacher
         raws, features = [], None
         for m in t.members:
@@ -114,7 +114,7 @@ class OnlineTeacherSignal:
                 x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std,
                                   channels_last=self.channels_last, fused=self.fused, params=params)  # fmt: skip
                 if mix is not None:
-                    x = mix_images(x, mix_vector_at_size(mix, spec.img_size / mix_size))
+                    x = mix_images(x, mix)
             with autocast_for(self.device, self.amp, cache=autocast_cache):
                 feats = m.model.backbone(x)
                 raws.append(m.model.head(feats).float())

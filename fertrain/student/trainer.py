@@ -129,8 +129,7 @@ class StudentTrainer(Trainer):
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
                                         augment=self.augment, host_sizes=batch.host_sizes,
-                                        autocast_cache=self.step_graphs is None, mix=self.mix,
-                                        mix_size=int(self.cfg.img_size or 0))  # fmt: skip
+                                        autocast_cache=self.step_graphs is None, mix=self.mix)  # fmt: skip
         x = self.augmented(batch, params=params)
         return x if self.mix is None else mix_images(x, self.mix)
 
