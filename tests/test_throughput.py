@@ -164,16 +164,20 @@ def test_cuda_graph_auto_stays_off_on_cpu_and_on_names_what_prevents_capture(dem
         train_student(cfg, show_progress=False)
 
 
-@pytest.mark.parametrize("signal", ["online", "offline", "online-sam"])
+@pytest.mark.parametrize("signal", ["online", "offline", "online-sam", "online-mix", "offline-mix"])
 def test_graph_ready_student_step_trains_the_plain_steps_values(demo_pipeline, tmp_path, signal):
     """A student's graph-ready step (teachers' forward on the student's one augmentation draw, the
     loss, progressive unfreezing as part of the graph's key, DKD's warm-up; with --sam the second
-    pass on the same draw and teacher outputs) trains exactly what the plain step trains."""
+    pass on the same draw and teacher outputs; with mixup/cutmix the draw read from the step's value
+    vector, mixing the student's and the teacher's views, and the mixup criterion) trains exactly
+    what the plain step trains."""
     source = ({"teacher": str(next((demo_pipeline / "teachers").glob("*stageA*"))), "loss": "kd"}
               if signal.startswith("online") else
               {"softlabels": str(demo_pipeline / "softlabels" / "train.parquet"), "loss": "dkd"})  # fmt: skip
     if signal == "online-sam":
         source["sam"] = 0.05
+    if signal.endswith("-mix"):
+        source.update(mixup=0.8, cutmix=1.0)
 
     def run(mode: str):
         cfg = resolve_student_config({"manifest": str(demo_manifest(demo_pipeline)), "backbone": "resnet10t",
