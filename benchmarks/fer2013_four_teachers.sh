@@ -15,4 +15,4 @@ bash "$here/fer2013_ensemble.sh" "$manifest" "$out" two "$out/recipe" "$out/mixu
 bash "$here/fer2013_ensemble.sh" "$manifest" "$out" three "$out/recipe" "$out/mixup0" "$out/seed2" &
 bash "$here/fer2013_ensemble.sh" "$manifest" "$out" four "$out/recipe" "$out/mixup0" "$out/seed2" "$out/px64" &
 wait
-python3 "$here/summarize_runs.py" "$out" > /dev/null
+python3 -m fertrain runs compare "$out" --json "$out/summary.json" --plot "$out/compare.png" -q

@@ -22,4 +22,4 @@ done
 fer calibrate "$out/recipe" --manifest "$manifest" --split val --exclude-overlap -j 8 >> "$out/recipe.log" 2>&1
 fer export-softlabels --teacher "$out/recipe" --manifest "$manifest" --split train --out "$out/softlabels.parquet" \
     -b 512 -j 8 -q >> "$out/recipe.log" 2>&1
-python3 benchmarks/summarize_runs.py "$out"
+fer runs compare "$out" --json "$out/summary.json" --plot "$out/compare.png"

@@ -57,4 +57,4 @@ COMMAND=student CONFIG=fertrain/configs/fer2013_student_vgg_ensemble.yaml TTA="n
 for seed in $seeds; do finished "$out/students/s$seed" || exit 0; done
 for seed in $seeds; do calibrated "s$seed" "$out/students/s$seed" & done
 wait
-python3 "$here/summarize_runs.py" "$out/calibrated" > /dev/null
+python3 -m fertrain runs compare "$out/calibrated" --json "$out/calibrated/summary.json" -q

@@ -116,3 +116,39 @@ def training_curves_figure(history: list[dict], title: str = ""):
 
 def plot_training_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
     return save_figure(training_curves_figure(history, title), path)
+
+
+def comparison_figure(curves: dict[str, list[dict]], best: dict[str, int | None], title: str = ""):
+    """Validation accuracy and NLL per epoch of several runs on shared axes, each run's best epoch
+    (the one its best.pt holds) marked with a dot; `curves[name]` is a list of {epoch, accuracy, nll}."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=120)
+    for name, curve in curves.items():
+        epochs = [c["epoch"] for c in curve]
+        (line,) = left.plot(epochs, [c["accuracy"] for c in curve], "-", lw=1.2, label=name)
+        right.plot(epochs, [np.nan if c["nll"] is None else c["nll"] for c in curve], "-", lw=1.2,
+                   color=line.get_color())  # fmt: skip
+        at = next((c for c in curve if c["epoch"] == best.get(name)), None)
+        if at is not None:
+            left.plot([at["epoch"]], [at["accuracy"]], "o", ms=5, color=line.get_color())
+            if at["nll"] is not None:
+                right.plot([at["epoch"]], [at["nll"]], "o", ms=5, color=line.get_color())
+    # the first epochs' low accuracy / high loss would squash the part worth comparing: keep 95 % of the points
+    accuracies = [c["accuracy"] for curve in curves.values() for c in curve]
+    losses = [c["nll"] for curve in curves.values() for c in curve if c["nll"] is not None]
+    if len(accuracies) > 20:
+        left.set_ylim(bottom=float(np.percentile(accuracies, 5)))
+    if len(losses) > 20:
+        right.set_ylim(top=float(np.percentile(losses, 95)))
+    left.set_xlabel("epoch")
+    left.set_ylabel("validation accuracy (selected weights)")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation NLL (before temperature)")
+    left.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or "dots: each run's best epoch (its best.pt)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(curves: dict[str, list[dict]], best: dict[str, int | None], path: str | Path,
+                    title: str = "") -> Path:  # fmt: skip
+    return save_figure(comparison_figure(curves, best, title), path)

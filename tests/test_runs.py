@@ -230,3 +230,94 @@ def test_runs_list_and_clean(tmp_path, capsys):
     finally:
         stop.write_text("stop")
         live.wait(timeout=30)
+
+
+# --- runs compare ---------------------------------------------------------------------------------------------
+
+
+def test_runs_compare_reads_the_demo_runs_as_their_checkpoints_and_reports_say(demo_pipeline, tmp_path, capsys):
+    """The demo's two teachers, its student and its ensemble: each run's best epoch and validation metrics are
+    those its best.pt holds, each evaluation those `fertrain evaluate` wrote; --json and --plot write files."""
+    import torch
+
+    from fertrain.runs.compare import compare_runs
+
+    out_json, out_png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    code, text = run_cli(["runs", "compare", demo_pipeline, "--json", out_json, "--plot", out_png], capsys)
+    assert code == 0, text
+    rows = {r["name"]: r for r in json.loads(out_json.read_text())}
+    runs = {name: r for name, r in rows.items() if r["kind"] == "run"}
+    assert len(runs) == 3 and {n.split("/")[0] for n in runs} == {"teachers", "students"}, sorted(rows)
+    for row in runs.values():
+        best = torch.load(Path(row["path"]) / "best.pt", weights_only=True, map_location="cpu")
+        assert row["best_epoch"] == best["epoch"], row["name"]
+        assert row["val_accuracy"] == pytest.approx(best["metrics"]["accuracy"], abs=1e-9)
+        assert row["val_macro_f1"] == pytest.approx(best["metrics"]["macro_f1"], abs=1e-9)
+        history = json.loads((Path(row["path"]) / "history.json").read_text())
+        assert row["epochs_done"] == len(history) and row["train_minutes"] > 0 and row["median_img_per_sec"] > 0
+    (ensemble,) = [r for r in rows.values() if r["kind"] == "ensemble"]
+    report = json.loads(Path(ensemble["path"]).with_name("demo_AB.evaluation_demo_test.json").read_text())
+    assert ensemble["evaluations"]["demo test none"]["accuracy"] == report["accuracy"]
+    assert set(ensemble["evaluations"]["demo test none"]["recall"]) == set(report["per_class"])
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 20_000
+    assert "4 run(s)" in text and Path(ensemble["path"]).name == "demo_AB.json"
+    # sorted by validation macro-F1: the runs in descending order, the ensemble (no training curve) last
+    ranked = compare_runs([demo_pipeline], sort="val-f1")
+    f1 = [r.val_macro_f1 for r in ranked if r.kind == "run"]
+    assert f1 == sorted(f1, reverse=True) and ranked[-1].kind == "ensemble"
+
+
+def _epoch(epoch: int, raw_f1: float, ema_f1: float | None = None, evaluated: bool = True) -> dict:
+    rec = {"epoch": epoch, "train_loss": 1.0 / epoch, "total_sec": 30.0 * epoch, "img_per_sec": 1000.0 + epoch}
+    if evaluated:
+        rec.update(val_accuracy=raw_f1 + 0.01, val_macro_f1=raw_f1, val_nll=1.0 - raw_f1, selected_weights="model")
+        if ema_f1 is not None:
+            rec.update(ema_val_accuracy=ema_f1 + 0.01, ema_val_macro_f1=ema_f1, ema_val_nll=1.0 - ema_f1)
+            rec["selected_weights"] = "ema" if ema_f1 > raw_f1 else "model"  # the trainer: a tie keeps the raw
+    return rec
+
+
+def test_runs_compare_picks_the_best_epoch_as_the_trainer_does(tmp_path):
+    """EMA weights selected on an epoch carry its metric; epochs without validation are skipped; a tie keeps the
+    first epoch (best.pt is replaced only by a strictly better one); the selection metric comes from config.yaml."""
+    from fertrain.runs.compare import compare_runs
+
+    run = tmp_path / "ema_run"
+    run.mkdir()
+    history = [_epoch(1, 0.40, 0.35), _epoch(2, 0.50, 0.62), _epoch(3, 0.0, evaluated=False),
+               _epoch(4, 0.61, 0.62), _epoch(5, 0.60, 0.55)]  # fmt: skip
+    atomic_write_json(run / "history.json", history)
+    atomic_write_text(run / "config.yaml", "epochs: 6\nselect_metric: macro_f1\n")
+    (row,) = compare_runs([run])
+    assert (row.best_epoch, row.best_weights) == (2, "ema")  # epoch 4's EMA ties it, epoch 2 stays
+    assert row.val_macro_f1 == 0.62 and row.val_accuracy == pytest.approx(0.63) and row.val_nll == pytest.approx(0.38)
+    assert (row.epochs_done, row.epochs, row.train_minutes, row.median_img_per_sec) == (5, 6, 2.5, 1003.0)
+    assert [c["epoch"] for c in row.curve] == [1, 2, 4, 5]
+    atomic_write_text(run / "config.yaml", "epochs: 6\nselect_metric: accuracy\n")
+    history[4]["val_accuracy"] = 0.70  # the raw weights' accuracy now leads at epoch 5
+    atomic_write_json(run / "history.json", history)
+    (row,) = compare_runs([run])
+    assert (row.best_epoch, row.best_weights, row.select_metric) == (5, "model", "accuracy")
+
+
+def test_runs_compare_names_what_it_cannot_read(tmp_path, capsys):
+    run = tmp_path / "runs" / "broken"
+    run.mkdir(parents=True)
+    (run / "history.json").write_text('[{"epoch": 1, "val_accuracy": 0.5')
+    code, text = run_cli(["runs", "compare", run], capsys)
+    assert code == 2 and "broken/history.json" in text and "not valid JSON" in text, text
+    (run / "history.json").write_text('{"epoch": 1}')
+    code, text = run_cli(["runs", "compare", tmp_path / "runs"], capsys)
+    assert code == 2 and "expected a list of per-epoch records" in text, text
+    code, text = run_cli(["runs", "compare", tmp_path / "nowhere"], capsys)
+    assert code == 2 and "nowhere" in text and "no such run directory" in text, text
+    (tmp_path / "empty").mkdir()
+    code, text = run_cli(["runs", "compare", tmp_path / "empty"], capsys)
+    assert code == 2 and "holds no training run" in text, text
+    lone = tmp_path / "ens.json"
+    lone.write_text('{"format": "fertrain-ensemble-v1", "members": []}')
+    code, text = run_cli(["runs", "compare", lone], capsys)
+    assert code == 2 and "ens.json" in text and "fertrain evaluate" in text, text
+    (run / "history.json").write_text('[{"epoch": 1, "val_accuracy": 0.5, "val_macro_f1": 0.4}]')
+    code, text = run_cli(["runs", "compare", run, "--sort", "speed"], capsys)
+    assert code == 2 and "--sort" in text and "val-acc" in text, text

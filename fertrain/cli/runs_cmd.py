@@ -9,7 +9,8 @@ from rich.table import Table
 
 from fertrain.console import console
 
-app = typer.Typer(help="List and clean run directories (lock-aware).\n\n\b\nExamples:\n  fertrain runs list outputs\n"
+app = typer.Typer(help="List, compare and clean run directories (lock-aware).\n\n\b\nExamples:\n"
+                  "  fertrain runs list outputs\n  fertrain runs compare outputs/teachers --plot compare.png\n"
                   "  fertrain runs clean --root outputs outputs/teachers/RUN --dry-run", no_args_is_help=True,
                   rich_markup_mode=None)  # fmt: skip
 STATE_STYLE = {"running": "green", "stale": "yellow", "failed": "red", "finished": "cyan", "unknown": "dim"}
@@ -39,6 +40,76 @@ def list_runs(root: Path = typer.Argument(..., help="Folder to search, e.g. outp
         t.add_row(str(rel), f"[{style}]{r.state}[/]", (r.started or "").replace("T", " ")[:16], detail)
     console.print(t)
     console.print(f"{len(runs)} run(s)")
+
+
+def _pair(first: float | None, second: float | None) -> str:
+    return "-" if first is None else f"{first:.3f} / {second:.3f}"
+
+
+def _headers(labels: list[str]) -> tuple[list[str], str]:
+    """Column headers for evaluation labels (MANIFEST SPLIT TTA): the manifest goes to the title
+    when all share one, and single view is the split alone."""
+    manifests = {label.split(" ")[0] for label in labels}
+    shared = len(manifests) == 1
+    heads = []
+    for label in labels:
+        manifest, split, tta = label.split(" ")
+        head = split if tta == "none" else f"{split} {tta}"
+        heads.append(head if shared else f"{manifest} {head}")
+    return heads, (f" on {manifests.pop()}" if shared else "")
+
+
+@app.command("compare")
+def compare(
+    paths: list[Path] = typer.Argument(..., help="Run directories, ensemble JSONs, or folders holding them."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the runs' validation curves to this PNG."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write every row (per-class recall included) as JSON."),
+    sort: str = typer.Option("none", "--sort", help="Order rows by: none (as given), val-acc, val-f1."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No table (with --json / --plot)."),
+) -> None:
+    """Runs and ensembles side by side: best epoch, validation accuracy / macro-F1 at it, training
+    time and img/s, and every `fertrain evaluate` report (MANIFEST SPLIT TTA: acc / macro-F1).
+
+    Reads only what the runs wrote (history.json, config.yaml, evaluation_*.json), so it is
+    instant and works on runs still training. A folder stands for every run and evaluated
+    ensemble under it.
+
+    \b
+    Examples:
+      fertrain runs compare outputs/teachers --plot compare.png
+      fertrain runs compare out/teachers/drop out/teachers/zoom out/ens_four.json --sort val-acc
+      fertrain runs compare out --json summary.json -q
+    """
+    from fertrain.atomic import atomic_write_json
+    from fertrain.plots import plot_comparison
+    from fertrain.runs.compare import compare_runs, evaluation_labels
+
+    rows = compare_runs(paths, sort=sort)
+    if json_out is not None:
+        atomic_write_json(json_out, [r.to_dict() for r in rows])
+    if plot is not None:
+        trained = [r for r in rows if r.curve]
+        plot_comparison({r.name: r.curve for r in trained}, {r.name: r.best_epoch for r in trained}, plot)
+    if quiet:
+        return
+    labels = evaluation_labels(rows)
+    heads, where = _headers(labels)
+    t = Table(title=f"acc / macro-F1: at the best epoch (training) and from `fertrain evaluate`{where}",
+              title_justify="left")  # fmt: skip
+    t.add_column("run", overflow="fold", ratio=2)
+    for name in ("epochs", "best", "training", "min", "img/s", *heads):
+        t.add_column(name, overflow="fold", justify="right")
+    for r in rows:
+        epochs = "-" if r.epochs_done is None else f"{r.epochs_done}/{r.epochs or '?'}"
+        best = "-" if r.best_epoch is None else f"{r.best_epoch}{' EMA' if r.best_weights == 'ema' else ''}"
+        evals = [_pair(r.evaluations[k].accuracy, r.evaluations[k].macro_f1) if k in r.evaluations else "-"
+                 for k in labels]  # fmt: skip
+        t.add_row(r.name, epochs, best, _pair(r.val_accuracy, r.val_macro_f1),
+                  "-" if r.train_minutes is None else f"{r.train_minutes:.1f}",
+                  "-" if r.median_img_per_sec is None else f"{r.median_img_per_sec:,.0f}", *evals)  # fmt: skip
+    console.print(t)
+    written = [str(p) for p in (json_out, plot) if p is not None]
+    console.print(f"{len(rows)} run(s)" + (f"; wrote {', '.join(written)}" if written else ""), soft_wrap=True)
 
 
 @app.command("clean")

@@ -1,0 +1,214 @@
+"""`fertrain runs compare`: runs and ensembles side by side, from what they wrote.
+
+A training run is a directory with a `history.json` (one record per epoch); its best epoch is
+found the way the trainer chose best.pt: on each evaluated epoch the selected weights (raw or
+EMA, `selected_weights`) carry the run's `select_metric`, and the first epoch with the highest
+value wins (best.pt is only replaced by a strictly better one). An ensemble is a JSON file with
+`fertrain evaluate` reports beside it (`ENS.evaluation_*.json`). Every post-hoc evaluation found
+is reported as MANIFEST SPLIT TTA (e.g. `fer2013 val ten`). Nothing here loads a model: a
+comparison reads JSON only, so it is instant and safe on runs still training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fertrain.errors import FertrainError, InputError
+
+HISTORY = "history.json"
+EVALUATION_GLOB = "evaluation_*.json"
+DEFAULT_SELECT_METRIC = "macro_f1"
+SORT_KEYS = ("none", "val-acc", "val-f1")
+
+
+@dataclass
+class Evaluation:
+    """One `fertrain evaluate` report: accuracy and macro-F1, and calibration after the temperature."""
+
+    accuracy: float
+    macro_f1: float
+    ece: float | None
+    nll: float | None
+    recall: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: str
+    kind: str  # "run" | "ensemble"
+    epochs_done: int | None = None
+    epochs: int | None = None  # planned, from config.yaml
+    best_epoch: int | None = None
+    best_weights: str | None = None  # "model" | "ema"
+    select_metric: str | None = None
+    val_accuracy: float | None = None  # at the best epoch, the selected weights
+    val_macro_f1: float | None = None
+    val_nll: float | None = None
+    train_minutes: float | None = None
+    median_img_per_sec: float | None = None
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    curve: list[dict] = field(default_factory=list)  # per evaluated epoch: epoch, accuracy, macro_f1, nll
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        row.pop("curve")
+        return row
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})", kind="missing") from exc
+    except ValueError as exc:
+        raise InputError(path, f"is not valid JSON ({exc})", kind="format") from exc
+
+
+def selected_metrics(record: dict) -> dict:
+    """The metrics of the weights an evaluated epoch selected (its EMA's when it chose the EMA)."""
+    prefix = "ema_" if record.get("selected_weights") == "ema" else ""
+    return {name: record.get(f"{prefix}val_{name}") for name in ("accuracy", "macro_f1", "nll")}
+
+
+def _run_config(run: Path) -> dict:
+    path = run / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"is not valid YAML ({exc})", kind="format") from exc
+    return config if isinstance(config, dict) else {}
+
+
+def summarize_run(run: Path, name: str) -> RunSummary:
+    history_path = run / HISTORY
+    history = _read_json(history_path)
+    if not isinstance(history, list) or not all(isinstance(r, dict) and "epoch" in r for r in history):
+        raise InputError(history_path, "expected a list of per-epoch records with an 'epoch' each", kind="format")
+    config = _run_config(run)
+    metric = config.get("select_metric") or DEFAULT_SELECT_METRIC
+    row = RunSummary(name=name, path=str(run), kind="run", epochs_done=len(history), epochs=config.get("epochs"),
+                     select_metric=metric)  # fmt: skip
+    best_value = None
+    for record in history:
+        if "val_accuracy" not in record:
+            continue  # an epoch without validation (eval_every)
+        chosen = selected_metrics(record)
+        row.curve.append({"epoch": record["epoch"], **chosen})
+        value = chosen.get(metric)
+        if value is None:
+            weights = record.get("selected_weights", "model")
+            raise InputError(history_path, f"epoch {record['epoch']}: no validation {metric!r} for the selected "
+                                           f"weights ({weights})", kind="format")  # fmt: skip
+        if best_value is None or value > best_value:
+            best_value = value
+            row.best_epoch, row.best_weights = record["epoch"], record.get("selected_weights", "model")
+            row.val_accuracy, row.val_macro_f1, row.val_nll = chosen["accuracy"], chosen["macro_f1"], chosen["nll"]
+    if history:
+        row.train_minutes = round(float(history[-1].get("total_sec", 0.0)) / 60, 2)
+        rates = [r["img_per_sec"] for r in history if r.get("img_per_sec")]
+        row.median_img_per_sec = round(statistics.median(rates), 1) if rates else None
+    row.evaluations = _evaluations(sorted(run.glob(EVALUATION_GLOB)))
+    return row
+
+
+def _evaluation_reports_of(ensemble: Path) -> list[Path]:
+    """ENS.evaluation_*.json beside ENS.json (`report_path`'s naming for an ensemble)."""
+    return sorted(ensemble.parent.glob(f"{ensemble.stem}.{EVALUATION_GLOB}"))
+
+
+def summarize_ensemble(ensemble: Path, name: str) -> RunSummary:
+    reports = _evaluation_reports_of(ensemble)
+    if not reports:
+        raise InputError(ensemble, f"no `fertrain evaluate` reports beside it ({ensemble.stem}.{EVALUATION_GLOB}): "
+                                   f"evaluate the ensemble first, e.g. fertrain evaluate {ensemble} --manifest M "
+                                   "--split val", kind="missing")  # fmt: skip
+    return RunSummary(name=name, path=str(ensemble), kind="ensemble", evaluations=_evaluations(reports))
+
+
+def _evaluations(reports: list[Path]) -> dict[str, Evaluation]:
+    found = {}
+    for path in reports:
+        report = _read_json(path)
+        try:
+            label = f"{Path(report['manifest']).name.split('.')[0]} {report['split']} {report['tta']}"
+            scaled = (report.get("calibration") or {}).get("scaled") or {}
+            found[label] = Evaluation(
+                accuracy=float(report["accuracy"]), macro_f1=float(report["macro_f1"]), ece=scaled.get("ece"),
+                nll=scaled.get("nll"),
+                recall={k: round(float(v["recall"]), 4) for k, v in (report.get("per_class") or {}).items()})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(path, f"not a `fertrain evaluate` report (missing or bad {exc})", kind="format") from exc
+    return found
+
+
+def _ensembles_in(folder: Path) -> list[Path]:
+    """JSON files under `folder` (any depth) that have evaluation reports beside them."""
+    return sorted(p for p in folder.rglob("*.json") if "." not in p.stem and _evaluation_reports_of(p))
+
+
+def collect(paths: list[str | Path]) -> list[tuple[Path, str]]:
+    """(path, kind) for each argument: a run directory, an ensemble JSON, or a folder holding either."""
+    found: list[tuple[Path, str]] = []
+    for arg in paths:
+        p = Path(arg)
+        if not p.exists():
+            raise InputError(p, "no such run directory, ensemble file or folder", kind="missing")
+        if p.is_file():
+            found.append((p, "ensemble"))
+        elif (p / HISTORY).is_file():
+            found.append((p, "run"))
+        else:
+            inside = [(h.parent, "run") for h in p.rglob(HISTORY) if h.is_file()]
+            inside += [(e, "ensemble") for e in _ensembles_in(p)]
+            if not inside:
+                raise InputError(p, f"holds no training run (a directory with {HISTORY}) and no evaluated ensemble",
+                                 kind="missing")  # fmt: skip
+            found += sorted(inside, key=lambda item: str(item[0]))
+    seen, unique = set(), []
+    for path, kind in found:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, kind))
+    return unique
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Each path relative to what they share (a lone path: its own name)."""
+    if len(paths) == 1:
+        return [paths[0].name or str(paths[0])]
+    absolute = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath(absolute))
+    names = [str(a.relative_to(common)) if a != common else a.name for a in absolute]
+    return [n[: -len(".json")] if n.endswith(".json") else n for n in names]
+
+
+def compare_runs(paths: list[str | Path], sort: str = "none") -> list[RunSummary]:
+    """One summary per run and ensemble named (folders expand to what they hold)."""
+    if sort not in SORT_KEYS:
+        raise FertrainError(f"--sort: expected one of {', '.join(SORT_KEYS)}, got {sort!r}")
+    items = collect(paths)
+    rows = [summarize_run(path, name) if kind == "run" else summarize_ensemble(path, name)
+            for (path, kind), name in zip(items, _names([p for p, _ in items]), strict=True)]  # fmt: skip
+    if sort != "none":
+        key = "val_accuracy" if sort == "val-acc" else "val_macro_f1"
+        rows.sort(key=lambda r: -1.0 if getattr(r, key) is None else getattr(r, key), reverse=True)
+    return rows
+
+
+def evaluation_labels(rows: list[RunSummary]) -> list[str]:
+    """Every evaluation label of the rows, single view first within each manifest and split."""
+    labels = {label for r in rows for label in r.evaluations}
+    return sorted(labels, key=lambda s: (s.rsplit(" ", 1)[0], s.rsplit(" ", 1)[1] != "none", s))
+
+
+__all__ = ["SORT_KEYS", "Evaluation", "RunSummary", "collect", "compare_runs", "evaluation_labels", "selected_metrics"]
