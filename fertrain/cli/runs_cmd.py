@@ -49,11 +49,11 @@ def _pair(first: float | None, second: float | None) -> str:
 def _headers(labels: list[str]) -> tuple[list[str], str]:
     """Column headers for evaluation labels (MANIFEST SPLIT TTA): the manifest goes to the title
     when all share one, and single view is the split alone."""
-    manifests = {label.split(" ")[0] for label in labels}
+    manifests = {label.rsplit(" ", 2)[0] for label in labels}  # a manifest's name may hold spaces
     shared = len(manifests) == 1
     heads = []
     for label in labels:
-        manifest, split, tta = label.split(" ")
+        manifest, split, tta = label.rsplit(" ", 2)
         head = split if tta == "none" else f"{split} {tta}"
         heads.append(head if shared else f"{manifest} {head}")
     return heads, (f" on {manifests.pop()}" if shared else "")
