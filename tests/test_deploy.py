@@ -407,3 +407,21 @@ def test_two_model_threads_with_a_face_detector_give_the_faces_of_one_image_at_a
         assert (row["file"], row["face"], (row["x"], row["y"], row["w"], row["h"])) == (file, index, face.box)
         assert row["label"] == face.label
         assert abs(row[f"prob_{face.label.lower()}"] - face.probabilities[face.label]) < 1e-5
+
+
+def test_read_image_gives_rgb_and_refuses_a_photo_over_the_pixel_bound_by_name(tmp_path):
+    """A photo is read as RGB (OpenCV decodes BGR); one over 40 MP is refused from its header, naming the file."""
+    from fertrain.deploy.recognizer import read_image
+    from fertrain.errors import InputError
+
+    photo = np.zeros((30, 40, 3), np.uint8)
+    photo[..., 0] = 200  # blue in OpenCV's order
+    cv2.imwrite(str(tmp_path / "blue.png"), photo)
+    rgb = read_image(tmp_path / "blue.png")
+    assert rgb.shape == (30, 40, 3) and (rgb[..., 2] == 200).all() and (rgb[..., 0] == 0).all()
+    cv2.imwrite(str(tmp_path / "huge.png"), np.zeros((7000, 6000), np.uint8))  # 42 MP
+    with pytest.raises(InputError, match=r"huge\.png: image is 6000x7000 .*over the 40 MP"):
+        read_image(tmp_path / "huge.png")
+    (tmp_path / "notes.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(InputError, match=r"notes\.jpg: not a readable image"):
+        read_image(tmp_path / "notes.jpg")

@@ -45,7 +45,7 @@ def read_image(path: str | Path) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise InputError(path, f"cannot read image: {exc.strerror or exc}", kind="image") from None
-    too_big = oversize(data.tobytes()) if data.size else None
+    too_big = oversize(memoryview(data)) if data.size else None  # the header is read in place, not copied
     if too_big:
         raise InputError(path, too_big, kind="image")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -14,7 +14,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 MAX_IMAGE_PIXELS = 40_000_000
 
 
-def oversize(data: bytes) -> str | None:
+def oversize(data: bytes | memoryview) -> str | None:
     """Why an encoded image is too large to decode (read from its header only), or None."""
     try:
         with Image.open(io.BytesIO(data)) as img:
