@@ -318,6 +318,13 @@ def test_runs_compare_names_what_it_cannot_read(tmp_path, capsys):
     lone.write_text('{"format": "fertrain-ensemble-v1", "members": []}')
     code, text = run_cli(["runs", "compare", lone], capsys)
     assert code == 2 and "ens.json" in text and "fertrain evaluate" in text, text
+    atomic_write_json(tmp_path / "ens.evaluation_m_val.json", {"manifest": "m.parquet", "split": "val", "tta": "none",
+                                                               "accuracy": 0.5, "macro_f1": 0.4})  # fmt: skip
+    code, text = run_cli(["runs", "compare", lone, "--plot", tmp_path / "c.png", "--json", tmp_path / "c.json"], capsys)
+    assert code == 2 and "--plot" in text and "no training curves" in text, text
+    assert not (tmp_path / "c.png").exists() and not (tmp_path / "c.json").exists()  # refused before writing
+    code, text = run_cli(["runs", "compare", lone], capsys)
+    assert code == 0 and "0.500 / 0.400" in text, text
     (run / "history.json").write_text('[{"epoch": 1, "val_accuracy": 0.5, "val_macro_f1": 0.4}]')
     code, text = run_cli(["runs", "compare", run, "--sort", "speed"], capsys)
     assert code == 2 and "--sort" in text and "val-acc" in text, text

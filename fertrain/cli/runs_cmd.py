@@ -1,4 +1,4 @@
-"""`fertrain runs list | clean`."""
+"""`fertrain runs list | compare | clean`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from fertrain.console import console
+from fertrain.errors import FertrainError
 
 app = typer.Typer(help="List, compare and clean run directories (lock-aware).\n\n\b\nExamples:\n"
                   "  fertrain runs list outputs\n  fertrain runs compare outputs/teachers --plot compare.png\n"
@@ -85,10 +86,13 @@ def compare(
     from fertrain.runs.compare import compare_runs, evaluation_labels
 
     rows = compare_runs(paths, sort=sort)
+    trained = [r for r in rows if r.curve]
+    if plot is not None and not trained:
+        raise FertrainError(f"--plot {plot}: none of {', '.join(r.name for r in rows)} has an evaluated epoch "
+                            "in a history.json to draw (ensembles have no training curves)")  # fmt: skip
     if json_out is not None:
         atomic_write_json(json_out, [r.to_dict() for r in rows])
     if plot is not None:
-        trained = [r for r in rows if r.curve]
         plot_comparison({r.name: r.curve for r in trained}, {r.name: r.best_epoch for r in trained}, plot)
     if quiet:
         return
