@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fertrain.errors import ConfigError
@@ -101,6 +102,9 @@ def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(
     assert "initialized from" in (root / "logs" / "B.log").read_text()
     code, text = run_cli(["pipeline", "status", plan], capsys)
     assert "6/6" in text and "done" in text
+    best = torch.load(root / "teachers" / "A" / "best.pt", weights_only=True, map_location="cpu")
+    rows = {r["stage"]: r for r in plan_status(load_plan(plan))}  # best.pt's metric, whichever weights it holds
+    assert rows["A"]["best"] == f"macro_f1 {best['metrics']['macro_f1']:.4f}" and rows["A"]["epoch"] == "6/6"
     # a changed option of a finished stage: refused, naming it; --rerun moves the old run aside
     raw = yaml.safe_load(plan.read_text())
     raw["stages"][3]["options"]["epochs"] = 2

@@ -298,6 +298,13 @@ def test_runs_compare_picks_the_best_epoch_as_the_trainer_does(tmp_path):
     atomic_write_json(run / "history.json", history)
     (row,) = compare_runs([run])
     assert (row.best_epoch, row.best_weights, row.select_metric) == (5, "model", "accuracy")
+    for rec, auc in zip(history, (0.80, 0.81, None, 0.79, 0.80), strict=True):
+        if auc is not None:
+            rec["val_auc"], rec["ema_val_auc"] = auc, auc + 0.02  # EMA selected where it won on macro-F1
+    atomic_write_json(run / "history.json", history)
+    atomic_write_text(run / "config.yaml", "select_metric: auc\nstrategy: two-stage\nepochs_s1: 2\nepochs_s2: 3\n")
+    (row,) = compare_runs([run])
+    assert (row.best_epoch, row.best_value, row.epochs) == (2, pytest.approx(0.83), 5)
 
 
 def test_runs_compare_names_what_it_cannot_read(tmp_path, capsys):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
 from fertrain.plots import plot_training_curves
+from fertrain.runs.report_paths import HISTORY
 
-HISTORY = "history.json"
 CURVES = "training_curves.png"
 
 

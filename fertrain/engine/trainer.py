@@ -11,7 +11,7 @@ and curves; checkpoints with an exact mid-epoch resume and a config allowlist fo
 A subclass says what differs through hooks:
     create_model()            the FerNet to train
     setup()                   anything built before the data (a teacher signal, a loss module)
-    training_input(batch, values)  the normalized images of the step; default: augmented(batch)
+    training_input(batch, values)  the normalized images of the step; default: mixed(augmented(batch))
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
     step_values()             the step's own host-drawn numbers (default: the mixup draw), handed
                               to training_input as a device tensor
@@ -52,7 +52,7 @@ from fertrain.data import (
     step_generator,
     step_seed,
 )
-from fertrain.data.mixup import draw_mix, mix_vector
+from fertrain.data.mixup import draw_mix, mix_images, mix_vector
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
@@ -225,6 +225,7 @@ class Trainer:
         self.resumed_from_epoch: int | None = None
         self.test_metrics: dict | None = None
         self.params: dict = {}
+        self.mix: torch.Tensor | None = None  # this step's mixup/cutmix draw (`mix_vector`) on the device, or None
 
     # --- hooks (defaults) ----------------------------------------------------------------
     @classmethod
@@ -270,7 +271,7 @@ class Trainer:
         """The normalized images the step trains on. `values`: the step's `step_values` as a device
         tensor (None or empty when it has none); a graphed step reads them only from there (no
         Python value that changes between steps may be baked in)."""
-        return self.augmented(batch)
+        return self.mixed(self.augmented(batch))
 
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -292,6 +293,16 @@ class Trainer:
         if not c.mix.active:
             return []
         return mix_vector(draw_mix(c.mix, int(c.img_size or 0), c.seed, self.global_step))
+
+    def step_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
+        """`training_input`, with the step's mixup/cutmix draw (the `step_values` on the device) kept in
+        `self.mix` first, for the input (`mixed`), an online teacher's view and the loss alike."""
+        self.mix = values if self.cfg.mix.active else None
+        return self.training_input(batch, values)
+
+    def mixed(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch mixed with its mirror (B-1-i) as this step's draw says; as it is without mixing."""
+        return x if self.mix is None else mix_images(x, self.mix)
 
     def trained_modules(self) -> list[torch.nn.Module]:
         """The modules a training step updates: their parameters with a gradient and their buffers."""
@@ -507,7 +518,7 @@ class Trainer:
         values = self.step_values()  # none: nothing to copy to the device
         values_t = torch.tensor(values, dtype=torch.float32).to(self.device, non_blocking=True) if values else None
         batch = self.device_batch(raw, micro)
-        terms = self.forward_backward(self.training_input(batch, values_t), batch)
+        terms = self.forward_backward(self.step_input(batch, values_t), batch)
         return {k: v.detach() for k, v in terms.items()}  # tensors: reading them on the host would sync the GPU
 
     def forward_backward(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
@@ -579,7 +590,7 @@ class Trainer:
         averaging and clipping, the optimizer step with LRs read from `values`, the EMA update."""
         groups = self.optimizer.param_groups
         n_lr, n_ema = len(groups), int(self.ema is not None)
-        terms = self.forward_backward(self.training_input(batch, values[n_lr + n_ema :]), batch)
+        terms = self.forward_backward(self.step_input(batch, values[n_lr + n_ema :]), batch)
         self.average_and_clip()
         if self.device.type == "cuda":  # LRs as device tensors (fused kernels read them when replayed)
             kept = [dict(g) for g in groups]

@@ -32,8 +32,8 @@ from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
-from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, evaluation_stem, report_path
-from fertrain.yaml_files import read_yaml_file
+from fertrain.runs.compare import planned_epochs, run_config, summarize_run
+from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
 
 STATE_FILE = "pipeline_state.json"
 
@@ -91,7 +91,7 @@ def output_of(plan: Plan, name: str) -> Path:
         report = "calibration.json"
         if stage.kind == "evaluate":
             manifest = output_of(plan, stage.spec["manifest"])
-            report = f"evaluation_{evaluation_stem(manifest, split_of(stage), tta_of(stage))}.json"
+            report = evaluation_name(manifest, split_of(stage), tta_of(stage))
         return report_path(output_of(plan, target.name), report, ensemble=target.kind == "ensemble")
     return stage.output(plan.root)
 
@@ -190,11 +190,11 @@ def load_state(root: Path) -> dict:
 
 def run_complete(out: Path) -> bool:
     """A training run that ended normally with all its epochs (not stopped early)."""
-    status, history = out / "run_status.json", out / "history.json"
+    status, history = out / "run_status.json", out / HISTORY
     if not status.is_file() or not history.is_file():
         return False
     ended = json.loads(status.read_text(encoding="utf-8")).get("status") == "finished"
-    return ended and len(json.loads(history.read_text(encoding="utf-8"))) == _epochs_of(out)
+    return ended and len(json.loads(history.read_text(encoding="utf-8"))) == planned_epochs(run_config(out))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -279,13 +279,11 @@ def plan_status(plan: Plan) -> list[dict]:
         out, record = stage.output(plan.root), state.get(stage.name, {})
         row = {"stage": stage.name, "kind": stage.kind, "state": record.get("state", "pending"), "epoch": "",
                "best": "", "wall_sec": record.get("wall_sec")}  # fmt: skip
-        if stage.kind in TRAINING_KINDS and (out / "history.json").is_file():
-            hist = json.loads((out / "history.json").read_text(encoding="utf-8"))
-            total = _epochs_of(out)
-            row["epoch"] = f"{len(hist)}/{total}" if total else str(len(hist))
-            scored = [r for r in hist if "val_macro_f1" in r]
-            if scored:
-                row["best"] = f"macro-F1 {max(r['val_macro_f1'] for r in scored):.4f}"
+        if stage.kind in TRAINING_KINDS and (out / HISTORY).is_file():
+            run = summarize_run(out, stage.name)  # the best epoch as the trainer chose best.pt (EMA weights too)
+            row["epoch"] = f"{run.epochs_done}/{run.epochs}" if run.epochs else str(run.epochs_done)
+            if run.best_epoch is not None:
+                row["best"] = f"{run.select_metric} {run.best_value:.4f}"
             if row["state"] == "pending":
                 row["state"] = "partial (resumable)"
         report_file = output_of(plan, stage.name) if stage.kind == "evaluate" else None
@@ -294,13 +292,3 @@ def plan_status(plan: Plan) -> list[dict]:
             row["best"] = f"acc {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
         rows.append(row)
     return rows
-
-
-def _epochs_of(run: Path) -> int | None:
-    cfg = run / "config.yaml"
-    if not cfg.is_file():
-        return None
-    data = read_yaml_file(cfg, "run config") or {}
-    if data.get("strategy") == "two-stage":
-        return int(data.get("epochs_s1", 0)) + int(data.get("epochs_s2", 0))
-    return data.get("epochs")

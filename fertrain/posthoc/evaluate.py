@@ -16,7 +16,7 @@ from fertrain.errors import ConfigError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_confusion_matrix
-from fertrain.runs.report_paths import EVALUATION_SPLIT, evaluation_stem
+from fertrain.runs.report_paths import EVALUATION_SPLIT, evaluation_name, evaluation_stem
 
 
 def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str = EVALUATION_SPLIT, *,
@@ -47,7 +47,8 @@ def evaluate_teacher(target: str | Path, manifest_path: str | Path, split: str =
     if teacher.is_ensemble:
         result["members"] = member_agreement(member_logits, labels)
     stem = evaluation_stem(manifest_path, split, tta)
-    json_out, png_out = teacher.report_path(f"evaluation_{stem}.json"), teacher.report_path(f"confusion_{stem}.png")
+    json_out = teacher.report_path(evaluation_name(manifest_path, split, tta))
+    png_out = teacher.report_path(f"confusion_{stem}.png")
     title = f"{target.name} on {stem}: acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}"
     with teacher.writing(recover_stale):
         atomic_write_json(json_out, result)

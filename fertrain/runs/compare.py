@@ -17,12 +17,10 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fertrain.errors import FertrainError, InputError
+from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY
+from fertrain.yaml_files import read_yaml_file
 
-HISTORY = "history.json"
-EVALUATION_GLOB = "evaluation_*.json"
 DEFAULT_SELECT_METRIC = "macro_f1"
 SORT_KEYS = ("none", "val-acc", "val-f1")
 
@@ -48,6 +46,7 @@ class RunSummary:
     best_epoch: int | None = None
     best_weights: str | None = None  # "model" | "ema"
     select_metric: str | None = None
+    best_value: float | None = None  # the select_metric at the best epoch
     val_accuracy: float | None = None  # at the best epoch, the selected weights
     val_macro_f1: float | None = None
     val_nll: float | None = None
@@ -74,18 +73,21 @@ def _read_json(path: Path):
 def selected_metrics(record: dict) -> dict:
     """The metrics of the weights an evaluated epoch selected (its EMA's when it chose the EMA)."""
     prefix = "ema_" if record.get("selected_weights") == "ema" else ""
-    return {name: record.get(f"{prefix}val_{name}") for name in ("accuracy", "macro_f1", "nll")}
+    return {name: record.get(f"{prefix}val_{name}") for name in ("accuracy", "macro_f1", "auc", "nll")}
 
 
-def _run_config(run: Path) -> dict:
+def run_config(run: Path) -> dict:
+    """The run's resolved config.yaml ({} where there is none)."""
     path = run / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"is not valid YAML ({exc})", kind="format") from exc
+    config = read_yaml_file(path, "run config") if path.is_file() else None
     return config if isinstance(config, dict) else {}
+
+
+def planned_epochs(config: dict) -> int | None:
+    """The epochs a run was started for: a two-stage student's two stages together."""
+    if config.get("strategy") == "two-stage":
+        return int(config.get("epochs_s1", 0)) + int(config.get("epochs_s2", 0))
+    return config.get("epochs")
 
 
 def summarize_run(run: Path, name: str) -> RunSummary:
@@ -93,11 +95,10 @@ def summarize_run(run: Path, name: str) -> RunSummary:
     history = _read_json(history_path)
     if not isinstance(history, list) or not all(isinstance(r, dict) and "epoch" in r for r in history):
         raise InputError(history_path, "expected a list of per-epoch records with an 'epoch' each", kind="format")
-    config = _run_config(run)
+    config = run_config(run)
     metric = config.get("select_metric") or DEFAULT_SELECT_METRIC
-    row = RunSummary(name=name, path=str(run), kind="run", epochs_done=len(history), epochs=config.get("epochs"),
+    row = RunSummary(name=name, path=str(run), kind="run", epochs_done=len(history), epochs=planned_epochs(config),
                      select_metric=metric)  # fmt: skip
-    best_value = None
     for record in history:
         if "val_accuracy" not in record:
             continue  # an epoch without validation (eval_every)
@@ -108,8 +109,8 @@ def summarize_run(run: Path, name: str) -> RunSummary:
             weights = record.get("selected_weights", "model")
             raise InputError(history_path, f"epoch {record['epoch']}: no validation {metric!r} for the selected "
                                            f"weights ({weights})", kind="format")  # fmt: skip
-        if best_value is None or value > best_value:
-            best_value = value
+        if row.best_value is None or value > row.best_value:
+            row.best_value = value
             row.best_epoch, row.best_weights = record["epoch"], record.get("selected_weights", "model")
             row.val_accuracy, row.val_macro_f1, row.val_nll = chosen["accuracy"], chosen["macro_f1"], chosen["nll"]
     if history:
@@ -211,4 +212,5 @@ def evaluation_labels(rows: list[RunSummary]) -> list[str]:
     return sorted(labels, key=lambda s: (s.rsplit(" ", 1)[0], s.rsplit(" ", 1)[1] != "none", s))
 
 
-__all__ = ["SORT_KEYS", "Evaluation", "RunSummary", "collect", "compare_runs", "evaluation_labels", "selected_metrics"]
+__all__ = ["SORT_KEYS", "Evaluation", "RunSummary", "collect", "compare_runs", "evaluation_labels", "planned_epochs",
+           "run_config", "selected_metrics", "summarize_run"]

@@ -1,6 +1,6 @@
-"""Where the post-hoc reports about a teacher go (`fertrain calibrate`, `fertrain evaluate`): inside
-a run directory, beside an ENSEMBLE.json. Shared by the commands that write them and the pipeline
-that waits for them."""
+"""The names of a run's reports and where the post-hoc ones about a teacher go (`fertrain calibrate`,
+`fertrain evaluate`): inside a run directory, beside an ENSEMBLE.json. Shared by the commands that
+write them and the readers (the pipeline that waits for them, `fertrain runs compare`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 # evaluations report the test split (the pipeline names the reports it waits for from these too)
 CALIBRATION_SPLIT = "val"
 EVALUATION_SPLIT = "test"
+HISTORY = "history.json"  # one record per epoch, written by the training engine
+EVALUATION_GLOB = "evaluation_*.json"  # every `evaluation_name`
 
 
 def report_path(target: str | Path, name: str, *, ensemble: bool) -> Path:
@@ -21,3 +23,8 @@ def report_path(target: str | Path, name: str, *, ensemble: bool) -> Path:
 def evaluation_stem(manifest: str | Path, split: str, tta: str) -> str:
     """MANIFEST_SPLIT[_tta-TTA]: what tells one `fertrain evaluate` report of a teacher from another."""
     return f"{Path(manifest).name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
+
+
+def evaluation_name(manifest: str | Path, split: str, tta: str) -> str:
+    """The file name of one `fertrain evaluate` report (in a run directory, or ENS. + it beside ENS.json)."""
+    return f"evaluation_{evaluation_stem(manifest, split, tta)}.json"

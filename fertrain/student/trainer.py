@@ -24,7 +24,6 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fertrain.data import ManifestFaces, PreprocessSpec
-from fertrain.data.mixup import mix_images
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.models import FerNet, build_model, model_spec, pooled_width
@@ -55,7 +54,6 @@ class StudentTrainer(Trainer):
     def setup(self) -> None:
         cfg = self.cfg
         self.phase_best: dict[int, float] = {}
-        self.mix: torch.Tensor | None = None  # this step's mixup/cutmix as a `mix_vector` on the device
         self.signal = self.teacher_signal()
         dims = {"student_dim": pooled_width(self.model.backbone), "n_data": len(self.train_rows), "seed": cfg.seed}
         self.loss = build_loss(cfg.loss, teacher_dim=getattr(self.signal, "feature_dim", 0) or dims["student_dim"],
@@ -122,16 +120,14 @@ class StudentTrainer(Trainer):
         self.policy.on_train_mode(self.model)
 
     def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
-        """Augment, then mixup/cutmix with the batch's mirror (`values`: the step's one draw); an online
+        """Augment, then mixup/cutmix with the batch's mirror (the step's draw, `self.mix`); an online
         teacher sees the same augmented, mixed faces at its own size."""
-        self.mix = values if self.cfg.mix.active else None
         params = self.augment_params(batch)  # one draw: the teachers see the student's view at their sizes
         if self.signal is not None:
             batch.teacher = self.signal(batch.index, x_uint8=batch.images, sizes=batch.sizes, params=params,
                                         augment=self.augment, host_sizes=batch.host_sizes,
                                         autocast_cache=self.step_graphs is None, mix=self.mix)  # fmt: skip
-        x = self.augmented(batch, params=params)
-        return x if self.mix is None else mix_images(x, self.mix)
+        return self.mixed(self.augmented(batch, params=params))
 
     def trained_modules(self) -> list[torch.nn.Module]:
         return [self.model, self.loss]  # a loss may hold trained weights and buffers (CRD's memory banks)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from fertrain.console import console
-from fertrain.data.mixup import mix_images
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
@@ -42,7 +41,6 @@ class TeacherTrainer(Trainer):
         self.class_w = w.to(self.device) if w is not None else None
         self.margin = 0.0
         self.lr_factor = 1.0  # plateau reductions
-        self.mix: torch.Tensor | None = None  # this step's mixup/cutmix as a `mix_vector` on the device
 
     def create_scheduler(self):
         c = self.cfg
@@ -77,12 +75,6 @@ class TeacherTrainer(Trainer):
                                          ramp_start_epoch=c.margin_ramp_start, ramp_end_epoch=c.margin_ramp_end)
         lr = set_lr_for_step(self.scheduler, self.global_step, self.lr_factor, c.min_lr)
         return {"lr": lr, "margin": self.margin}
-
-    def training_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
-        """Augment, then mixup/cutmix with the batch's mirror (`values`: the step's one draw)."""
-        self.mix = values if self.cfg.mix.active else None
-        x = self.augmented(batch)
-        return x if self.mix is None else mix_images(x, self.mix)
 
     # --- the step as a CUDA graph: the mix is read from the device, the margin is the key ----
     def graph_blockers(self) -> list[str]:
