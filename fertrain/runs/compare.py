@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fertrain.errors import FertrainError, InputError
-from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY
+from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, manifest_stem
 from fertrain.yaml_files import read_yaml_file
 
 DEFAULT_SELECT_METRIC = "macro_f1"
@@ -140,7 +140,7 @@ def _evaluations(reports: list[Path]) -> dict[str, Evaluation]:
     for path in reports:
         report = _read_json(path)
         try:
-            label = f"{Path(report['manifest']).name.split('.')[0]} {report['split']} {report['tta']}"
+            label = f"{manifest_stem(report['manifest'])} {report['split']} {report['tta']}"
             scaled = (report.get("calibration") or {}).get("scaled") or {}
             found[label] = Evaluation(
                 accuracy=float(report["accuracy"]), macro_f1=float(report["macro_f1"]), ece=scaled.get("ece"),

@@ -20,9 +20,14 @@ def report_path(target: str | Path, name: str, *, ensemble: bool) -> Path:
     return target.with_name(f"{target.stem}.{name}") if ensemble else target / name
 
 
+def manifest_stem(manifest: str | Path) -> str:
+    """How reports name a manifest: its file name up to the first dot (fer2013.parquet -> fer2013)."""
+    return Path(manifest).name.split(".")[0]
+
+
 def evaluation_stem(manifest: str | Path, split: str, tta: str) -> str:
     """MANIFEST_SPLIT[_tta-TTA]: what tells one `fertrain evaluate` report of a teacher from another."""
-    return f"{Path(manifest).name.split('.')[0]}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
+    return f"{manifest_stem(manifest)}_{split}" + ("" if tta == "none" else f"_tta-{tta}")
 
 
 def evaluation_name(manifest: str | Path, split: str, tta: str) -> str:
