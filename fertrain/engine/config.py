@@ -273,6 +273,13 @@ def field_defaults(cls: type[TrainConfig]) -> dict[str, Any]:
     return {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(cls)}  # type: ignore[misc]
 
 
+def effective_values(cls: type[TrainConfig], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with each structured option as what it resolves to, defaults filled in: two spellings
+    of the same augmentation (`{rotate: 10}` and `{rotate: 10, trivial: 0}`) compare equal."""
+    return {**values, **{name: asdict(check(values[name], name)) for name, check in cls.STRUCTURED.items()
+                         if name in values}}  # fmt: skip
+
+
 MERGED_MAPPINGS = ("augment",)  # mapping options whose flags override single keys of the YAML's mapping
 
 

@@ -56,7 +56,7 @@ from fertrain.data.mixup import draw_mix, mix_images, mix_vector
 from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
-from fertrain.engine.config import TrainConfig, field_defaults
+from fertrain.engine.config import TrainConfig, effective_values, field_defaults
 from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything, synchronize
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.ema import ModelEma
@@ -820,7 +820,8 @@ def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: Tra
                             f"{ckpt.get('format')!r}, kind {ckpt.get('kind')!r})")  # fmt: skip
     # options added since the checkpoint was written count as their defaults, which keep the earlier behaviour
     saved = {**field_defaults(type(cfg)), **ckpt["config"], "nproc_per_node": ckpt.get("world_size", 1)}
-    return check_resume(saved, {**cfg.to_dict(), "nproc_per_node": world_size}, path, cfg.force,
+    current = {**cfg.to_dict(), "nproc_per_node": world_size}
+    return check_resume(effective_values(type(cfg), saved), effective_values(type(cfg), current), path, cfg.force,
                         trainer_cls.resumable)  # fmt: skip
 
 
