@@ -5,7 +5,8 @@
 # 3,309 PublicTest faces without training duplicates and evaluated single view and ten-crop: the
 # teacher of the ensemble-distilled students. TEACHER_SEEDS gives each variant its own `--seed` (default: all
 # 1337, the recipe's); a variant with another seed is named NAME_sSEED. TEACHER_FLAGS go to every
-# variant (e.g. "--aug trivial=1"). Re-running resumes; training stops TIME_LIMIT_S after the start.
+# variant (e.g. "--aug trivial=0": the variants measured before the config gained `trivial: 1`).
+# Re-running resumes; training stops TIME_LIMIT_S after the start.
 # Usage: [TEACHER_SEEDS="2 3 4 5" ENS=four_seeded] [TEACHER_FLAGS=...] benchmarks/fer2013_ens_four.sh MANIFEST OUT TIME_LIMIT_S
 #   (writes OUT/teachers/, OUT/ens_ENS.*)
 set -uo pipefail

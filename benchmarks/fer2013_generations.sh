@@ -10,13 +10,15 @@
 # the start.
 # The same commands one after another, as one fertrain command: runners/plans/fer2013_generations.yaml
 # (SEEDS="1337 2 3 4" GEN3_SEEDS="1337 2"). This script runs them side by side on the visible GPUs.
-# Usage: [SEEDS="1337 2 3"] [GEN3_SEEDS="1337 2"] benchmarks/fer2013_generations.sh MANIFEST OUT TIME_LIMIT_S
+# TEACHER_FLAGS go to every teacher, STUDENT_FLAGS to every student (both "--aug trivial=0": the generations
+# measured before the configs gained `trivial: 1`).
+# Usage: [SEEDS="1337 2 3"] [GEN3_SEEDS="1337 2"] [TEACHER_FLAGS=...] [STUDENT_FLAGS=...] benchmarks/fer2013_generations.sh MANIFEST OUT TIME_LIMIT_S
 # Writes OUT/teachers/, OUT/ens_four.*, OUT/born_again/sSEED/, OUT/ens_born.*, OUT/gen3/sSEED/, OUT/ens_gen3.*
 set -uo pipefail
 manifest=$1; out=$2; deadline=$(( $(date +%s) + $3 ))
 left() { echo $(( deadline - $(date +%s) )); }
 here=$(dirname "$0")
-specs() { for seed in "$@"; do echo "s$seed=--seed $seed"; done; }
+specs() { for seed in "$@"; do echo "s$seed=--seed $seed ${STUDENT_FLAGS:-}"; done; }
 mapfile -t gen2 < <(specs ${SEEDS:-1337 2 3})
 mapfile -t gen3 < <(specs ${GEN3_SEEDS:-1337 2})
 [ "$(left)" -gt 60 ] || exit 0
