@@ -291,7 +291,7 @@ def test_killed_run_resumes_with_the_same_steps_lr_and_weights(demo_data, tmp_pa
     assert code == 2 and "config changed" in text and "--lr: 0.002 -> 0.01" in text
     # nor is another augmentation; the same one with a default written out (`--aug trivial=0`) is
     code, text = run_cli([*resume_args(manifest, out, cfg_file), "--aug", "trivial=1"], capsys)
-    assert code == 2 and "config changed" in text and "'trivial': 0.0} -> {" in text and "'trivial': 1.0}" in text
+    assert code == 2 and "--aug: {" in text and "'trivial': 0.0} -> {" in text and "'trivial': 1.0}" in text
     code, text = run_cli([*resume_args(manifest, out, cfg_file), "--aug", "trivial=0", "--aug", "rotate=0"], capsys)
     assert code == 0, text
     assert json.loads((out / "history.json").read_text()) == hist  # finished: nothing trained again

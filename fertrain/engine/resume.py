@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fertrain.engine.config import flag
 from fertrain.errors import FertrainError
 
 RESUMABLE_KEYS = frozenset({
@@ -34,7 +35,7 @@ def check_resume(saved: dict, current: dict, path: Path, force: bool,
     with `force`, return the changes so the caller can record the override."""
     changes = config_changes(saved, current, allowed)
     if changes and not force:
-        listed = "; ".join(f"--{k.replace('_', '-')}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        listed = "; ".join(f"{flag(k)}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
         raise FertrainError(f"refusing to resume {path}: the run's config changed ({listed}). Resuming would mix two "
                             "experiments in one run: use a new --output-dir, or --force to resume anyway (the "
                             "override is recorded in run_status.json and the history)")  # fmt: skip
