@@ -4,6 +4,7 @@ work, output that reads at 80 columns and in logs, and adapters that take the la
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from fertrain.cli import app
+from fertrain.configs import resolve_config_file
 from fertrain.errors import ConfigError, InputError
 from fertrain.manifests import DedupPolicy, build_manifest, recipe_from_cli
 
@@ -138,6 +140,9 @@ def test_every_help_has_examples_whose_flags_exist_and_whose_files_ship(path, ca
             value = word.split("=", 1)[-1]
             if value.startswith(("fertrain/configs/", "manifests/", "../shared/")):
                 assert (REPO / value).exists(), f"{' '.join(words)}: {value} does not exist"
+        for flag, value in itertools.pairwise(words):  # a config named without its path must be a shipped one
+            if flag in ("--config", "-c") and "/" not in value:
+                assert resolve_config_file(value).is_file(), f"{' '.join(words)}: no shipped config {value}"
         code, out = run_cli([*words, "--help"], capsys)  # parses every flag of the example
         assert code == 0, f"fertrain {' '.join(words)}: {out}"
 

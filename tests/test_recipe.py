@@ -38,6 +38,8 @@ from .clitools import run_cli
 from .conftest import fer2013_train_faces
 from .test_engine import tiny_teacher
 
+SHIPPED = Path(__file__).resolve().parents[1] / "fertrain" / "configs"
+
 # --- mixup / cutmix ---------------------------------------------------------------------------------------
 
 
@@ -520,3 +522,21 @@ def test_shipped_fer2013_configs_resolve_to_what_docs_measured(name):
     assert augment_config(resolve(augment={"trivial": 0}).augment) == augment_config({"rotate": 10, **zoom})
     assert timm.is_model(cfg.backbone)
     assert create_backbone(cfg.backbone)(torch.zeros(1, 3, cfg.img_size, cfg.img_size)).shape[0] == 1
+
+
+def test_a_shipped_config_is_found_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
+    """The documented `--config fertrain/configs/NAME.yaml` works outside the repository (a pip install),
+    as do NAME and NAME.yaml; a file that exists wins; a missing one is refused with the shipped names."""
+    monkeypatch.chdir(tmp_path)
+    recipe = resolve_teacher_config({"manifest": "m.parquet"}, SHIPPED / "fer2013_vgg.yaml")
+    for spelling in ("fertrain/configs/fer2013_vgg.yaml", "fer2013_vgg", "fer2013_vgg.yaml"):
+        assert resolve_teacher_config({"manifest": "m.parquet"}, spelling) == recipe, spelling
+    student = resolve_student_config({"manifest": "m.parquet", "teacher": "e.json"}, "fer2013_student_vgg_ensemble")
+    assert student.backbone == "fer_vgg" and student.epochs == 250
+    (tmp_path / "fer2013_vgg.yaml").write_text("epochs: 3\n")  # the user's own file of that name
+    assert resolve_teacher_config({"manifest": "m.parquet"}, "fer2013_vgg.yaml").epochs == 3
+    for missing in ("fer2013_vggg", "elsewhere/fer2013_vgg.yaml"):
+        with pytest.raises(ConfigError, match=rf"--config {missing}: file not found .*fer2013_resnet18, fer2013_st"):
+            resolve_teacher_config({"manifest": "m.parquet"}, missing)
+    code, text = run_cli(["teacher", "--config", "nosuch", "--manifest", "m.parquet"], capsys)
+    assert code == 2 and "--config nosuch: file not found" in text and "fer2013_vgg" in text

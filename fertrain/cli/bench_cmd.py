@@ -21,8 +21,8 @@ app = typer.Typer(help="Throughput benchmarks: end-to-end img/s against the mode
 @app.command("train")
 def train(
     manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest whose train split feeds the loader."),
-    config: Path = typer.Option(None, "--config", "-c", help="Teacher YAML whose optimizer, EMA, mixup and "
-                                "augmentation the steps use (the flags below override it)."),
+    config: Path = typer.Option(None, "--config", "-c", help="Teacher YAML (or a shipped config's name) whose "
+                                "optimizer, EMA, mixup and augmentation the steps use (the flags below override it)."),
     backbone: str = typer.Option("resnet18"),
     img_size: int = typer.Option(224, callback=at_least(8)),
     batch_size: int = typer.Option(256, "--batch-size", "-b", callback=at_least(1)),

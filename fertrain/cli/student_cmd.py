@@ -21,6 +21,7 @@ Examples:
   fertrain student --manifest M.parquet --softlabels SL.parquet --strategy two-stage
       --initial-checkpoint W.pth --epochs-s1 5 --epochs-s2 20 --lr-s1 1e-3 --lr-s2 1e-4 --freeze-bn
   fertrain student --config fertrain/configs/demo_student.yaml --manifest M.parquet --loss ce
+  fertrain student --config fer2013_student_vgg_ensemble --manifest M.parquet --teacher ENSEMBLE.json
 """
 
 STUDENT: dict = {

@@ -26,6 +26,7 @@ Examples:
   fertrain teacher --stage B --manifest M.parquet --init-from outputs/teachers/RUN_A
   fertrain teacher --manifest M.parquet --img-size 112 --opt sgd --lr 0.05 --mixup 0.2 --aug rotate=10
   fertrain teacher --config fertrain/configs/demo_teacher_stageA.yaml --manifest M.parquet --epochs 5
+  fertrain teacher --config fer2013_vgg --manifest M.parquet  # a shipped recipe, by name
   fertrain teacher --evaluate-only --output-dir RUN --eval-manifest M.parquet --eval-split test
 """
 

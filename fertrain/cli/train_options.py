@@ -23,7 +23,8 @@ def opt(kind: type, *decls: str, help: str) -> Spec:
 
 
 COMMON: dict[str, Spec] = {
-    "config": opt(Path, "--config", "-c", help="YAML file of options (flags override it)."),
+    "config": opt(Path, "--config", "-c", help="YAML file of options (flags override it), or a shipped config "
+                  "by name, e.g. fer2013_vgg (fertrain/configs/)."),
     "manifest": opt(str, "--manifest", "-m", help="Manifest (.parquet/.csv) with its stamp."),
     "backbone": opt(str, "--backbone", "--model", help="Any timm model name."),
     "img_size": opt(int, "--img-size", help="Input size in pixels."),

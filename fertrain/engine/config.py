@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from fertrain.configs import resolve_config_file, shipped_names
 from fertrain.data.augment import augment_config
 from fertrain.data.mixup import MixupConfig
 from fertrain.data.preprocess import COLOR_MODES
@@ -252,7 +253,11 @@ def check_value(cls: type[TrainConfig], name: str, value: Any, where: str) -> An
 
 
 def load_yaml_config(path: str | Path, cls: type[TrainConfig]) -> dict[str, Any]:
-    """A YAML mapping of options for `cls`; a syntax error or unknown key names the file."""
+    """A YAML mapping of options for `cls` from a file or a shipped config's name; a missing file, a
+    syntax error or an unknown key names the file."""
+    path = resolve_config_file(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: file not found (or name a shipped config: {', '.join(shipped_names())})")
     raw = read_yaml_file(path, "--config") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"--config {path}: expected a mapping of option: value")

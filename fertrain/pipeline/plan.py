@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fertrain.configs import resolve_config_file
 from fertrain.errors import ConfigError
 from fertrain.yaml_files import read_yaml_file
 
@@ -190,7 +191,7 @@ def _check_references(path: Path, stages: list[Stage]) -> None:
 def teacher_stage(stage: Stage) -> str:
     """A or B: from the stage's options, else from its config YAML, else A (the teacher's default)."""
     value = (stage.spec.get("options") or {}).get("stage")
-    config = Path(str(stage.spec.get("config") or ""))
+    config = resolve_config_file(str(stage.spec.get("config") or ""))
     if value is None and config.is_file():
         value = (read_yaml_file(config, "--config") or {}).get("stage")
     return str(value or "A").upper()
