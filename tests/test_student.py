@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from fertrain.errors import ConfigError
+from fertrain.errors import ConfigError, FertrainError
 from fertrain.serialization import load_torch_file
 from fertrain.student import KDLoss, resolve_student_config, train_student
 
@@ -319,7 +319,13 @@ def test_a_mixed_student_resumes_to_the_same_run_and_mixing_changes_what_it_lear
     ref = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "ref")), show_progress=False)
     out = tmp_path / "resumed"
     train_student(resolve_student_config(_mixed_student(demo_pipeline, out)), show_progress=False, until_epoch=1)
-    done = train_student(resolve_student_config(_mixed_student(demo_pipeline, out)), show_progress=False)
+    with pytest.raises(FertrainError, match=r"config changed \(--loss: .*'temperature': 4.0.* -> .*'temperature': 2.0"):
+        train_student(resolve_student_config(_mixed_student(demo_pipeline, out, loss={"name": "kd", "temperature": 2})),
+                      show_progress=False)  # fmt: skip
+    # the same loss and augmentation with defaults written out are the same run
+    same = _mixed_student(demo_pipeline, out, loss={"name": "kd", "temperature": 4, "kd_weight": 0.5},
+                          augment={"trivial": 0})  # fmt: skip
+    done = train_student(resolve_student_config(same), show_progress=False)
     assert done.resumed_from_epoch == 1  # the draws come from (seed, step): the same mixes after the resume
     assert [r["train_loss"] for r in done.history] == pytest.approx([r["train_loss"] for r in ref.history], rel=1e-6)
     unmixed = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "plain", mixup=0.0,

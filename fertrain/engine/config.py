@@ -145,6 +145,8 @@ class TrainConfig:
                                                      "cuda_graph": CUDA_GRAPH_MODES}  # fmt: skip
     # fields whose structure is checked by the code that uses them: check(value, where)
     STRUCTURED: ClassVar[dict[str, Callable[[Any, str], Any]]] = {"augment": augment_config}
+    # what a structured option resolves to, defaults filled in: how two spellings compare on resume
+    EFFECTIVE: ClassVar[dict[str, Callable[[Any], Any]]] = {"augment": lambda value: asdict(augment_config(value))}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -279,10 +281,9 @@ def field_defaults(cls: type[TrainConfig]) -> dict[str, Any]:
 
 
 def effective_values(cls: type[TrainConfig], values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with each structured option as what it resolves to, defaults filled in: two spellings
-    of the same augmentation (`{rotate: 10}` and `{rotate: 10, trivial: 0}`) compare equal."""
-    return {**values, **{name: asdict(check(values[name], name)) for name, check in cls.STRUCTURED.items()
-                         if name in values}}  # fmt: skip
+    """`values` with each structured option as what it resolves to (`cls.EFFECTIVE`): two spellings of
+    the same augmentation (`{rotate: 10}`, `{rotate: 10, trivial: 0}`) or loss compare equal."""
+    return {**values, **{name: resolve(values[name]) for name, resolve in cls.EFFECTIVE.items() if name in values}}
 
 
 MERGED_MAPPINGS = ("augment",)  # mapping options whose flags override single keys of the YAML's mapping

@@ -7,6 +7,7 @@ options (a YAML's options for another loss are dropped when `--loss` switches lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,11 +26,18 @@ from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
 from fertrain.models.heads import HEADS
 from fertrain.student.freezing import STRATEGIES
-from fertrain.student.losses import FEATURE_LOSSES, MIXABLE_LOSSES, TEACHER_FREE, check_loss_spec
+from fertrain.student.losses import (
+    FEATURE_LOSSES,
+    MIXABLE_LOSSES,
+    TEACHER_FREE,
+    check_loss_spec,
+    effective_loss_spec,
+)
 
 
 @dataclass
 class StudentConfig(TrainConfig):
+    EFFECTIVE: ClassVar[dict[str, Callable[[Any], Any]]] = {**TrainConfig.EFFECTIVE, "loss": effective_loss_spec}
     softlabels: str | None = None  # offline teacher signal
     teacher: str | None = None  # online: a run directory or ENSEMBLE.json
     backbone: str = "mobilenetv3_large_100"

@@ -291,6 +291,13 @@ def check_loss_spec(spec: str | dict) -> dict:
     return {"name": name, **spec}
 
 
+def effective_loss_spec(spec: str | dict) -> dict:
+    """The loss as it runs: its name and every option, defaults filled in (`{name: kd}` is
+    `{name: kd, temperature: 4.0}`)."""
+    spec = check_loss_spec(spec)
+    return {"name": spec["name"], **loss_options(spec["name"]), **spec}
+
+
 def build_loss(spec: str | dict, **runtime: Any) -> nn.Module:
     """`LOSSES[name](**options, **runtime)`, passing only the runtime values the loss takes."""
     spec = check_loss_spec(spec)
