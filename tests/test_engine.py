@@ -13,6 +13,7 @@ from rich.console import Console
 
 from fertrain.engine import TrainConfig, configure_cpu_threads, run_training
 from fertrain.engine.config import check_value
+from fertrain.engine.config import flag as flag_of
 from fertrain.engine.summary import summary_table
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.runs.checkpoints import load_checkpoint
@@ -39,7 +40,7 @@ def test_resume_refuses_each_changed_data_loss_or_augmentation_key_and_names_it(
                "model_ema": True, "arcface_m": 0.2, "seed": 7}  # fmt: skip
     for key, value in changes.items():
         cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, **{key: value}))
-        with pytest.raises(FertrainError, match=f"--{key.replace('_', '-')}: .* -> ") as err:
+        with pytest.raises(FertrainError, match=f"{flag_of(key)}: .* -> ") as err:
             train_teacher(cfg, show_progress=False)
         assert "--force" in str(err.value), key
         # a refused resume changes nothing in the run
