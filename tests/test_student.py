@@ -315,6 +315,25 @@ def _mixed_student(demo: Path, out: Path, **extra) -> dict:
             "include_sources": ["demo_lowres"], **extra}  # fmt: skip
 
 
+def test_a_config_compares_on_resume_as_it_resolves():
+    """Resume compares the augmentation and the loss with their defaults filled in: a default written out
+    (or a YAML list for a tuple default) is no change, another value is."""
+    from fertrain.engine.config import effective_values
+    from fertrain.student.config import StudentConfig
+
+    def same(a: dict, b: dict) -> bool:
+        return effective_values(StudentConfig, a) == effective_values(StudentConfig, b)
+
+    assert same({"loss": {"name": "kd"}}, {"loss": {"name": "kd", "temperature": 4, "ce_weight": 0.5}})
+    assert same({"loss": "mmd"}, {"loss": {"name": "mmd", "scales": [0.5, 1, 2]}})
+    assert same({"augment": {"rotate": 10}}, {"augment": {"rotate": 10.0, "trivial": 0}})
+    assert same({"augment": None}, {"augment": {"scale": [0.6, 1.0]}})  # the default crop, spelled as YAML
+    assert not same({"loss": {"name": "kd"}}, {"loss": {"name": "kd", "temperature": 2}})
+    assert not same({"loss": {"name": "kd"}}, {"loss": {"name": "dkd"}})
+    assert not same({"augment": {"rotate": 10}}, {"augment": {"rotate": 10, "trivial": 1}})
+    assert effective_values(StudentConfig, {"lr": 0.1}) == {"lr": 0.1}  # other options as they are
+
+
 def test_a_mixed_student_resumes_to_the_same_run_and_mixing_changes_what_it_learns(demo_pipeline, tmp_path):
     ref = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "ref")), show_progress=False)
     out = tmp_path / "resumed"

@@ -30,6 +30,7 @@ from fertrain.engine.device import DEVICE_PATTERN
 from fertrain.engine.graphs import CUDA_GRAPH_MODES
 from fertrain.errors import ConfigError
 from fertrain.manifests.schema import SPLITS
+from fertrain.runs.compare import DEFAULT_SELECT_METRIC
 from fertrain.yaml_files import read_yaml_file
 
 SELECT_METRICS = ("macro_f1", "accuracy", "auc")
@@ -115,7 +116,7 @@ class TrainConfig:
     color: str = "auto"  # rgb | grey | auto: grey when the training images are grey (FER2013)
     augment: dict[str, Any] = field(default_factory=dict)  # overrides of AugmentConfig fields
     # runs
-    select_metric: str = "macro_f1"
+    select_metric: str = DEFAULT_SELECT_METRIC
     output_root: str = "outputs/runs"
     output_dir: str | None = None
     eval_every: int = 1

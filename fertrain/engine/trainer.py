@@ -75,6 +75,7 @@ from fertrain.models import FerNet, normalization_of
 from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
+from fertrain.runs.report_paths import RUN_CONFIG
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
@@ -292,7 +293,7 @@ class Trainer:
         c = self.cfg
         if not c.mix.active:
             return []
-        return mix_vector(draw_mix(c.mix, int(c.img_size or 0), c.seed, self.global_step))
+        return mix_vector(draw_mix(c.mix, self.spec.img_size, c.seed, self.global_step))
 
     def step_input(self, batch: Batch, values: torch.Tensor | None) -> torch.Tensor:
         """`training_input`, with the step's mixup/cutmix draw (the `step_values` on the device) kept in
@@ -772,7 +773,7 @@ class Trainer:
         if self.resumed_from_step is None:
             self.on_fit_start()
         if self.dist.is_main:
-            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_text(self.out / RUN_CONFIG, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
         if self.dist.is_main:

@@ -34,6 +34,7 @@ from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
 from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
+from fertrain.runs.status import STATUS_NAME
 
 STATE_FILE = "pipeline_state.json"
 
@@ -190,7 +191,7 @@ def load_state(root: Path) -> dict:
 
 def run_complete(out: Path) -> bool:
     """A training run that ended normally with all its epochs (not stopped early)."""
-    status, history = out / "run_status.json", out / HISTORY
+    status, history = out / STATUS_NAME, out / HISTORY
     if not status.is_file() or not history.is_file():
         return False
     ended = json.loads(status.read_text(encoding="utf-8")).get("status") == "finished"

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fertrain.errors import FertrainError, InputError
-from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, manifest_stem
+from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, RUN_CONFIG, manifest_stem
 from fertrain.yaml_files import read_yaml_file
 
-DEFAULT_SELECT_METRIC = "macro_f1"
+DEFAULT_SELECT_METRIC = "macro_f1"  # the training engine's default too (engine.config imports it)
 SORT_KEYS = ("none", "val-acc", "val-f1")
 
 
@@ -78,7 +78,7 @@ def selected_metrics(record: dict) -> dict:
 
 def run_config(run: Path) -> dict:
     """The run's resolved config.yaml ({} where there is none)."""
-    path = run / "config.yaml"
+    path = run / RUN_CONFIG
     config = read_yaml_file(path, "run config") if path.is_file() else None
     return config if isinstance(config, dict) else {}
 
@@ -152,8 +152,11 @@ def _evaluations(reports: list[Path]) -> dict[str, Evaluation]:
 
 
 def _ensembles_in(folder: Path) -> list[Path]:
-    """JSON files under `folder` (any depth) that have evaluation reports beside them."""
-    return sorted(p for p in folder.rglob("*.json") if "." not in p.stem and _evaluation_reports_of(p))
+    """JSON files under `folder` (any depth) that have evaluation reports beside them: found from the
+    reports (ENS.evaluation_*.json -> ENS.json) in one walk, not by a glob beside every JSON file."""
+    reports = folder.rglob(f"*.{EVALUATION_GLOB}")
+    named = {report.with_name(report.name.split(".", 1)[0] + ".json") for report in reports}
+    return sorted(p for p in named if p.is_file())
 
 
 def collect(paths: list[str | Path]) -> list[tuple[Path, str]]:

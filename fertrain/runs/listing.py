@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fertrain.errors import FertrainError
 from fertrain.runs.lock import GUARD_NAME, LOCK_NAME, describe_holder, guard_held, lock_state, read_lock
+from fertrain.runs.report_paths import RUN_CONFIG
 from fertrain.runs.status import STATUS_NAME
 
 RUN_MARKERS = (LOCK_NAME, STATUS_NAME, "environment.json")
@@ -65,7 +66,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 def is_recognisable_run(path: Path) -> bool:
     """A directory fertrain made for a run: it has a run_status.json or a config.yaml."""
-    return (path / STATUS_NAME).is_file() or (path / "config.yaml").is_file()
+    return (path / STATUS_NAME).is_file() or (path / RUN_CONFIG).is_file()
 
 
 def locks_inside(path: Path) -> list[str]:
@@ -99,7 +100,7 @@ def clean_runs(dirs: list[str | Path], root: str | Path, *, dry_run: bool = Fals
             problems.append(f"{p}: outside the root {root_r} (refusing to delete)")
             continue
         if not is_recognisable_run(resolved):
-            problems.append(f"{p}: not a run directory (no {STATUS_NAME} or config.yaml); refusing to delete it")
+            problems.append(f"{p}: not a run directory (no {STATUS_NAME} or {RUN_CONFIG}); refusing to delete it")
             continue
         locked = locks_inside(resolved)
         problems += [f"{p}: {what}" for what in locked]

@@ -11,6 +11,7 @@ from pathlib import Path
 CALIBRATION_SPLIT = "val"
 EVALUATION_SPLIT = "test"
 HISTORY = "history.json"  # one record per epoch, written by the training engine
+RUN_CONFIG = "config.yaml"  # the run's resolved options, written by the training engine
 EVALUATION_GLOB = "evaluation_*.json"  # every `evaluation_name`
 
 

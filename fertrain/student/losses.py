@@ -295,7 +295,8 @@ def effective_loss_spec(spec: str | dict) -> dict:
     """The loss as it runs: its name and every option, defaults filled in (`{name: kd}` is
     `{name: kd, temperature: 4.0}`)."""
     spec = check_loss_spec(spec)
-    return {"name": spec["name"], **loss_options(spec["name"]), **spec}
+    resolved = {"name": spec["name"], **loss_options(spec["name"]), **spec}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}  # YAML gives lists
 
 
 def build_loss(spec: str | dict, **runtime: Any) -> nn.Module:
