@@ -121,10 +121,13 @@ def evaluate(
 
 
 def export_softlabels(
-    teacher: Path = typer.Option(..., "--teacher", help="Run directory or ENSEMBLE.json."),
+    teacher: list[Path] = typer.Option(..., "--teacher", help="Run directory or ENSEMBLE.json; with --out-of-fold "
+                                       "one --fold run per fold (repeat the flag)."),
     manifest: Path = typer.Option(..., "--manifest", "-m"),
     split: list[str] = typer.Option(["train"], "--split", help="Split(s) to label (repeatable)."),
     out: Path = typer.Option(..., "--out", help="softlabels.parquet"),
+    out_of_fold: bool = typer.Option(False, "--out-of-fold", help="Cross-fitted: label each training row with the "
+                                     "--teacher that held it out (teachers trained with --fold K --folds N)."),
     tta: str = tta_option(),
     include_logits: bool = typer.Option(False, "--include-logits", help="Also store raw logits."),
     allow_other_manifest: bool = typer.Option(False, "--allow-other-manifest", help="Label the rows of a manifest "
@@ -140,13 +143,27 @@ def export_softlabels(
     """Calibrated teacher probabilities per manifest row, as stamped Parquet (resumable).
 
     \b
-    Example:
+    Examples:
       fertrain export-softlabels --teacher outputs/ensembles/rn18_b3.json --manifest M.parquet --split train
       --out outputs/softlabels/train.parquet
+      fertrain export-softlabels --out-of-fold --teacher fold0 --teacher fold1 --teacher fold2 --teacher fold3
+      --teacher fold4 --manifest M.parquet --tta ten --out outputs/softlabels/oof.parquet
     """
+    from fertrain.softlabels import export_out_of_fold
     from fertrain.softlabels import export_softlabels as run_export
 
-    run_export(teacher, manifest, out, splits=split, tta=tta, include_logits=include_logits,
+    if out_of_fold:
+        if split != ["train"] or allow_other_manifest:
+            raise typer.BadParameter("--out-of-fold labels the training rows the --fold teachers held out, of the "
+                                     "manifest they trained on: drop --split and --allow-other-manifest")
+        export_out_of_fold(teacher, manifest, out, tta=tta, include_logits=include_logits, device=device,
+                           workers=workers, batch_size=batch_size, show_progress=not quiet,
+                           recover_stale=recover_stale_lock)  # fmt: skip
+        return
+    if len(teacher) > 1:
+        raise typer.BadParameter(f"{len(teacher)} --teacher given: give one (a run or an ENSEMBLE.json), or "
+                                 "--out-of-fold with one --fold run per fold")
+    run_export(teacher[0], manifest, out, splits=split, tta=tta, include_logits=include_logits,
                chunk_size=chunk_size, device=device, workers=workers, batch_size=batch_size,
                show_progress=not quiet, recover_stale=recover_stale_lock,
                allow_other_manifest=allow_other_manifest)  # fmt: skip

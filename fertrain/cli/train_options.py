@@ -65,6 +65,10 @@ COMMON: dict[str, Spec] = {
     "balanced_min_per_class": opt(int, "--balanced-min-per-class", help="Oversample each class to N per epoch [0]."),
     "include_sources": opt(list[str], "--include-sources", help="Only these sources (repeatable or a,b)."),
     "exclude_sources": opt(list[str], "--exclude-sources", help="Drop these sources."),
+    "fold": opt(int, "--fold", help="Cross-fitting: train without fold K of the training rows (stratified, one "
+                "image in one fold); its faces are listed in RUN/heldout_rows.json for export-softlabels --out-of-fold "
+                "[off]."),
+    "folds": opt(int, "--folds", help="With --fold: how many folds [5]."),
     "clahe": opt(bool, "--clahe/--no-clahe", help="CLAHE clip 2.0 tile 8x8 (saved with the run)."),
     "augment": opt(list[str], "--aug", help="KEY=VALUE augmentation override (repeatable): rotate=10, "
                    "scale=[0.8,1] (> 1 zooms out), translate=0.1, erasing=0.25, trivial=1 (one TrivialAugment-style op "

@@ -112,6 +112,8 @@ class TrainConfig:
     exclude_sources: list[str] | None = None
     train_split: str = "train"
     val_split: str = "val"
+    fold: int | None = None  # cross-fitting: hold out this fold of the training rows (0..folds-1)
+    folds: int = 5
     clahe: bool = False
     color: str = "auto"  # rgb | grey | auto: grey when the training images are grey (FER2013)
     augment: dict[str, Any] = field(default_factory=dict)  # overrides of AugmentConfig fields
@@ -138,6 +140,7 @@ class TrainConfig:
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),
         "mixup": NON_NEGATIVE, "cutmix": NON_NEGATIVE, "mixup_prob": Range(0, 1), "mixup_switch_prob": Range(0, 1),
+        "fold": NON_NEGATIVE, "folds": Range(2, 100),
     }  # fmt: skip
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"select_metric": SELECT_METRICS, "log": LOGGERS,
                                                      "train_split": SPLITS, "val_split": SPLITS,
@@ -165,6 +168,8 @@ class TrainConfig:
         if self.sam and self.grad_accum_steps > 1:
             raise ConfigError(f"--sam {self.sam:g} needs the whole batch's gradient for its ascent step: use "
                               f"--grad-accum-steps 1 (got {self.grad_accum_steps})")  # fmt: skip
+        if self.fold is not None and self.fold >= self.folds:
+            raise ConfigError(f"--fold {self.fold}: folds are numbered 0..{self.folds - 1} (--folds {self.folds})")
         if self.log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--log tensorboard needs the tensorboard package: pip install 'fertrain[tensorboard]'")
         from timm.optim import list_optimizers  # here, not at import: keeps `--help` fast

@@ -71,11 +71,12 @@ from fertrain.engine.saver import CheckpointSaver, rng_state, set_rng_state
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter
+from fertrain.manifests.splits import training_folds
 from fertrain.models import FerNet, normalization_of
 from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
-from fertrain.runs.report_paths import RUN_CONFIG
+from fertrain.runs.report_paths import HELDOUT_ROWS, RUN_CONFIG
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
@@ -173,6 +174,12 @@ class Trainer:
         self.train_rows, self.val_rows = self.split_rows(rows, cfg.train_split), self.split_rows(rows, cfg.val_split)
         if len(self.train_rows) == 0:
             raise ConfigError(f"no '{cfg.train_split}' rows after the source filter in {cfg.manifest}")
+        self.heldout_rows = self.train_rows.iloc[:0]
+        if cfg.fold is not None:  # cross-fitting: this run never sees one fold of its training rows
+            held = training_folds(self.train_rows["label"].to_numpy(), self.train_rows["sha256"].to_numpy(),
+                                  cfg.folds) == cfg.fold  # fmt: skip
+            self.heldout_rows = self.train_rows[held].reset_index(drop=True)
+            self.train_rows = self.train_rows[~held].reset_index(drop=True)
         self.model = self.create_model().to(self.device)
         dist.broadcast_parameters(self.model)
         if dist.rank > 0:  # its own stream for dropout and the like (rank 0 keeps the single-process one)
@@ -775,6 +782,11 @@ class Trainer:
         if self.dist.is_main:
             atomic_write_text(self.out / RUN_CONFIG, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
+            if self.cfg.fold is not None:
+                atomic_write_json(self.out / HELDOUT_ROWS, {
+                    "fold": self.cfg.fold, "folds": self.cfg.folds, "split": self.cfg.train_split,
+                    "manifest_sha256": self.manifest.sha256, "rows": len(self.heldout_rows),
+                    "row_ids": self.heldout_rows["row_id"].astype(str).tolist()})  # fmt: skip
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
         if self.dist.is_main:
             console.print(f"ready to train after {time.perf_counter() - self.created:.1f}s of set-up "

@@ -1,7 +1,8 @@
 """Deterministic derived splits: stratified by class, grouped by subject when known.
 
-Used only where a source lacks a split: no val -> carve val out of train; no split at all
--> train/val/test. Grouping keeps every face of one subject (or one photo) on one side.
+Used where a source lacks a split (no val -> carve val out of train; no split at all ->
+train/val/test; grouping keeps every face of one subject or photo on one side) and for the folds
+of cross-fitted teachers (`--fold K --folds N`), which hold one fold of the training rows out.
 """
 
 from __future__ import annotations
@@ -40,6 +41,25 @@ def _holdout_mask(labels: np.ndarray, groups: np.ndarray | None, fraction: float
     mask = np.zeros(len(labels), dtype=bool)
     mask[held] = True
     return mask
+
+
+FOLD_SEED = 0  # fixed, so that teachers with different --seed values share one partition into folds
+
+
+def training_folds(labels: np.ndarray, images: np.ndarray, folds: int) -> np.ndarray:
+    """Each row's fold in 0..folds-1: stratified by label, rows of one image (same sha256) in one fold.
+
+    Depends only on the rows in their manifest order, so every teacher of a cross-fit, and the
+    export that labels each fold with the teacher that held it out, see the same folds."""
+    if len(np.unique(images)) < folds:
+        raise ConfigError(f"--folds {folds}: only {len(np.unique(images))} distinct training images")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class smaller than the number of folds: still valid
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=FOLD_SEED)
+        fold_of = np.empty(len(labels), dtype=np.int64)
+        for k, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels, images)):
+            fold_of[held] = k
+    return fold_of
 
 
 def derive_splits(

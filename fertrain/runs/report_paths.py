@@ -12,6 +12,7 @@ CALIBRATION_SPLIT = "val"
 EVALUATION_SPLIT = "test"
 HISTORY = "history.json"  # one record per epoch, written by the training engine
 RUN_CONFIG = "config.yaml"  # the run's resolved options, written by the training engine
+HELDOUT_ROWS = "heldout_rows.json"  # a --fold run's held-out training rows, read by the out-of-fold export
 EVALUATION_GLOB = "evaluation_*.json"  # every `evaluation_name`
 
 

@@ -38,7 +38,7 @@ from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
 FORMAT = "fertrain-softlabels-v1"
 
 
-def _chunk_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | None) -> pd.DataFrame:
+def soft_label_frame(rows: pd.DataFrame, probs: np.ndarray, logits: np.ndarray | None) -> pd.DataFrame:
     top1 = probs.argmax(1)
     entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1)
     df = pd.DataFrame({"row_id": rows["row_id"].astype(str).to_numpy(), "sha256": rows["sha256"].astype(str).to_numpy(),
@@ -110,7 +110,7 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
         if dist.is_main:
             try:
                 held.enter_context(run_lock(parts, recover_stale=recover_stale, command=command))
-                _check_plan(parts / "plan.json", meta)
+                check_plan(parts / "plan.json", meta)
             except FertrainError as exc:
                 failure = exc
         message = dist.broadcast(None if failure is None else str(failure))  # no rank starts unless rank 0 may
@@ -134,7 +134,7 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
                     break
                 logits, _ = teacher.logits(manifest, chunk, device=device, batch_size=batch_size, workers=workers,
                                            tta=tta, on_batch=advance)  # fmt: skip
-                frame = _chunk_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
+                frame = soft_label_frame(chunk, teacher.calibrated_probs(logits), logits if include_logits else None)
                 with atomic_path(part) as tmp:
                     frame.to_parquet(tmp, index=False)
                 done += 1
@@ -151,10 +151,10 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
             pq.write_table(table, tmp)
         digest = write_stamp(out)
     shutil.rmtree(parts)
-    return _summary(out, table, digest)
+    return summarize_export(out, table, digest)
 
 
-def _check_plan(plan: Path, meta: dict) -> None:
+def check_plan(plan: Path, meta: dict) -> None:
     """A partial export continues only with the settings it was started with."""
     if plan.is_file():
         previous = json.loads(plan.read_text(encoding="utf-8"))
@@ -167,7 +167,7 @@ def _check_plan(plan: Path, meta: dict) -> None:
         atomic_write_text(plan, json.dumps(meta, indent=2, default=str))
 
 
-def _summary(out: Path, table: pa.Table, digest: str) -> dict:
+def summarize_export(out: Path, table: pa.Table, digest: str) -> dict:
     probs = table.select(list(PROB_COLUMNS)).to_pandas().to_numpy()
     agrees = float(np.mean(table.column("agrees").to_numpy()))
     console.print(f"[green]wrote[/] {out}: {table.num_rows:,} rows, agreement with hard labels {agrees:.3f}",

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Cross-fitted (out-of-fold) soft labels and the students distilled from them. FOLDS (5) fer_vgg
+# teachers (`fertrain teacher --config fertrain/configs/fer2013_vgg.yaml --fold K --folds FOLDS`
+# TEACHER_FLAGS, sharing the GPUs), each calibrated for SOFT_TTA (ten) views on the PublicTest faces
+# without training duplicates; then one `fertrain export-softlabels --out-of-fold` that labels every
+# training face with the teacher that never saw it (OUT/oof_SOFT_TTA.parquet); then one
+# `fertrain student --config fertrain/configs/fer2013_student_vgg_ensemble.yaml --softlabels
+# OUT/oof_SOFT_TTA.parquet FLAGS` per NAME=FLAGS, EPOCHS (250) epochs, evaluated single view and ten-crop.
+# Re-running the same command resumes; training stops TIME_LIMIT_S after the start.
+# Usage: benchmarks/fer2013_cross_fit.sh MANIFEST OUT TIME_LIMIT_S NAME=FLAGS...
+#   benchmarks/fer2013_cross_fit.sh fer2013.parquet out 560 oof="" oof_t1="-T 1"
+# Writes OUT/folds/foldK/, OUT/oof_SOFT_TTA.parquet, OUT/students/NAME/
+set -uo pipefail
+manifest=$1; out=$2; deadline=$(( $(date +%s) + $3 )); shift 3
+left() { echo $(( deadline - $(date +%s) )); }
+here=$(dirname "$0")
+# shellcheck source=benchmarks/timed.sh
+. "$here/timed.sh"  # finished RUN_DIR
+folds=${FOLDS:-5}; tta=${SOFT_TTA:-ten}
+specs=(); teachers=()
+for k in $(seq 0 $((folds - 1))); do
+  specs+=("fold$k=--fold $k --folds $folds ${TEACHER_FLAGS:-}"); teachers+=(--teacher "$out/folds/fold$k")
+done
+mkdir -p "$out/folds"
+CONFIG=fertrain/configs/fer2013_vgg.yaml TTA="none ten" bash "$here/fer2013_runs.sh" "$manifest" "$out/folds" \
+    "${TEACHER_EPOCHS:-120}" "$(left)" "${specs[@]}"
+for k in $(seq 0 $((folds - 1))); do
+  run=$out/folds/fold$k; finished "$run" || exit 0
+  [ -f "$run.calibrated_$tta" ] || { python3 -m fertrain calibrate "$run" --manifest "$manifest" --tta "$tta" \
+      --exclude-overlap -j 4 >> "$run.log" 2>&1 && touch "$run.calibrated_$tta"; } || exit 1
+done
+soft=$out/oof_$tta.parquet
+[ -f "$soft" ] || timed "oof_$tta" python3 -m fertrain export-softlabels --out-of-fold "${teachers[@]}" \
+    --manifest "$manifest" --tta "$tta" --out "$soft" -j 4
+[ -f "$soft" ] || { echo "export failed: $out/oof_$tta.log" >&2; exit 1; }
+[ "$(left)" -gt 60 ] || exit 0
+runs=(); for spec in "$@"; do runs+=("${spec%%=*}=--softlabels $soft ${spec#*=}"); done
+COMMAND=student CONFIG=fertrain/configs/fer2013_student_vgg_ensemble.yaml TTA="none ten" \
+    bash "$here/fer2013_runs.sh" "$manifest" "$out/students" "${EPOCHS:-250}" "$(left)" "${runs[@]}"

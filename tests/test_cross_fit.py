@@ -1,0 +1,141 @@
+"""Cross-fitting: `--fold K --folds N` teachers and `export-softlabels --out-of-fold`, on real FER2013
+rows (the folds) and tiny real training runs (the export a student learns from)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fertrain.ensemble import load_teacher
+from fertrain.ensemble.provenance import trained_faces
+from fertrain.ensemble.teacher import Teacher
+from fertrain.errors import ConfigError
+from fertrain.manifests import load_manifest
+from fertrain.manifests.splits import training_folds
+from fertrain.runs.report_paths import HELDOUT_ROWS
+from fertrain.softlabels import export_out_of_fold, export_softlabels, load_softlabels
+from fertrain.softlabels.io import PROB_COLUMNS
+from fertrain.student import resolve_student_config, train_student
+from fertrain.teacher import resolve_teacher_config, train_teacher
+from tests.clitools import run_cli
+
+TINY = {"backbone": "resnet10t", "head": "linear", "img_size": 32, "batch_size": 32, "workers": 0, "device": "cpu",
+        "epochs": 1, "lr": 2e-3, "skip_onnx": True}  # fmt: skip
+FOLDS = 3
+
+
+def test_training_folds_are_stratified_and_keep_each_image_in_one_fold(fer2013_manifest):
+    train = load_manifest(fer2013_manifest).df.query("split == 'train'").reset_index(drop=True)
+    labels, images = train["label"].to_numpy(), train["sha256"].to_numpy()
+    fold = training_folds(labels, images, 5)
+    assert np.array_equal(fold, training_folds(labels, images, 5))  # the same folds for every teacher
+    sizes = np.bincount(fold, minlength=5)
+    assert sizes.sum() == len(train) and sizes.max() - sizes.min() <= 0.01 * len(train)
+    for c in np.unique(labels):  # every class split evenly: each fold within 2 % of a fifth of it
+        per_fold = np.bincount(fold[labels == c], minlength=5)
+        assert np.abs(per_fold - per_fold.mean()).max() <= max(2, 0.02 * per_fold.sum()), c
+    repeated = train[train.duplicated("sha256", keep=False)]
+    assert len(repeated) > 0  # FER2013's training split repeats images: they must not straddle folds
+    folds_per_image = pd.Series(fold[repeated.index]).groupby(repeated["sha256"].to_numpy()).nunique()
+    assert (folds_per_image == 1).all()
+
+
+def test_a_fold_out_of_range_is_refused_naming_the_flag(lowres_manifest, tmp_path):
+    with pytest.raises(ConfigError, match=r"--fold 3: folds are numbered 0..2 \(--folds 3\)"):
+        resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "fold": 3, "folds": 3})
+    with pytest.raises(ConfigError, match="--folds must be >= 2"):
+        resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "fold": 0, "folds": 1})
+
+
+@pytest.fixture(scope="module")
+def fold_teachers(lowres_manifest, tmp_path_factory) -> list[Path]:
+    """Three one-epoch teachers, teacher K without fold K of three."""
+    out = tmp_path_factory.mktemp("folds")
+    runs = [out / f"fold{k}" for k in range(FOLDS)]
+    for k, run in enumerate(runs):
+        cfg = resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "output_dir": str(run), "fold": k,
+                                      "folds": FOLDS, "seed": 1337 + k})  # fmt: skip
+        assert train_teacher(cfg, show_progress=False).complete
+    return runs
+
+
+def test_each_fold_teacher_holds_out_its_fold_and_never_trains_on_it(lowres_manifest, fold_teachers):
+    manifest = load_manifest(lowres_manifest)
+    train_ids = set(manifest.df.query("split == 'train'")["row_id"].astype(str))
+    held = [json.loads((run / HELDOUT_ROWS).read_text()) for run in fold_teachers]
+    assert [h["fold"] for h in held] == list(range(FOLDS)) and {h["folds"] for h in held} == {FOLDS}
+    held_ids = [set(h["row_ids"]) for h in held]
+    assert set().union(*held_ids) == train_ids  # the folds cover the training rows ...
+    assert sum(len(ids) for ids in held_ids) == len(train_ids)  # ... once each
+    for k, (run, ids) in enumerate(zip(fold_teachers, held_ids, strict=True)):
+        trained = next(iter(trained_faces(load_teacher(run)).values()))
+        assert len(trained) == len(train_ids) - len(ids)  # what calibration treats as seen by the teacher
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert (config["fold"], config["folds"]) == (k, FOLDS)
+        steps = json.loads((run / "history.json").read_text())[-1]["global_step"]
+        assert steps == (len(train_ids) - len(ids)) // TINY["batch_size"]  # one epoch of the rows it kept
+
+
+def test_out_of_fold_soft_labels_come_from_the_teacher_that_never_saw_the_row(lowres_manifest, fold_teachers,
+                                                                              tmp_path, monkeypatch):  # fmt: skip
+    kw = {"device": "cpu", "workers": 0, "show_progress": False}
+    calls: list[Path] = []
+    original = Teacher.logits
+
+    def failing_on_the_last_fold(self, *args, **kwargs):
+        calls.append(self.path)
+        if self.path == fold_teachers[-1]:
+            raise RuntimeError("killed")
+        return original(self, *args, **kwargs)
+
+    out = tmp_path / "oof.parquet"
+    monkeypatch.setattr(Teacher, "logits", failing_on_the_last_fold)
+    with pytest.raises(RuntimeError, match="killed"):
+        export_out_of_fold(fold_teachers, lowres_manifest, out, **kw)
+    assert not out.exists() and len(list(Path(f"{out}.parts").glob("fold-*.parquet"))) == FOLDS - 1
+    monkeypatch.setattr(Teacher, "logits", original)
+    summary = export_out_of_fold(list(reversed(fold_teachers)), lowres_manifest, out, **kw)  # order does not matter
+    assert summary["complete"] and summary["folds"] == FOLDS and not Path(f"{out}.parts").exists()
+
+    manifest = load_manifest(lowres_manifest)
+    soft = load_softlabels(out, manifest)  # stamp, probabilities and row keys checked against the manifest
+    train = manifest.df.query("split == 'train'")
+    assert soft.table["row_id"].tolist() == train["row_id"].astype(str).tolist()  # every training row, in order
+    assert soft.metadata["out_of_fold"] == {"folds": FOLDS} and len(soft.metadata["members"]) == FOLDS
+    for k, run in enumerate(fold_teachers):
+        held = json.loads((run / HELDOUT_ROWS).read_text())["row_ids"]
+        own = soft.table.set_index("row_id").loc[held]
+        assert (own["fold"] == k).all()
+        whole = export_softlabels(run, lowres_manifest, tmp_path / f"all{k}.parquet", **kw)
+        every_row = pd.read_parquet(whole["path"]).set_index("row_id").loc[held]
+        np.testing.assert_allclose(own[list(PROB_COLUMNS)].to_numpy(), every_row[list(PROB_COLUMNS)].to_numpy(),
+                                   atol=1e-6)  # fmt: skip
+
+    student = resolve_student_config({**TINY, "manifest": str(lowres_manifest), "softlabels": str(out), "loss": "kd",
+                                      "output_dir": str(tmp_path / "student")})  # fmt: skip
+    assert train_student(student, show_progress=False).complete
+
+
+def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lowres_manifest, fold_teachers,
+                                                                             tmp_path, capsys):  # fmt: skip
+    plain = tmp_path / "plain"
+    assert train_teacher(resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "output_dir": str(plain)}),
+                         show_progress=False).complete  # fmt: skip
+    base = ["export-softlabels", "--manifest", lowres_manifest, "--out", tmp_path / "x.parquet", "--device", "cpu",
+            "-j", "0", "-q"]  # fmt: skip
+    teachers = [a for run in fold_teachers for a in ("--teacher", run)]
+    for args, expected in (
+        (teachers[:-2], "no run holds out fold(s) 2 of 3"),
+        ([*teachers, "--teacher", fold_teachers[0]], "fold 0 is held out by 2 runs"),
+        ([*teachers[:-2], "--teacher", plain], f"--teacher {plain}: trained on all its training rows"),
+    ):
+        code, text = run_cli([*base, "--out-of-fold", *args], capsys)
+        assert code != 0 and expected in " ".join(text.split()), text
+    code, text = run_cli([*base, *teachers], capsys)
+    assert code == 2 and "--out-of-fold" in text
+    assert not (tmp_path / "x.parquet").exists()
