@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -16,6 +18,7 @@ from fertrain.ensemble.provenance import trained_faces
 from fertrain.ensemble.teacher import Teacher
 from fertrain.errors import ConfigError
 from fertrain.manifests import load_manifest
+from fertrain.manifests.io import write_stamp
 from fertrain.manifests.splits import training_folds
 from fertrain.runs.report_paths import HELDOUT_ROWS
 from fertrain.softlabels import export_out_of_fold, export_softlabels, load_softlabels
@@ -139,3 +142,30 @@ def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lo
     code, text = run_cli([*base, *teachers], capsys)
     assert code == 2 and "--out-of-fold" in text
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_label_targets_replace_the_hard_labels_in_the_labels_term(lowres_manifest, fold_teachers, tmp_path):
+    kw = {"device": "cpu", "workers": 0, "show_progress": False}
+    oof = Path(export_out_of_fold(fold_teachers, lowres_manifest, tmp_path / "oof.parquet", **kw)["path"])
+    # the same file with each row's hard label as its target: must train exactly as the hard labels do
+    table = pq.read_table(oof)
+    frame = table.to_pandas()
+    frame[list(PROB_COLUMNS)] = np.eye(len(PROB_COLUMNS), dtype=np.float32)[frame["label"].to_numpy()]
+    one_hot = tmp_path / "one_hot.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   one_hot)  # fmt: skip
+    write_stamp(one_hot)
+
+    def task_losses(name: str, **over) -> list[float]:
+        cfg = resolve_student_config({**TINY, "manifest": str(lowres_manifest), "loss": "ce", "epochs": 2,
+                                      "output_dir": str(tmp_path / name), **over})  # fmt: skip
+        assert train_student(cfg, show_progress=False).complete
+        return [r["train_task_loss"] for r in json.loads((tmp_path / name / "history.json").read_text())]
+
+    hard = task_losses("hard")
+    assert task_losses("one_hot", label_targets=str(one_hot)) == pytest.approx(hard, rel=1e-3)  # float drift only
+    soft = task_losses("oof", label_targets=str(oof))
+    assert soft[0] != pytest.approx(hard[0], rel=1e-2)  # the teachers' doubts change what the student is taught
+    with pytest.raises(ConfigError, match="--label-targets replaces the hard labels .* --loss dkd"):
+        resolve_student_config({**TINY, "manifest": str(lowres_manifest), "loss": "dkd", "label_targets": str(oof),
+                                "softlabels": str(oof)})  # fmt: skip

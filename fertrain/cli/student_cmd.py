@@ -22,11 +22,15 @@ Examples:
       --initial-checkpoint W.pth --epochs-s1 5 --epochs-s2 20 --lr-s1 1e-3 --lr-s2 1e-4 --freeze-bn
   fertrain student --config fertrain/configs/demo_student.yaml --manifest M.parquet --loss ce
   fertrain student --config fer2013_student_vgg_ensemble --manifest M.parquet --teacher ENSEMBLE.json
+  fertrain student --config fer2013_student_vgg_ensemble --manifest M.parquet --softlabels OOF.parquet -T 2
 """
 
 STUDENT: dict = {
     "softlabels": opt(str, "--softlabels", help="Offline: soft-label Parquet from export-softlabels."),
     "teacher": opt(str, "--teacher", help="Online: a teacher run directory or ENSEMBLE.json (frozen)."),
+    "label_targets": opt(str, "--label-targets", help="Soft-label Parquet whose probabilities replace the hard "
+                         "labels in the labels' term of --loss ce|kd, e.g. cross-fitted ones (export-softlabels "
+                         "--out-of-fold); the teacher signal stays --teacher or --softlabels [off]."),
     "head": opt(str, "--head", help="linear|arcface [linear]."),
     "loss": opt(str, "--loss", help="ce|kd|dkd|combined|crd|rkd|mmd [dkd]."),
     "loss_opt": opt(list[str], "--loss-opt", help="KEY=VALUE option of the loss (repeatable), e.g. beta=8."),

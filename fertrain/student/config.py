@@ -29,6 +29,7 @@ from fertrain.student.freezing import STRATEGIES
 from fertrain.student.losses import (
     FEATURE_LOSSES,
     MIXABLE_LOSSES,
+    SOFT_TARGET_LOSSES,
     TEACHER_FREE,
     check_loss_spec,
     effective_loss_spec,
@@ -40,6 +41,7 @@ class StudentConfig(TrainConfig):
     EFFECTIVE: ClassVar[dict[str, Callable[[Any], Any]]] = {**TrainConfig.EFFECTIVE, "loss": effective_loss_spec}
     softlabels: str | None = None  # offline teacher signal
     teacher: str | None = None  # online: a run directory or ENSEMBLE.json
+    label_targets: str | None = None  # soft labels that replace the hard labels in the labels' term
     backbone: str = "mobilenetv3_large_100"
     img_size: int | None = 112
     epochs: int = 30
@@ -80,6 +82,9 @@ class StudentConfig(TrainConfig):
         if name in FEATURE_LOSSES and not self.teacher:
             raise ConfigError(f"--loss {name} matches features, which soft labels do not have; "
                               "use --teacher RUN_DIR (online) or a logit loss (kd, dkd)")  # fmt: skip
+        if self.label_targets and name not in SOFT_TARGET_LOSSES:
+            raise ConfigError(f"--label-targets replaces the hard labels of a cross-entropy term; --loss {name} "
+                              f"needs class indices: use one of {', '.join(SOFT_TARGET_LOSSES)}")  # fmt: skip
         if self.img_size is None:
             raise ConfigError("--img-size is required")
         if self.mix.active and name not in MIXABLE_LOSSES:

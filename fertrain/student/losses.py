@@ -237,6 +237,9 @@ FEATURE_LOSSES = {"combined", "crd", "rkd", "mmd"}  # need teacher features: onl
 # the losses `mixup_criterion` can mix: terms of the logits and labels alone (CRD writes each row's
 # features into its memory banks, which a mixed face would corrupt; the other feature losses are not offered)
 MIXABLE_LOSSES = ("ce", "kd", "dkd")
+# the losses whose labels' term is a plain cross-entropy, which takes probabilities as targets as well
+# as class indices (`--label-targets`); DKD splits the logits at the target class and needs its index
+SOFT_TARGET_LOSSES = ("ce", "kd")
 RUNTIME = frozenset({"student_dim", "teacher_dim", "n_data", "seed"})  # given by the trainer, not the user
 OPTION_RANGES = {
     "temperature": POSITIVE, "ce_weight": NON_NEGATIVE, "kd_weight": NON_NEGATIVE, "alpha": NON_NEGATIVE,

@@ -55,6 +55,9 @@ class StudentTrainer(Trainer):
         cfg = self.cfg
         self.phase_best: dict[int, float] = {}
         self.signal = self.teacher_signal()
+        # soft targets for the labels' term, looked up by row like offline soft labels (as log-probabilities)
+        self.label_targets = (SoftLabelSignal(cfg.label_targets, self.manifest, self.train_rows, self.device)
+                              if cfg.label_targets else None)  # fmt: skip
         dims = {"student_dim": pooled_width(self.model.backbone), "n_data": len(self.train_rows), "seed": cfg.seed}
         self.loss = build_loss(cfg.loss, teacher_dim=getattr(self.signal, "feature_dim", 0) or dims["student_dim"],
                                **dims).to(self.device)  # fmt: skip
@@ -154,10 +157,11 @@ class StudentTrainer(Trainer):
         teacher_logits = teacher.logits if teacher else None
         terms = {"student_features": feats.float(), "teacher_features": teacher.features if teacher else None,
                  "index": batch.index, "epoch": self.loss_epoch()}  # fmt: skip
+        labels = batch.labels if self.label_targets is None else self.label_targets(batch.index).logits.softmax(1)
         if self.mix is None:
-            return self.loss(logits.float(), batch.labels, teacher_logits, **terms)
+            return self.loss(logits.float(), labels, teacher_logits, **terms)
         partner = teacher.partner_logits if teacher else None
-        return mixup_criterion(self.loss, self.mix, logits.float(), batch.labels, teacher_logits, partner, **terms)
+        return mixup_criterion(self.loss, self.mix, logits.float(), labels, teacher_logits, partner, **terms)
 
     def train_record(self, means: dict[str, float]) -> dict:
         task = means.get("task", means["loss"])
