@@ -145,13 +145,19 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
         table = pa.concat_tables([pq.read_table(parts / f"part-{c:05d}.parquet") for c in range(n_chunks)])
         if table.num_rows != len(rows) or table.column("row_id").to_pylist() != rows["row_id"].astype(str).tolist():
             raise FertrainError(f"{parts}: the parts do not add up to the {len(rows)} manifest rows in order")
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               METADATA_KEY: json.dumps(meta, default=str).encode()})  # fmt: skip
-        with atomic_path(out) as tmp:
-            pq.write_table(table, tmp)
-        digest = write_stamp(out)
+        table, digest = write_softlabel_file(table, meta, out)
     shutil.rmtree(parts)
     return summarize_export(out, table, digest)
+
+
+def write_softlabel_file(table: pa.Table, meta: dict, out: Path) -> tuple[pa.Table, str]:
+    """The finished table with its provenance in the Parquet metadata, written atomically and
+    stamped; returns the table as written and its sha256."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           METADATA_KEY: json.dumps(meta, default=str).encode()})  # fmt: skip
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return table, write_stamp(out)
 
 
 def check_plan(plan: Path, meta: dict) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fertrain.atomic import atomic_path
 from fertrain.console import progress_bar
@@ -27,11 +26,10 @@ from fertrain.engine.device import resolve_device
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError, InputError
 from fertrain.manifests import load_manifest
-from fertrain.manifests.io import write_stamp
 from fertrain.runs import run_lock
 from fertrain.runs.report_paths import HELDOUT_ROWS
-from fertrain.softlabels.export import FORMAT, check_plan, soft_label_frame, summarize_export
-from fertrain.softlabels.io import METADATA_KEY, PROB_COLUMNS
+from fertrain.softlabels.export import FORMAT, check_plan, soft_label_frame, summarize_export, write_softlabel_file
+from fertrain.softlabels.io import PROB_COLUMNS
 
 
 def read_heldout(run: Path, manifest_sha256: str) -> dict:
@@ -132,11 +130,6 @@ def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Pat
         frame = frame.iloc[position.loc[frame["row_id"]].argsort()].reset_index(drop=True)  # manifest order
         if len(frame) != rows:
             raise FertrainError(f"{parts}: the folds hold {len(frame)} rows, expected {rows}")
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               METADATA_KEY: json.dumps(meta, default=str).encode()})  # fmt: skip
-        with atomic_path(out) as tmp:
-            pq.write_table(table, tmp)
-        digest = write_stamp(out)
+        table, digest = write_softlabel_file(pa.Table.from_pandas(frame, preserve_index=False), meta, out)
     shutil.rmtree(parts)
     return summarize_export(out, table, digest) | {"folds": folds}
