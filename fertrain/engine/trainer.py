@@ -789,8 +789,11 @@ class Trainer:
                     "row_ids": self.heldout_rows["row_id"].astype(str).tolist()})  # fmt: skip
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
         if self.dist.is_main:
+            held = "" if self.cfg.fold is None else (f"; fold {self.cfg.fold} of {self.cfg.folds} held out: "
+                                                      f"{len(self.heldout_rows):,} of the training rows")
             console.print(f"ready to train after {time.perf_counter() - self.created:.1f}s of set-up "
-                          f"({self.dist.world_size} process(es), global batch {self.global_batch})", highlight=False)
+                          f"({self.dist.world_size} process(es), global batch {self.global_batch}{held})",
+                          highlight=False)  # fmt: skip
         try:
             self.run_epochs(stop)
         finally:

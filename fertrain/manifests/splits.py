@@ -49,8 +49,8 @@ FOLD_SEED = 0  # fixed, so that teachers with different --seed values share one 
 def training_folds(labels: np.ndarray, images: np.ndarray, folds: int) -> np.ndarray:
     """Each row's fold in 0..folds-1: stratified by label, rows of one image (same sha256) in one fold.
 
-    Depends only on the rows in their manifest order, so every teacher of a cross-fit, and the
-    export that labels each fold with the teacher that held it out, see the same folds."""
+    Depends only on the rows in their manifest order, not on a run's --seed, so the N teachers of
+    a cross-fit hold out every row exactly once (each lists its held-out rows for the export)."""
     if len(np.unique(images)) < folds:
         raise ConfigError(f"--folds {folds}: only {len(np.unique(images))} distinct training images")
     with warnings.catch_warnings():
