@@ -4,6 +4,7 @@ rows (the folds) and tiny real training runs (the export a student learns from).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -132,10 +133,18 @@ def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lo
     base = ["export-softlabels", "--manifest", lowres_manifest, "--out", tmp_path / "x.parquet", "--device", "cpu",
             "-j", "0", "-q"]  # fmt: skip
     teachers = [a for run in fold_teachers for a in ("--teacher", run)]
+    # the last fold's teacher, copied: once with another manifest's rows, once with its list cut short
+    other, broken = tmp_path / "other_manifest", tmp_path / "broken"
+    for copy, edit in ((other, lambda held: {**held, "manifest_sha256": "0" * 64}),
+                       (broken, lambda held: {k: v for k, v in held.items() if k != "row_ids"})):  # fmt: skip
+        shutil.copytree(fold_teachers[-1], copy)
+        (copy / HELDOUT_ROWS).write_text(json.dumps(edit(json.loads((copy / HELDOUT_ROWS).read_text()))))
     for args, expected in (
         (teachers[:-2], "no run holds out fold(s) 2 of 3"),
         ([*teachers, "--teacher", fold_teachers[0]], "fold 0 is held out by 2 runs"),
         ([*teachers[:-2], "--teacher", plain], f"--teacher {plain}: trained on all its training rows"),
+        ([*teachers[:-2], "--teacher", other], f"--teacher {other} held out rows of manifest sha256 000000000000"),
+        ([*teachers[:-2], "--teacher", broken], f"{broken / HELDOUT_ROWS}"),
     ):
         code, text = run_cli([*base, "--out-of-fold", *args], capsys)
         assert code != 0 and expected in " ".join(text.split()), text

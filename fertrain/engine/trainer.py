@@ -76,7 +76,8 @@ from fertrain.models import FerNet, normalization_of
 from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
-from fertrain.runs.report_paths import HELDOUT_ROWS, RUN_CONFIG
+from fertrain.runs.heldout import HeldOutRows, write_heldout
+from fertrain.runs.report_paths import RUN_CONFIG
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
@@ -783,10 +784,9 @@ class Trainer:
             atomic_write_text(self.out / RUN_CONFIG, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             atomic_write_json(self.out / "preprocess.json", self.spec.to_dict())
             if self.cfg.fold is not None:
-                atomic_write_json(self.out / HELDOUT_ROWS, {
-                    "fold": self.cfg.fold, "folds": self.cfg.folds, "split": self.cfg.train_split,
-                    "manifest_sha256": self.manifest.sha256, "rows": len(self.heldout_rows),
-                    "row_ids": self.heldout_rows["row_id"].astype(str).tolist()})  # fmt: skip
+                write_heldout(self.out, HeldOutRows(self.cfg.fold, self.cfg.folds, self.cfg.train_split,
+                                                    self.manifest.sha256,
+                                                    self.heldout_rows["row_id"].astype(str).tolist()))  # fmt: skip
         stop = min(self.cfg.epochs, until_epoch or self.cfg.epochs)
         if self.dist.is_main:
             held = "" if self.cfg.fold is None else (f"; fold {self.cfg.fold} of {self.cfg.folds} held out: "

@@ -14,7 +14,7 @@ from fertrain.ensemble.teacher import Teacher
 from fertrain.errors import FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.dedup import face_keys
-from fertrain.runs.report_paths import HELDOUT_ROWS
+from fertrain.runs.heldout import read_heldout
 from fertrain.runs.reports import ALIGNMENT_REPORT
 
 
@@ -44,15 +44,11 @@ def trained_faces(teacher: Teacher) -> dict[str, set[str]]:
         train_split = m.config.get("train_split", "train")
         trained = filter_rows(train_manifest.df, SourceFilter(policy["include_sources"], policy["exclude_sources"],
                                                               [train_split]))  # fmt: skip
-        trained = trained[~trained["row_id"].astype(str).isin(heldout_row_ids(m.run_dir))]
+        held = read_heldout(m.run_dir)  # a --fold run never saw its fold
+        if held is not None:
+            trained = trained[~trained["row_id"].astype(str).isin(held.row_ids)]
         found[str(m.run_dir)] = set(face_keys(trained))
     return found
-
-
-def heldout_row_ids(run_dir: Path) -> set[str]:
-    """The training rows a `--fold` run held out (empty for a run that trained on all of them)."""
-    path = run_dir / HELDOUT_ROWS
-    return set(json.loads(path.read_text(encoding="utf-8"))["row_ids"]) if path.is_file() else set()
 
 
 def default_manifest(teacher: Teacher) -> str:

@@ -51,8 +51,9 @@ def training_folds(labels: np.ndarray, images: np.ndarray, folds: int) -> np.nda
 
     Depends only on the rows in their manifest order, not on a run's --seed, so the N teachers of
     a cross-fit hold out every row exactly once (each lists its held-out rows for the export)."""
-    if len(np.unique(images)) < folds:
-        raise ConfigError(f"--folds {folds}: only {len(np.unique(images))} distinct training images")
+    distinct = len(np.unique(images))
+    if distinct < folds:
+        raise ConfigError(f"--folds {folds}: only {distinct} distinct training images")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a class smaller than the number of folds: still valid
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=FOLD_SEED)

@@ -13,7 +13,6 @@ the first missing fold.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -24,44 +23,40 @@ from fertrain.atomic import atomic_path
 from fertrain.console import progress_bar
 from fertrain.engine.device import resolve_device
 from fertrain.ensemble import load_teacher
-from fertrain.errors import ConfigError, FertrainError, InputError
+from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import load_manifest
 from fertrain.runs import run_lock
+from fertrain.runs.heldout import HeldOutRows, read_heldout
 from fertrain.runs.report_paths import HELDOUT_ROWS
 from fertrain.softlabels.export import FORMAT, check_plan, soft_label_frame, summarize_export, write_softlabel_file
 from fertrain.softlabels.io import PROB_COLUMNS
 
 
-def read_heldout(run: Path, manifest_sha256: str) -> dict:
+def heldout_of(run: Path, manifest_sha256: str) -> HeldOutRows:
     """A fold teacher's held-out rows, checked against the manifest being labelled."""
-    path = run / HELDOUT_ROWS
     if not run.is_dir():
         raise ConfigError(f"--teacher {run}: --out-of-fold takes the run directories of teachers trained with "
                           "--fold K --folds N, one per fold")  # fmt: skip
-    if not path.is_file():
+    held = read_heldout(run)
+    if held is None:
         raise ConfigError(f"--teacher {run}: trained on all its training rows (no {HELDOUT_ROWS}); for --out-of-fold "
                           "train one teacher per fold with --fold K --folds N")  # fmt: skip
-    try:
-        held = json.loads(path.read_text(encoding="utf-8"))
-        fold, folds, row_ids = int(held["fold"]), int(held["folds"]), [str(r) for r in held["row_ids"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(path, f"not a held-out row list ({exc})", kind="format") from None
-    if held.get("manifest_sha256") != manifest_sha256:
-        raise ConfigError(f"--teacher {run} held out rows of manifest sha256 {str(held.get('manifest_sha256'))[:12]}…, "
-                          f"not of --manifest (sha256 {manifest_sha256[:12]}…)")  # fmt: skip
-    return {"run": run, "fold": fold, "folds": folds, "split": held.get("split"), "row_ids": row_ids}
+    if held.manifest_sha256 != manifest_sha256:
+        raise ConfigError(f"--teacher {run} held out rows of manifest sha256 {held.manifest_sha256[:12]}…, not of "
+                          f"--manifest (sha256 {manifest_sha256[:12]}…)")  # fmt: skip
+    return held
 
 
-def check_folds(held: list[dict]) -> int:
+def check_folds(held: list[tuple[Path, HeldOutRows]]) -> int:
     """One teacher per fold 0..N-1 of one N, no row held out twice; returns N."""
-    counts = sorted({h["folds"] for h in held})
+    counts = sorted({h.folds for _, h in held})
     if len(counts) > 1:
         raise ConfigError(f"--teacher: the runs were split into different numbers of folds ({counts}); "
                           "train every fold's teacher with the same --folds")  # fmt: skip
     folds = counts[0]
     by_fold: dict[int, list[str]] = {}
-    for h in held:
-        by_fold.setdefault(h["fold"], []).append(str(h["run"]))
+    for run, h in held:
+        by_fold.setdefault(h.fold, []).append(str(run))
     twice = {k: runs for k, runs in by_fold.items() if len(runs) > 1}
     if twice:
         fold, runs = next(iter(sorted(twice.items())))
@@ -73,12 +68,12 @@ def check_folds(held: list[dict]) -> int:
                           "training row needs the teacher that never saw it (train --fold K --folds "
                           f"{folds} for each)")  # fmt: skip
     seen: set[str] = set()
-    for h in held:
-        again = seen.intersection(h["row_ids"])
+    for run, h in held:
+        again = seen.intersection(h.row_ids)
         if again:
-            raise ConfigError(f"--teacher {h['run']}: row {sorted(again)[0]!r} is also held out by another run; "
+            raise ConfigError(f"--teacher {run}: row {sorted(again)[0]!r} is also held out by another run; "
                               "the runs were not trained on the same rows (--train-split or source filters)")
-        seen.update(h["row_ids"])
+        seen.update(h.row_ids)
     return folds
 
 
@@ -90,43 +85,48 @@ def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Pat
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")
     manifest = load_manifest(manifest_path)
-    held = sorted((read_heldout(Path(p), manifest.sha256) for p in teacher_paths), key=lambda h: h["fold"])
+    if not teacher_paths:
+        raise ConfigError("--out-of-fold needs one --teacher per fold")
+    held = sorted(((Path(p), heldout_of(Path(p), manifest.sha256)) for p in teacher_paths), key=lambda rh: rh[1].fold)
     folds = check_folds(held)
     position = pd.Series(range(len(manifest.df)), index=manifest.df["row_id"].astype(str))
-    for h in held:
-        unknown = [r for r in h["row_ids"] if r not in position.index]
+    for run, h in held:
+        unknown = [r for r in h.row_ids if r not in position.index]
         if unknown:
-            raise ConfigError(f"--teacher {h['run']}: held-out row {unknown[0]!r} is not in {manifest_path}")
-    teachers = [load_teacher(h["run"], tta) for h in held]
-    rows = sum(len(h["row_ids"]) for h in held)
+            raise ConfigError(f"--teacher {run}: held-out row {unknown[0]!r} is not in {manifest_path}")
+    teachers = [load_teacher(run, tta) for run, _ in held]
+    rows = sum(len(h.row_ids) for _, h in held)
     meta = {
         "format": FORMAT, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
-        "splits": sorted({str(h["split"]) for h in held}), "rows": rows, "tta": None if tta == "none" else tta,
+        "splits": sorted({h.split for _, h in held}), "rows": rows, "tta": None if tta == "none" else tta,
         "class_names": [c.split("_", 1)[1] for c in PROB_COLUMNS], "other_manifest": False,
         "probabilities": "calibrated, out of fold: each row by the teacher that held it out, at that teacher's T",
-        "teacher": [str(h["run"]) for h in held], "out_of_fold": {"folds": folds},
-        "members": [{"fold": h["fold"], "rows": len(h["row_ids"]), **t.describe()} for h, t in zip(held, teachers,
-                                                                                                    strict=True)],
+        "teacher": [str(run) for run, _ in held], "out_of_fold": {"folds": folds},
+        "members": [{"fold": h.fold, "rows": len(h.row_ids), **t.describe()}
+                    for (_, h), t in zip(held, teachers, strict=True)],
     }  # fmt: skip
     parts = Path(f"{out}.parts")
     dev = resolve_device(device)
+
+    def part_of(h: HeldOutRows) -> Path:
+        return parts / f"fold-{h.fold:03d}.parquet"
+
     with run_lock(parts, recover_stale=recover_stale, command=f"export-softlabels --out-of-fold -> {out}"):
         check_plan(parts / "plan.json", meta)
         with progress_bar("out-of-fold soft labels", total=rows, unit="img", show=show_progress) as advance:
-            for h, teacher in zip(held, teachers, strict=True):
-                part = parts / f"fold-{h['fold']:03d}.parquet"
-                if part.is_file():  # done by an earlier, interrupted export
-                    advance(len(h["row_ids"]))
+            for (_, h), teacher in zip(held, teachers, strict=True):
+                if part_of(h).is_file():  # done by an earlier, interrupted export
+                    advance(len(h.row_ids))
                     continue
-                fold_rows = manifest.df.iloc[position.loc[h["row_ids"]].sort_values().to_numpy()]
+                fold_rows = manifest.df.iloc[position.loc[h.row_ids].sort_values().to_numpy()]
                 logits, _ = teacher.logits(manifest, fold_rows, device=dev, batch_size=batch_size, workers=workers,
                                            tta=tta, on_batch=advance)  # fmt: skip
                 frame = soft_label_frame(fold_rows, teacher.calibrated_probs(logits),
                                          logits if include_logits else None)  # fmt: skip
-                frame["fold"] = h["fold"]
-                with atomic_path(part) as tmp:
+                frame["fold"] = h.fold
+                with atomic_path(part_of(h)) as tmp:
                     frame.to_parquet(tmp, index=False)
-        frame = pd.concat([pd.read_parquet(parts / f"fold-{h['fold']:03d}.parquet") for h in held])
+        frame = pd.concat([pd.read_parquet(part_of(h)) for _, h in held])
         frame = frame.iloc[position.loc[frame["row_id"]].argsort()].reset_index(drop=True)  # manifest order
         if len(frame) != rows:
             raise FertrainError(f"{parts}: the folds hold {len(frame)} rows, expected {rows}")
