@@ -1,4 +1,4 @@
-"""`fertrain manifest build | inspect | verify | adapters`."""
+"""`fertrain manifest build | clean | inspect | verify | adapters`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from fertrain.cli.options import at_least
 from fertrain.console import console
 from fertrain.errors import ConfigError, StampMismatchError
 
-app = typer.Typer(help="Build, inspect and verify SHA-stamped manifests.\n\n\b\nExamples:\n"
+app = typer.Typer(help="Build, clean, inspect and verify SHA-stamped manifests.\n\n\b\nExamples:\n"
                   "  fertrain manifest build --source fer2013=../shared/datasets/fer2013 --out M.parquet\n"
+                  "  fertrain manifest clean M.parquet --softlabels oof.parquet --drop-below 0.05 --out C.parquet\n"
                   "  fertrain manifest inspect M.parquet\n  fertrain manifest verify M.parquet --hash-images\n"
                   "  fertrain manifest adapters", no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
@@ -86,6 +87,48 @@ def build(
                   f"{result.summary['totals']}", soft_wrap=True)  # fmt: skip
 
 
+CLEAN_HELP = """Write a copy of MANIFEST without the training labels that out-of-fold teachers contradict.
+
+Rows of --split whose own label gets a probability under --drop-below are dropped; with --relabel-above, \
+a row whose top class (not its label) reaches that probability takes that class instead. The probabilities \
+must be out of fold (each face labelled by a teacher that never saw it): `fertrain teacher --fold K --folds N` \
+for K = 0..N-1, then `fertrain export-softlabels --out-of-fold`. MANIFEST is not modified; the new manifest \
+keeps the row ids and writes OUT.sha256, OUT.summary.json (what it was derived from, counts per class) and \
+OUT.label_issues.csv (every dropped or relabelled row with its probabilities).
+
+\b
+Examples:
+  fertrain manifest clean M.parquet --softlabels oof_ten.parquet --drop-below 0.05 --out M_clean.parquet
+  fertrain manifest clean M.parquet --softlabels oof_ten.parquet --relabel-above 0.7 --out M_relabel.parquet
+  fertrain teacher --config fertrain/configs/fer2013_vgg.yaml -m M_clean.parquet
+"""
+
+
+@app.command("clean", help=CLEAN_HELP)
+def clean(
+    manifest: Path = typer.Argument(..., help="Manifest to clean (left unchanged)."),
+    softlabels: Path = typer.Option(..., "--softlabels", help="Out-of-fold soft labels of MANIFEST's rows."),
+    out: Path = typer.Option(..., "--out", help="The cleaned manifest (.csv or .parquet)."),
+    drop_below: float = typer.Option(0.0, "--drop-below", help="Drop rows whose own label gets less than this."),
+    relabel_above: float | None = typer.Option(None, "--relabel-above",
+                                               help="Relabel rows whose top other class gets at least this."),
+    split: str = typer.Option("train", "--split", help="The split to clean; the others are copied unchanged."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT with different content."),
+) -> None:
+    from fertrain.softlabels.cleaning import CleaningPolicy, clean_manifest
+
+    result = clean_manifest(manifest, softlabels, out, CleaningPolicy(drop_below, relabel_above, split),
+                            overwrite=overwrite)  # fmt: skip
+    info = result.summary["label_cleaning"]
+    console.print(f"{info['rows_considered']:,} '{split}' rows: {info['dropped']:,} dropped, {info['relabelled']:,} "
+                  f"relabelled ({info['report']})", soft_wrap=True, highlight=False)  # fmt: skip
+    for name, c in info["per_class"].items():
+        console.print(f"  {name:<9} {c['rows']:>6,} rows  -{c['dropped']:<5,} dropped  -{c['relabelled_from']:<5,} "
+                      f"+{c['relabelled_to']:<5,} relabelled", highlight=False)  # fmt: skip
+    console.print(f"[green]wrote[/] {result.path} ({len(result.df):,} rows, sha256 {result.sha256[:16]}…) "
+                  f"{result.summary['totals']}", soft_wrap=True)  # fmt: skip
+
+
 @app.command("inspect")
 def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .parquet).")) -> None:
     """Print counts by source x split x class, drops and duplicates, and verify the stamp.
@@ -112,6 +155,11 @@ def inspect(manifest: Path = typer.Argument(..., help="Manifest file (.csv or .p
                         "manifest to refresh it")  # fmt: skip
         summary = {}
     print_summary(summary, counts=count_table(m.df))
+    if "label_cleaning" in summary:
+        info, src = summary["label_cleaning"], summary.get("derived_from", {})
+        console.print(f"cleaned from {src.get('manifest')} (sha256 {str(src.get('sha256'))[:12]}…) with "
+                      f"{info['softlabels']}: {info['dropped']:,} dropped, {info['relabelled']:,} relabelled "
+                      f"({info['report']})", soft_wrap=True, highlight=False)  # fmt: skip
     console.print(f"{len(m.df):,} rows; splits {m.df['split'].value_counts().sort_index().to_dict()}; "
                   f"soft labels: {'yes' if m.has_soft_labels else 'no'}", soft_wrap=True)  # fmt: skip
     for line in problems:

@@ -135,7 +135,7 @@ def _source_rows(spec: SourceSpec, ctx: AdapterContext, seed: int, workers: int 
     return rows
 
 
-def _store_root(root: str, manifest_dir: Path) -> str:
+def store_root(root: str, manifest_dir: Path) -> str:
     """Roots are stored relative to the manifest folder when on the same drive."""
     try:
         return Path(os.path.relpath(Path(root).resolve(), manifest_dir.resolve())).as_posix()
@@ -182,7 +182,7 @@ def build_manifest(
             df[col] = None
     soft_present = [c for c in SOFT_COLUMNS if c in df]
     df = df[list(COLUMNS) + soft_present]
-    df["root"] = df["root"].map({r: _store_root(r, out.parent) for r in df["root"].unique()})
+    df["root"] = df["root"].map({r: store_root(r, out.parent) for r in df["root"].unique()})
     before = len(df)
     df = filter_rows(df, recipe.filters, split_flag=f"{recipe.origin}: filters.splits").reset_index(drop=True)
     filtered_out = before - len(df)
@@ -196,7 +196,7 @@ def build_manifest(
         drops[source][f"duplicate_{kind}"] = drops[source].get(f"duplicate_{kind}", 0) + int(n)
     df = normalize_dtypes(df[~drop_mask].reset_index(drop=True))
 
-    digest = _write_checked(df, out, overwrite)
+    digest = write_checked(df, out, overwrite)
     with atomic_path(dedup_report_path(out)) as tmp:
         pairs.to_csv(tmp, index=False, lineterminator="\n")
     summary = {
@@ -220,7 +220,7 @@ def build_manifest(
     return BuildResult(out, digest, summary, df)
 
 
-def _write_checked(df: pd.DataFrame, out: Path, overwrite: bool) -> str:
+def write_checked(df: pd.DataFrame, out: Path, overwrite: bool) -> str:
     """Write the manifest; refuse to replace a different existing manifest without `overwrite`."""
     if out.exists() and not overwrite:
         probe = out.with_name(f".{out.name}.candidate{out.suffix}")

@@ -7,6 +7,7 @@ after it was built is refused instead of silently training on different rows.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,20 @@ class Manifest:
     @property
     def has_soft_labels(self) -> bool:
         return all(c in self.df for c in SOFT_COLUMNS)
+
+    def derived_from(self) -> str | None:
+        """The sha256 of the manifest this one was derived from (`fertrain manifest clean` keeps its
+        row ids and drops or relabels rows), as its summary records; None for a built manifest."""
+        path = summary_path(self.path)
+        if self.sha256 is None or not path.is_file():
+            return None
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(path, f"not a manifest summary ({exc})", kind="format") from None
+        if summary.get("sha256") != self.sha256:  # a summary left from another content of this file
+            return None
+        return (summary.get("derived_from") or {}).get("sha256")
 
 
 def load_manifest(path: str | Path, *, verify_stamp: bool = True) -> Manifest:

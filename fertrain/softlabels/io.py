@@ -76,11 +76,14 @@ def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = N
     if manifest is not None and not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest)
     if manifest is not None:
+        keys = manifest.df.set_index("row_id")["sha256"]
         if meta.get("manifest_sha256") != manifest.sha256:
             made_for = str(meta.get("manifest_sha256"))[:12]
-            raise FertrainError(f"{path}: soft labels were made for manifest sha256 {made_for}… but {manifest.path} "
-                                f"is {str(manifest.sha256)[:12]}…; re-export them")  # fmt: skip
-        keys = manifest.df.set_index("row_id")["sha256"]
+            if meta.get("manifest_sha256") != manifest.derived_from():
+                raise FertrainError(f"{path}: soft labels were made for manifest sha256 {made_for}… but "
+                                    f"{manifest.path} is {str(manifest.sha256)[:12]}…; re-export them")  # fmt: skip
+            # a manifest cleaned from the one they were made for: the rows it kept (keys checked below)
+            table = table[table["row_id"].isin(keys.index)].reset_index(drop=True)
         missing = ~table["row_id"].isin(keys.index)
         if missing.any():
             raise FertrainError(f"{path}: {int(missing.sum())} row ids are not in {manifest.path} "
