@@ -67,7 +67,8 @@ def check_probabilities(path: Path, table: pd.DataFrame) -> None:
 
 def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = None) -> SoftLabels:
     """Load (stamp and probabilities checked); with `manifest` (a Manifest or its path), refuse
-    soft labels made for another manifest or with mismatched row keys."""
+    soft labels made for another manifest or with mismatched row keys. Soft labels of the manifest
+    that `manifest` was cleaned from (`fertrain manifest clean`) are narrowed to the rows it kept."""
     path = Path(path)
     check_stamp(path, what="soft-label file")
     meta = read_metadata(path)
