@@ -173,6 +173,9 @@ def test_label_targets_replace_the_hard_labels_in_the_labels_term(lowres_manifes
 
     hard = task_losses("hard")
     assert task_losses("one_hot", label_targets=str(one_hot)) == pytest.approx(hard, rel=1e-3)  # float drift only
+    mixed = task_losses("hard_mixup", mixup=1.0)  # mixed faces: the targets mix with the partner's, as labels do
+    assert mixed != pytest.approx(hard, rel=1e-3)
+    assert task_losses("one_hot_mixup", label_targets=str(one_hot), mixup=1.0) == pytest.approx(mixed, rel=1e-3)
     soft = task_losses("oof", label_targets=str(oof))
     assert soft[0] != pytest.approx(hard[0], rel=1e-2)  # the teachers' doubts change what the student is taught
     with pytest.raises(ConfigError, match="--label-targets replaces the hard labels .* --loss dkd"):

@@ -23,6 +23,7 @@ from fertrain.models import load_run_model
 from fertrain.models.loading import serving_temperatures
 from fertrain.runs import run_lock
 from fertrain.runs.lock import LOCK_NAME
+from fertrain.runs.status import STATUS_NAME
 
 ONNX_NAME = "model.onnx"
 OPSET = 17
@@ -37,7 +38,7 @@ def export_onnx(run_or_ckpt: str | Path, out: str | Path | None = None, *, toler
     size = spec.img_size
     example = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
     run_dir = ckpt_path.parent
-    is_run = (run_dir / LOCK_NAME).exists() or (run_dir / "run_status.json").is_file()
+    is_run = (run_dir / LOCK_NAME).exists() or (run_dir / STATUS_NAME).is_file()
     guard = run_lock(run_dir, recover_stale=recover_stale, command=f"export onnx -> {out}") if is_run else (
         contextlib.nullcontext())  # fmt: skip
     with guard:
