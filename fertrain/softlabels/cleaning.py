@@ -29,7 +29,7 @@ from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests import count_table, load_manifest, summary_path
 from fertrain.manifests.build import store_root, write_checked
 from fertrain.manifests.io import normalize_dtypes, read_stamp
-from fertrain.softlabels.io import load_softlabels
+from fertrain.softlabels.io import SoftLabels, load_softlabels
 
 
 def label_issues_path(manifest: str | Path) -> Path:
@@ -93,67 +93,38 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
         raise ConfigError(f"--out {out} is the manifest being cleaned; write the cleaned one to a new file")
     started = time.time()
     m = load_manifest(manifest_path)
+    df = m.df.reset_index(drop=True)  # positions and index agree below
     sl = load_softlabels(softlabels_path, m)  # refuses another manifest's soft labels or changed row keys
     if not sl.metadata.get("out_of_fold"):
         raise InputError(softlabels_path, "not out-of-fold soft labels: a teacher that trained on a face has learnt "
                                           "its label and finds almost no label issues there; export them with "
                                           "`fertrain export-softlabels --out-of-fold --teacher F0 ... FN`",
                          kind="value")  # fmt: skip
-    in_split = (m.df["split"] == policy.split).to_numpy()
-    if not in_split.any():
+    where = np.flatnonzero((df["split"] == policy.split).to_numpy())
+    if len(where) == 0:
         raise ConfigError(f"--split {policy.split}: {manifest_path} has no such rows")
-    rows = m.df.loc[in_split]
-    probs = pd.DataFrame(sl.probs, index=sl.table["row_id"].to_numpy())
-    missing = ~rows["row_id"].isin(probs.index)
-    if missing.any():
-        raise InputError(softlabels_path, f"no probabilities for {int(missing.sum())} of the {len(rows):,} "
-                                          f"'{policy.split}' rows of {manifest_path} (first: "
-                                          f"{rows.loc[missing, 'row_id'].iloc[0]}); every row to clean needs one",
-                         kind="missing")  # fmt: skip
-    p = probs.loc[rows["row_id"].to_numpy()].to_numpy(dtype=np.float64)
+    rows = df.iloc[where]
+    p = row_probabilities(sl, rows, f"'{policy.split}' rows of {manifest_path}")
     labels = rows["label"].to_numpy(dtype=np.int64)
     issues = find_label_issues(labels, p, policy)
-    if m.has_soft_labels and issues.relabel.any():
-        soft = rows[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64)
-        carries = issues.relabel & ~np.isnan(soft).all(1)
+    if m.has_soft_labels:
+        carries = issues.relabel & ~np.isnan(rows[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64)).all(1)
         if carries.any():
             raise ConfigError(f"{manifest_path}: row {rows['row_id'].iloc[int(np.flatnonzero(carries)[0])]} would be "
                               "relabelled but carries its source's own soft labels, which would contradict the new "
                               "label; clean with --drop-below only")  # fmt: skip
 
-    df = m.df.copy()
-    where = np.flatnonzero(in_split)
-    df.loc[where[issues.relabel], "label"] = issues.new_label[issues.relabel]
-    df.loc[where[issues.relabel], "label_name"] = [CLASS_NAMES[k] for k in issues.new_label[issues.relabel]]
-    keep = np.ones(len(df), dtype=bool)
-    keep[where[issues.drop]] = False
-    roots = m.root_dirs()  # roots resolved against the source manifest's folder, stored against the new one's
+    moved = where[issues.relabel]
+    df.loc[moved, "label"] = issues.new_label[issues.relabel]
+    df.loc[moved, "label_name"] = [CLASS_NAMES[k] for k in issues.new_label[issues.relabel]]
+    roots = m.root_dirs()  # resolved against the source manifest's folder, stored against the new one's
     df["root"] = df["root"].map({r: store_root(str(path), out.parent) for r, path in roots.items()})
-    df = normalize_dtypes(df[keep].reset_index(drop=True))
+    df = normalize_dtypes(df.drop(index=where[issues.drop]).reset_index(drop=True))
 
-    changed = issues.relabel | issues.drop
-    top = p.argmax(1)
-    report = pd.DataFrame({
-        "row_id": rows["row_id"].to_numpy()[changed],
-        "action": np.where(issues.drop, "drop", "relabel")[changed],
-        "label_name": [CLASS_NAMES[k] for k in labels[changed]],
-        "new_label_name": [CLASS_NAMES[k] if not d else "" for k, d in zip(issues.new_label[changed],
-                                                                            issues.drop[changed], strict=True)],
-        "p_label": p[np.arange(len(labels)), labels][changed].round(4),
-        "top_name": [CLASS_NAMES[k] for k in top[changed]],
-        "p_top": p.max(1)[changed].round(4),
-    })  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = write_checked(df, out, overwrite)
     with atomic_path(label_issues_path(out)) as tmp:
-        report.to_csv(tmp, index=False, lineterminator="\n")
-    per_class = {name: {"rows": int((labels == k).sum()), "dropped": int((issues.drop & (labels == k)).sum()),
-                        "relabelled_from": int((issues.relabel & (labels == k)).sum()),
-                        "relabelled_to": int((issues.relabel & (issues.new_label == k)).sum())}
-                 for k, name in enumerate(CLASS_NAMES)}  # fmt: skip
-    moves = Counter(f"{CLASS_NAMES[a]}->{CLASS_NAMES[b]}" for a, b in zip(labels[issues.relabel],
-                                                                          issues.new_label[issues.relabel],
-                                                                          strict=True))  # fmt: skip
+        issue_report(rows["row_id"].to_numpy(), labels, p, issues).to_csv(tmp, index=False, lineterminator="\n")
     summary = {
         "manifest": str(out),
         "sha256": digest,
@@ -167,7 +138,7 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
             "softlabels": str(softlabels_path), "softlabels_sha256": read_stamp(softlabels_path),
             "teacher": sl.metadata.get("teacher"), "tta": sl.metadata.get("tta"), "policy": asdict(policy),
             "rows_considered": len(rows), "dropped": int(issues.drop.sum()), "relabelled": int(issues.relabel.sum()),
-            "per_class": per_class, "moves": dict(moves.most_common()), "report": label_issues_path(out).name,
+            **issue_counts(labels, issues), "report": label_issues_path(out).name,
         },
         "counts": count_table(df),
         "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
@@ -175,3 +146,40 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
     atomic_write_json(summary_path(out), summary)
     return CleanResult(out, digest, summary, df)
 
+
+def row_probabilities(sl: SoftLabels, rows: pd.DataFrame, what: str) -> np.ndarray:
+    """The soft labels of `rows`, in their order; every row must have one."""
+    probs = pd.DataFrame(sl.probs, index=sl.table["row_id"].to_numpy())
+    missing = ~rows["row_id"].isin(probs.index)
+    if missing.any():
+        raise InputError(sl.path, f"no probabilities for {int(missing.sum())} of the {len(rows):,} {what} (first: "
+                                  f"{rows.loc[missing, 'row_id'].iloc[0]}); every row to clean needs one",
+                         kind="missing")  # fmt: skip
+    return probs.loc[rows["row_id"].to_numpy()].to_numpy(dtype=np.float64)
+
+
+def issue_report(row_ids: np.ndarray, labels: np.ndarray, probs: np.ndarray, issues: LabelIssues) -> pd.DataFrame:
+    """One line per dropped or relabelled row, with the probabilities that decided it."""
+    changed = issues.relabel | issues.drop
+    top = probs.argmax(1)
+    names = np.array(CLASS_NAMES)
+    return pd.DataFrame({
+        "row_id": row_ids[changed],
+        "action": np.where(issues.drop, "drop", "relabel")[changed],
+        "label_name": names[labels[changed]],
+        "new_label_name": np.where(issues.drop, "", names[issues.new_label])[changed],
+        "p_label": probs[np.arange(len(labels)), labels][changed].round(4),
+        "top_name": names[top[changed]],
+        "p_top": probs.max(1)[changed].round(4),
+    })  # fmt: skip
+
+
+def issue_counts(labels: np.ndarray, issues: LabelIssues) -> dict:
+    """Per class: rows, dropped, relabelled from and to; and the moves (from->to) by frequency."""
+    per_class = {name: {"rows": int((labels == k).sum()), "dropped": int((issues.drop & (labels == k)).sum()),
+                        "relabelled_from": int((issues.relabel & (labels == k)).sum()),
+                        "relabelled_to": int((issues.relabel & (issues.new_label == k)).sum())}
+                 for k, name in enumerate(CLASS_NAMES)}  # fmt: skip
+    moves = Counter(f"{CLASS_NAMES[a]}->{CLASS_NAMES[b]}"
+                    for a, b in zip(labels[issues.relabel], issues.new_label[issues.relabel], strict=True))  # fmt: skip
+    return {"per_class": per_class, "moves": dict(moves.most_common())}
