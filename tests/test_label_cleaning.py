@@ -199,3 +199,9 @@ def test_soft_labels_of_an_unrelated_manifest_are_still_refused(lowres_manifest,
     oof = write_oof(fer2013_manifest, planted_probs(labels, seed=3)[0], tmp_path / "fer.parquet")
     with pytest.raises(FertrainError, match="soft labels were made for manifest sha256"):
         load_softlabels(oof, load_manifest(lowres_manifest))
+    sl = load_softlabels(oof)  # a file that names no manifest is not taken for one cleaned from nothing
+    unnamed = tmp_path / "unnamed.parquet"
+    write_softlabel_file(pa.Table.from_pandas(sl.table, preserve_index=False),
+                         {k: v for k, v in sl.metadata.items() if k != "manifest_sha256"}, unnamed)  # fmt: skip
+    with pytest.raises(FertrainError, match="soft labels were made for manifest sha256 None"):
+        load_softlabels(unnamed, load_manifest(lowres_manifest))

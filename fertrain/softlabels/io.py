@@ -80,7 +80,8 @@ def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = N
         keys = manifest.df.set_index("row_id")["sha256"]
         if meta.get("manifest_sha256") != manifest.sha256:
             made_for = str(meta.get("manifest_sha256"))[:12]
-            if meta.get("manifest_sha256") != manifest.derived_from():
+            source = manifest.derived_from()
+            if source is None or meta.get("manifest_sha256") != source:
                 raise FertrainError(f"{path}: soft labels were made for manifest sha256 {made_for}… but "
                                     f"{manifest.path} is {str(manifest.sha256)[:12]}…; re-export them")  # fmt: skip
             # a manifest cleaned from the one they were made for: the rows it kept (keys checked below)
