@@ -200,17 +200,9 @@ def build_manifest(
     with atomic_path(dedup_report_path(out)) as tmp:
         pairs.to_csv(tmp, index=False, lineterminator="\n")
     summary = {
-        "manifest": str(out),
-        "sha256": digest,
-        "rows": len(df),
-        "fertrain_version": __version__,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(time.time() - started, 2),
-        "class_names": list(CLASS_NAMES),
+        **summary_facts(out, digest, df, started),
         "recipe": recipe.to_dict(),
         "sources": source_info,
-        "counts": count_table(df),
-        "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
         "drops": drops,
         "filtered_out": filtered_out,
         "dedup": {"policy": recipe.dedup.to_dict(), **summarize_pairs(pairs),
@@ -218,6 +210,14 @@ def build_manifest(
     }
     atomic_write_json(summary_path(out), summary)
     return BuildResult(out, digest, summary, df)
+
+
+def summary_facts(out: Path, digest: str, df: pd.DataFrame, started: float) -> dict:
+    """What every manifest summary says: the file, its sha256, when and how it was made, the counts."""
+    return {"manifest": str(out), "sha256": digest, "rows": len(df), "fertrain_version": __version__,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - started, 2),
+            "class_names": list(CLASS_NAMES), "counts": count_table(df),
+            "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()}}  # fmt: skip
 
 
 def write_checked(df: pd.DataFrame, out: Path, overwrite: bool) -> str:

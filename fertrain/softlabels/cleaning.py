@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fertrain import __version__
 from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
-from fertrain.manifests import count_table, load_manifest, summary_path
-from fertrain.manifests.build import store_root, write_checked
+from fertrain.manifests import load_manifest, summary_path
+from fertrain.manifests.build import store_root, summary_facts, write_checked
 from fertrain.manifests.io import normalize_dtypes, read_stamp
 from fertrain.softlabels.io import SoftLabels, load_softlabels
 
@@ -126,13 +125,7 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
     with atomic_path(label_issues_path(out)) as tmp:
         issue_report(rows["row_id"].to_numpy(), labels, p, issues).to_csv(tmp, index=False, lineterminator="\n")
     summary = {
-        "manifest": str(out),
-        "sha256": digest,
-        "rows": len(df),
-        "fertrain_version": __version__,
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(time.time() - started, 2),
-        "class_names": list(CLASS_NAMES),
+        **summary_facts(out, digest, df, started),
         "derived_from": {"manifest": str(manifest_path), "sha256": m.sha256},
         "label_cleaning": {
             "softlabels": str(softlabels_path), "softlabels_sha256": read_stamp(softlabels_path),
@@ -140,8 +133,6 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
             "rows_considered": len(rows), "dropped": int(issues.drop.sum()), "relabelled": int(issues.relabel.sum()),
             **issue_counts(labels, issues), "report": label_issues_path(out).name,
         },
-        "counts": count_table(df),
-        "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
     }  # fmt: skip
     atomic_write_json(summary_path(out), summary)
     return CleanResult(out, digest, summary, df)
