@@ -51,9 +51,8 @@ def planted_probs(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
     probs[np.arange(n), labels] += 0.6
     improbable, confused = np.split(rng.choice(n, 2 * (n // 20), replace=False), 2)
     other = (labels[confused] + 1 + rng.integers(0, len(CLASS_NAMES) - 1, len(confused))) % len(CLASS_NAMES)
-    for rows, own in ((improbable, 0.02), (confused, 0.1)):
-        probs[rows] = (1 - own) / (len(CLASS_NAMES) - 1)
-        probs[rows, labels[rows]] = own
+    probs[improbable] = 0.98 / (len(CLASS_NAMES) - 1)
+    probs[improbable, labels[improbable]] = 0.02
     probs[confused] = 0.1 / (len(CLASS_NAMES) - 2)
     probs[confused, labels[confused]] = 0.1
     probs[confused, other] = 0.8
@@ -92,6 +91,8 @@ def test_cleaning_the_real_fer2013_training_rows(fer2013_manifest, tmp_path):
     labels = train["label"].to_numpy()
     probs, improbable, confused, other = planted_probs(labels, seed=0)
     oof = write_oof(fer2013_manifest, probs, tmp_path / "oof.parquet")
+    shuffled = train.sample(frac=1, random_state=0)  # rows are looked up by row id, in the order asked for
+    np.testing.assert_allclose(load_softlabels(oof).probs_of(shuffled, "-"), probs[shuffled.index], rtol=1e-6)
     out = tmp_path / "cleaned" / "m.parquet"  # another folder: the image roots are stored relative to it
     result = clean_manifest(fer2013_manifest, oof, out, CleaningPolicy(drop_below=0.05, relabel_above=0.7))
 
@@ -150,7 +151,7 @@ def test_cleaning_refuses_what_would_mislead_or_overwrite(lowres_manifest, tmp_p
     partial = tmp_path / "partial.parquet"  # a file that lacks some training rows
     table = load_softlabels(oof).table.iloc[5:]
     write_softlabel_file(pa.Table.from_pandas(table, preserve_index=False), load_softlabels(oof).metadata, partial)
-    with pytest.raises(InputError, match=r"partial.parquet.*no probabilities for 5 of the .* 'train' rows"):
+    with pytest.raises(InputError, match=r"partial.parquet: no soft labels for 5 of .*every 'train' row of .* needs"):
         clean_manifest(lowres_manifest, partial, tmp_path / "p.parquet", policy)
 
     with_soft = tmp_path / "soft" / "m.parquet"  # rows with their source's own soft labels (FERPlus-like)

@@ -27,8 +27,8 @@ from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests import load_manifest, summary_path
 from fertrain.manifests.build import store_root, summary_facts, write_checked
-from fertrain.manifests.io import normalize_dtypes, read_stamp
-from fertrain.softlabels.io import SoftLabels, load_softlabels
+from fertrain.manifests.io import normalize_dtypes
+from fertrain.softlabels.io import load_softlabels
 
 
 def label_issues_path(manifest: str | Path) -> Path:
@@ -103,7 +103,7 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
     if len(where) == 0:
         raise ConfigError(f"--split {policy.split}: {manifest_path} has no such rows")
     rows = df.iloc[where]
-    p = row_probabilities(sl, rows, f"'{policy.split}' rows of {manifest_path}")
+    p = sl.probs_of(rows, f"every '{policy.split}' row of {manifest_path} needs one to be cleaned").astype(np.float64)
     labels = rows["label"].to_numpy(dtype=np.int64)
     issues = find_label_issues(labels, p, policy)
     if m.has_soft_labels:
@@ -128,7 +128,7 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
         **summary_facts(out, digest, df, started),
         "derived_from": {"manifest": str(manifest_path), "sha256": m.sha256},
         "label_cleaning": {
-            "softlabels": str(softlabels_path), "softlabels_sha256": read_stamp(softlabels_path),
+            "softlabels": str(softlabels_path), "softlabels_sha256": sl.sha256,
             "teacher": sl.metadata.get("teacher"), "tta": sl.metadata.get("tta"), "policy": asdict(policy),
             "rows_considered": len(rows), "dropped": int(issues.drop.sum()), "relabelled": int(issues.relabel.sum()),
             **issue_counts(labels, issues), "report": label_issues_path(out).name,
@@ -136,17 +136,6 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
     }  # fmt: skip
     atomic_write_json(summary_path(out), summary)
     return CleanResult(out, digest, summary, df)
-
-
-def row_probabilities(sl: SoftLabels, rows: pd.DataFrame, what: str) -> np.ndarray:
-    """The soft labels of `rows`, in their order; every row must have one."""
-    probs = pd.DataFrame(sl.probs, index=sl.table["row_id"].to_numpy())
-    missing = ~rows["row_id"].isin(probs.index)
-    if missing.any():
-        raise InputError(sl.path, f"no probabilities for {int(missing.sum())} of the {len(rows):,} {what} (first: "
-                                  f"{rows.loc[missing, 'row_id'].iloc[0]}); every row to clean needs one",
-                         kind="missing")  # fmt: skip
-    return probs.loc[rows["row_id"].to_numpy()].to_numpy(dtype=np.float64)
 
 
 def issue_report(row_ids: np.ndarray, labels: np.ndarray, probs: np.ndarray, issues: LabelIssues) -> pd.DataFrame:

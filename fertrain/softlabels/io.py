@@ -28,10 +28,22 @@ class SoftLabels:
     path: Path
     table: pd.DataFrame
     metadata: dict
+    sha256: str  # of the file, checked against its stamp when loaded
 
     @property
     def probs(self) -> np.ndarray:
         return self.table[list(PROB_COLUMNS)].to_numpy(dtype=np.float32)
+
+    def probs_of(self, rows: pd.DataFrame, remedy: str) -> np.ndarray:
+        """The probabilities of manifest `rows`, in their order; a row without any is an error naming the
+        first, with `remedy` (what to do about it)."""
+        missing = ~rows["row_id"].isin(self.table["row_id"])
+        if missing.any():
+            first = rows.loc[missing, "row_id"].iloc[0]
+            raise InputError(self.path, f"no soft labels for {int(missing.sum())} of {len(rows):,} rows (first: "
+                                        f"{first}); {remedy}", kind="missing")  # fmt: skip
+        by_row = pd.DataFrame(self.probs, index=self.table["row_id"].to_numpy())
+        return by_row.loc[rows["row_id"].to_numpy()].to_numpy(dtype=np.float32, copy=True)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -70,7 +82,7 @@ def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = N
     soft labels made for another manifest or with mismatched row keys. Soft labels of the manifest
     that `manifest` was cleaned from (`fertrain manifest clean`) are narrowed to the rows it kept."""
     path = Path(path)
-    check_stamp(path, what="soft-label file")
+    digest = check_stamp(path, what="soft-label file")
     meta = read_metadata(path)
     table = pd.read_parquet(path)
     check_probabilities(path, table)
@@ -94,4 +106,4 @@ def load_softlabels(path: str | Path, manifest: Manifest | str | Path | None = N
         if wrong.any():
             raise FertrainError(f"{path}: {int(wrong.sum())} rows have a different image sha256 than "
                                 f"{manifest.path} (first: {table.loc[wrong, 'row_id'].iloc[0]})")  # fmt: skip
-    return SoftLabels(path, table, meta)
+    return SoftLabels(path, table, meta, digest)

@@ -91,9 +91,10 @@ def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Pat
     folds = check_folds(held)
     position = pd.Series(range(len(manifest.df)), index=manifest.df["row_id"].astype(str))
     for run, h in held:
-        unknown = [r for r in h.row_ids if r not in position.index]
-        if unknown:
-            raise ConfigError(f"--teacher {run}: held-out row {unknown[0]!r} is not in {manifest_path}")
+        unknown = ~pd.Index(h.row_ids).isin(position.index)
+        if unknown.any():
+            raise ConfigError(f"--teacher {run}: held-out row {h.row_ids[int(unknown.argmax())]!r} is not in "
+                              f"{manifest_path}")  # fmt: skip
     teachers = [load_teacher(run, tta) for run, _ in held]
     rows = sum(len(h.row_ids) for _, h in held)
     meta = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -26,7 +25,7 @@ from fertrain.data.mixup import mix_images
 from fertrain.engine.device import autocast_for
 from fertrain.ensemble import load_teacher
 from fertrain.ensemble.fusion import fuse, member_probs
-from fertrain.errors import ConfigError, FertrainError
+from fertrain.errors import ConfigError
 from fertrain.manifests.io import Manifest
 from fertrain.models.factory import pooled_width
 from fertrain.softlabels.io import load_softlabels
@@ -49,13 +48,8 @@ class SoftLabelSignal:
 
     def __init__(self, path: str | Path, manifest: Manifest, train_rows: pd.DataFrame, device: torch.device):
         sl = load_softlabels(path, manifest)  # refuses another manifest or changed row keys
-        probs = pd.DataFrame(sl.probs, index=sl.table["row_id"].to_numpy())
-        missing = ~train_rows["row_id"].isin(probs.index)
-        if missing.any():
-            raise FertrainError(f"{path}: no soft labels for {int(missing.sum())} of {len(train_rows)} training rows "
-                                f"(first: {train_rows.loc[missing, 'row_id'].iloc[0]}); export them for the student's "
-                                "training split (fertrain export-softlabels --split train)")  # fmt: skip
-        p = probs.loc[train_rows["row_id"].to_numpy()].to_numpy(dtype=np.float32, copy=True)
+        p = sl.probs_of(train_rows, "export them for the student's training split (fertrain export-softlabels "
+                                    "--split train)")  # fmt: skip
         self.logits = torch.log(torch.from_numpy(p).clamp_min(1e-8)).to(device)
         self.metadata = sl.metadata
         self.describe = {"mode": "offline", "softlabels": str(path), "teacher": sl.metadata.get("teacher")}
