@@ -28,6 +28,7 @@ from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.models import FerNet, build_model, model_spec, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
+from fertrain.softlabels.io import load_softlabels
 from fertrain.student.config import StudentConfig, student_output_dir
 from fertrain.student.freezing import UnfreezePolicy, build_phases, layer_groups
 from fertrain.student.losses import FEATURE_LOSSES, GRAPHABLE_LOSSES, DKDLoss, build_loss, mixup_criterion
@@ -55,9 +56,7 @@ class StudentTrainer(Trainer):
         cfg = self.cfg
         self.phase_best: dict[int, float] = {}
         self.signal = self.teacher_signal()
-        # soft targets for the labels' term, looked up by row like offline soft labels (as log-probabilities)
-        self.label_targets = (SoftLabelSignal(cfg.label_targets, self.manifest, self.train_rows, self.device)
-                              if cfg.label_targets else None)  # fmt: skip
+        self.label_targets = self.load_label_targets() if cfg.label_targets else None
         dims = {"student_dim": pooled_width(self.model.backbone), "n_data": len(self.train_rows), "seed": cfg.seed}
         self.loss = build_loss(cfg.loss, teacher_dim=getattr(self.signal, "feature_dim", 0) or dims["student_dim"],
                                **dims).to(self.device)  # fmt: skip
@@ -149,6 +148,13 @@ class StudentTrainer(Trainer):
     def loss_epoch(self) -> float:
         return self.epoch + self.step_in_epoch / self.steps_per_epoch
 
+    def load_label_targets(self) -> torch.Tensor:
+        """--label-targets: each training row's probabilities, on the device, indexed like the batch's rows;
+        they replace the hard labels in the labels' term."""
+        sl = load_softlabels(self.cfg.label_targets, self.manifest)  # refuses another manifest or changed row keys
+        probs = sl.probs_of(self.train_rows, "--label-targets needs one for every training row")
+        return torch.from_numpy(probs).to(self.device)
+
     def forward_loss(self, x: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         with self.autocast():
             feats = self.backbone_fn(x)
@@ -157,7 +163,7 @@ class StudentTrainer(Trainer):
         teacher_logits = teacher.logits if teacher else None
         terms = {"student_features": feats.float(), "teacher_features": teacher.features if teacher else None,
                  "index": batch.index, "epoch": self.loss_epoch()}  # fmt: skip
-        labels = batch.labels if self.label_targets is None else self.label_targets(batch.index).logits.softmax(1)
+        labels = batch.labels if self.label_targets is None else self.label_targets[batch.index]
         if self.mix is None:
             return self.loss(logits.float(), labels, teacher_logits, **terms)
         partner = teacher.partner_logits if teacher else None
