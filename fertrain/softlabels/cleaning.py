@@ -26,7 +26,7 @@ from fertrain.atomic import atomic_path, atomic_write_json
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import CLASS_NAMES, SOFT_COLUMNS
 from fertrain.manifests import load_manifest, summary_path
-from fertrain.manifests.build import store_root, summary_facts, write_checked
+from fertrain.manifests.build import BuildResult, store_root, summary_facts, write_checked
 from fertrain.manifests.io import normalize_dtypes
 from fertrain.softlabels.io import load_softlabels
 
@@ -75,16 +75,8 @@ def find_label_issues(labels: np.ndarray, probs: np.ndarray, policy: CleaningPol
     return LabelIssues(new_label, relabel, drop)
 
 
-@dataclass
-class CleanResult:
-    path: Path
-    sha256: str
-    summary: dict
-    df: pd.DataFrame
-
-
 def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: str | Path, policy: CleaningPolicy,
-                   *, overwrite: bool = False) -> CleanResult:  # fmt: skip
+                   *, overwrite: bool = False) -> BuildResult:  # fmt: skip
     """Write a cleaned copy of a manifest at `out` (stamp, summary and label-issue list beside it)."""
     policy.check()
     manifest_path, softlabels_path, out = Path(manifest_path), Path(softlabels_path), Path(out)
@@ -135,7 +127,7 @@ def clean_manifest(manifest_path: str | Path, softlabels_path: str | Path, out: 
         },
     }  # fmt: skip
     atomic_write_json(summary_path(out), summary)
-    return CleanResult(out, digest, summary, df)
+    return BuildResult(out, digest, summary, df)
 
 
 def issue_report(row_ids: np.ndarray, labels: np.ndarray, probs: np.ndarray, issues: LabelIssues) -> pd.DataFrame:
