@@ -61,13 +61,20 @@ def history(out: Path) -> list[dict]:
     return json.loads((out / "history.json").read_text())
 
 
-def test_two_ranks_with_the_same_global_batch_train_as_one_process(lowres_manifest, tmp_path):
+@pytest.mark.parametrize("fold", [(), ("--fold", "1", "--folds", "3")], ids=["all-rows", "fold"])
+def test_two_ranks_with_the_same_global_batch_train_as_one_process(lowres_manifest, tmp_path, fold):
     one, two = tmp_path / "one", tmp_path / "two"
-    r1 = run(teacher_cmd(lowres_manifest, one, 1, 32, "--epochs", "2"))
+    r1 = run(teacher_cmd(lowres_manifest, one, 1, 32, "--epochs", "2", *fold))
     assert r1.returncode == 0, r1.stderr[-2000:]
-    r2 = run(teacher_cmd(lowres_manifest, two, 2, 16, "--epochs", "2"))
+    r2 = run(teacher_cmd(lowres_manifest, two, 2, 16, "--epochs", "2", *fold))
     assert r2.returncode == 0, r2.stderr[-2000:]
     h1, h2 = history(one), history(two)
+    if fold:  # the ranks hold out the fold one process holds out, and one list of it is written
+        train_rows = (pd.read_parquet(lowres_manifest)["split"] == "train").sum()
+        held = json.loads((two / "heldout_rows.json").read_text())
+        assert held == json.loads((one / "heldout_rows.json").read_text())
+        assert 0 < held["rows"] < train_rows
+        assert h2[0]["train_images"] == h1[0]["train_images"] <= train_rows - held["rows"]
     assert [r["global_step"] for r in h2] == [r["global_step"] for r in h1]
     assert [r["train_images"] for r in h2] == [r["train_images"] for r in h1]
     # the first epoch's mean loss starts from the same first step; the second follows averaged updates
