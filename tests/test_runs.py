@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fertrain.atomic import atomic_write_json, atomic_write_text
+from fertrain.console import console
 from fertrain.errors import FertrainError
 from fertrain.manifests import DedupPolicy, SourceFilter, build_manifest, recipe_from_cli
 from fertrain.runs import (
@@ -335,3 +336,80 @@ def test_runs_compare_names_what_it_cannot_read(tmp_path, capsys):
     (run / "history.json").write_text('[{"epoch": 1, "val_accuracy": 0.5, "val_macro_f1": 0.4}]')
     code, text = run_cli(["runs", "compare", run, "--sort", "speed"], capsys)
     assert code == 2 and "--sort" in text and "val-acc" in text, text
+
+
+def _repeat(root: Path, name: str, seed: int, f1s: list[float], manifest_sha: str, evaluations: dict[str, float],
+            **options) -> Path:  # fmt: skip
+    """A run directory as the trainer and `fertrain evaluate` leave it: history, config, alignment report."""
+    run = root / name
+    run.mkdir(parents=True)
+    atomic_write_json(run / "history.json", [_epoch(i + 1, f1) for i, f1 in enumerate(f1s)])
+    config = {"backbone": "fer_vgg", "lr": 0.1, "epochs": len(f1s), "manifest": "/data/m.parquet", "seed": seed,
+              "output_dir": str(run), "workers": 8, **options}  # fmt: skip
+    atomic_write_text(run / "config.yaml", "".join(f"{k}: {v}\n" for k, v in config.items()))
+    atomic_write_json(run / "alignmentreport.json", {"manifest": config["manifest"], "manifest_sha256": manifest_sha})
+    for tta, accuracy in evaluations.items():
+        suffix = "" if tta == "none" else f"_tta-{tta}"
+        atomic_write_json(run / f"evaluation_m_val{suffix}.json", {"manifest": "m.parquet", "split": "val", "tta": tta,
+                                                                  "accuracy": accuracy, "macro_f1": accuracy - 0.01})
+    return run
+
+
+def test_runs_compare_seeds_folds_the_repeats_of_one_experiment(tmp_path, capsys, monkeypatch):
+    """Runs that differ only in the seed and where or how fast they ran are one experiment (mean ± sample std);
+    another option, or the same manifest path holding other content, is another experiment."""
+    import statistics
+
+    from fertrain.runs.compare import compare_runs, seed_groups
+
+    out = tmp_path / "out"
+    _repeat(out, "drop_1337", 1337, [0.60, 0.66], "aa", {"none": 0.700, "ten": 0.720})
+    _repeat(out, "drop_2", 2, [0.62, 0.61], "aa", {"none": 0.690, "ten": 0.714}, workers=4, device="cuda:1")
+    _repeat(out, "drop_3", 3, [0.64, 0.65], "aa", {"none": 0.710})  # not evaluated with ten-crop
+    _repeat(out, "lr2_1337", 1337, [0.50, 0.55], "aa", {"none": 0.650}, lr=0.2)
+    _repeat(out, "other_data_1337", 1337, [0.58, 0.59], "bb", {"none": 0.640})  # same manifest path, other sha256
+    atomic_write_json(out / "ens.json", {"format": "fertrain-ensemble-v1", "members": []})
+    atomic_write_json(out / "ens.evaluation_m_val.json", {"manifest": "m.parquet", "split": "val", "tta": "none",
+                                                          "accuracy": 0.73, "macro_f1": 0.72})  # fmt: skip
+    rows = compare_runs([out])
+    groups = {g.name: g for g in seed_groups(rows)}
+    assert sorted(groups) == ["drop", "ens", "lr2_1337", "other_data_1337"], sorted(groups)
+    drop = groups["drop"]
+    assert (drop.members, drop.seeds) == (["drop_1337", "drop_2", "drop_3"], [1337, 2, 3])
+    best = [r.val_accuracy for r in rows if r.name.startswith("drop")]  # best epochs 2, 1, 2
+    assert best == pytest.approx([0.67, 0.63, 0.66])
+    assert drop.val_accuracy.mean == pytest.approx(statistics.fmean(best))
+    assert drop.val_accuracy.std == pytest.approx(statistics.stdev(best)) and drop.val_accuracy.n == 3
+    single, ten = drop.evaluations["m val none"], drop.evaluations["m val ten"]
+    assert single["accuracy"].mean == pytest.approx(0.70) and single["accuracy"].std == pytest.approx(0.01)
+    assert ten["accuracy"].n == 2 and ten["accuracy"].mean == pytest.approx(0.717)
+    assert groups["lr2_1337"].val_accuracy.std is None and groups["ens"].kind == "ensemble"
+    monkeypatch.setattr(console, "width", 200)  # a row per experiment, no cell folded
+    code, text = run_cli(["runs", "compare", out, "--seeds", "--json", tmp_path / "g.json"], capsys)
+    assert code == 0, text
+    assert "0.700 ± 0.010 / 0.690 ± 0.010" in text and "(2 of 3)" in text and "1337, 2, 3" in text, text
+    assert "6 run(s) in 4 experiment(s)" in text, text
+    written = {g["name"]: g for g in json.loads((tmp_path / "g.json").read_text())}
+    assert written["drop"]["evaluations"]["m val ten"]["accuracy"]["n"] == 2
+    assert written["drop"]["seeds"] == [1337, 2, 3] and written["drop"]["members"] == ["drop_1337", "drop_2", "drop_3"]
+
+
+def test_runs_compare_seeds_on_trained_runs(lowres_manifest, tmp_path, capsys):
+    """Real teacher runs: two seeds of one command fold into one experiment with the runs' own numbers; the same
+    command with another --lr stays apart."""
+    import statistics
+
+    tiny = ["--manifest", str(lowres_manifest), "--backbone", "test_convnext", "--head", "linear", "--img-size",
+            "32", "--epochs", "1", "-b", "32", "-j", "0", "--device", "cpu", "--skip-onnx", "-q"]  # fmt: skip
+    for name, extra in (("s1", ["--seed", "1"]), ("s2", ["--seed", "2", "-j", "1"]), ("lr", ["--lr", "5e-3"])):
+        code, text = run_cli(["teacher", *tiny, *extra, "--output-dir", tmp_path / "runs" / name], capsys)
+        assert code == 0, text
+    code, text = run_cli(["runs", "compare", tmp_path / "runs", "--seeds", "--json", tmp_path / "g.json"], capsys)
+    assert code == 0, text
+    groups = {g["name"]: g for g in json.loads((tmp_path / "g.json").read_text())}
+    assert sorted(groups) == ["lr", "s"] and groups["s"]["seeds"] == [1, 2], sorted(groups)
+    code, text = run_cli(["runs", "compare", tmp_path / "runs", "--json", tmp_path / "r.json"], capsys)
+    rows = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    accuracies = [rows["s1"]["val_accuracy"], rows["s2"]["val_accuracy"]]
+    assert groups["s"]["val_accuracy"]["mean"] == pytest.approx(statistics.fmean(accuracies))
+    assert groups["s"]["val_accuracy"]["std"] == pytest.approx(statistics.stdev(accuracies))

@@ -47,6 +47,17 @@ def _pair(first: float | None, second: float | None) -> str:
     return "-" if first is None else f"{first:.3f} / {second:.3f}"
 
 
+def _spread(value) -> str:
+    """mean ± std (mean alone for one seed)."""
+    if value is None:
+        return "-"
+    return f"{value.mean:.3f}" + ("" if value.std is None else f" ± {value.std:.3f}")
+
+
+def _spread_pair(first, second) -> str:
+    return "-" if first is None else f"{_spread(first)} / {_spread(second)}"
+
+
 def _headers(labels: list[str]) -> tuple[list[str], str]:
     """Column headers for evaluation labels (MANIFEST SPLIT TTA): the manifest goes to the title
     when all share one, and single view is the split alone."""
@@ -66,6 +77,9 @@ def compare(
     plot: Path | None = typer.Option(None, "--plot", help="Write the runs' validation curves to this PNG."),
     json_out: Path | None = typer.Option(None, "--json", help="Write every row (per-class recall included) as JSON."),
     sort: str = typer.Option("none", "--sort", help="Order rows by: none (as given), val-acc, val-f1."),
+    seeds: bool = typer.Option(False, "--seeds", help="One row per experiment: runs whose config.yaml differ only "
+                               "in --seed (and where or how fast they ran) as mean ± sample std over the seeds "
+                               "(--json writes these rows)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No table (with --json / --plot)."),
 ) -> None:
     """Runs and ensembles side by side: best epoch, validation accuracy / macro-F1 at it, training
@@ -80,23 +94,28 @@ def compare(
       fertrain runs compare outputs/teachers --plot compare.png
       fertrain runs compare out/teachers/drop out/teachers/zoom out/ens_four.json --sort val-acc
       fertrain runs compare out --json summary.json -q
+      fertrain runs compare out/students --seeds    # mean ± std over each experiment's seeds
     """
     from fertrain.atomic import atomic_write_json
     from fertrain.plots import plot_comparison
-    from fertrain.runs.compare import compare_runs, evaluation_labels
+    from fertrain.runs.compare import compare_runs, evaluation_labels, seed_groups
 
     rows = compare_runs(paths, sort=sort)
     trained = [r for r in rows if r.curve]
     if plot is not None and not trained:
         raise FertrainError(f"--plot {plot}: none of {', '.join(r.name for r in rows)} has an evaluated epoch "
                             "in a history.json to draw (ensembles have no training curves)")  # fmt: skip
+    groups = seed_groups(rows) if seeds else None
     if json_out is not None:
-        atomic_write_json(json_out, [r.to_dict() for r in rows])
+        atomic_write_json(json_out, [r.to_dict() for r in groups or rows])
     if plot is not None:
         plot_comparison({r.name: r.curve for r in trained}, {r.name: r.best_epoch for r in trained}, plot)
     if quiet:
         return
     labels = evaluation_labels(rows)
+    if groups is not None:
+        _print_groups(groups, labels, [p for p in (json_out, plot) if p is not None])
+        return
     heads, where = _headers(labels)
     t = Table(title=f"acc / macro-F1: at the best epoch (training) and from `fertrain evaluate`{where}",
               title_justify="left")  # fmt: skip
@@ -114,6 +133,33 @@ def compare(
     console.print(t)
     written = [str(p) for p in (json_out, plot) if p is not None]
     console.print(f"{len(rows)} run(s)" + (f"; wrote {', '.join(written)}" if written else ""), soft_wrap=True)
+
+
+def _group_evaluation(group, label: str) -> str:
+    """acc / macro-F1 over the members evaluated so (how many, where not all were)."""
+    if label not in group.evaluations:
+        return "-"
+    accuracy, macro_f1 = group.evaluations[label]["accuracy"], group.evaluations[label]["macro_f1"]
+    partial = "" if accuracy.n == len(group.members) else f" ({accuracy.n} of {len(group.members)})"
+    return _spread_pair(accuracy, macro_f1) + partial
+
+
+def _print_groups(groups, labels: list[str], written: list[Path]) -> None:
+    heads, where = _headers(labels)
+    t = Table(title=f"acc / macro-F1, mean ± std over seeds: at the best epoch (training) and from `fertrain "
+                    f"evaluate`{where}", title_justify="left")  # fmt: skip
+    t.add_column("experiment", overflow="fold", ratio=2)
+    for name in ("seeds", "best", "min", *heads):
+        t.add_column(name, overflow="fold", justify="right")
+    for g in groups:
+        seeds = ", ".join("?" if s is None else str(s) for s in g.seeds) if g.kind == "run" else "-"
+        evals = [_group_evaluation(g, k) for k in labels]
+        minutes = "-" if g.train_minutes is None else f"{g.train_minutes.mean:.1f}"
+        t.add_row(g.name, seeds, _spread_pair(g.val_accuracy, g.val_macro_f1), minutes, *evals)
+    console.print(t)
+    runs = sum(len(g.members) for g in groups)
+    console.print(f"{runs} run(s) in {len(groups)} experiment(s)" + (f"; wrote {', '.join(map(str, written))}"
+                                                                     if written else ""), soft_wrap=True)  # fmt: skip
 
 
 @app.command("clean")

@@ -7,10 +7,15 @@ value wins (best.pt is only replaced by a strictly better one). An ensemble is a
 `fertrain evaluate` reports beside it (`ENS.evaluation_*.json`). Every post-hoc evaluation found
 is reported as MANIFEST SPLIT TTA (e.g. `fer2013 val ten`). Nothing here loads a model: a
 comparison reads JSON only, so it is instant and safe on runs still training.
+
+`seed_groups` folds runs that are one experiment repeated with other seeds (their config.yaml agree
+on everything but the seed and where, how fast or how often they ran; the manifest by its sha256)
+into one row of means and sample standard deviations: the "mean ± std over seeds" of a report.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -19,10 +24,18 @@ from pathlib import Path
 
 from fertrain.errors import FertrainError, InputError
 from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, RUN_CONFIG, manifest_stem
+from fertrain.runs.reports import ALIGNMENT_REPORT
 from fertrain.yaml_files import read_yaml_file
 
 DEFAULT_SELECT_METRIC = "macro_f1"  # the training engine's default too (engine.config imports it)
 SORT_KEYS = ("none", "val-acc", "val-f1")
+# options that say where, how fast or how often a run ran, and its seed: runs whose configs differ only
+# in these repeat one experiment. The manifest counts by its content (the alignment report's sha256).
+NOT_THE_EXPERIMENT = frozenset({
+    "seed", "output_root", "output_dir", "manifest", "device", "workers", "compile", "fused_augment",
+    "data_on_device", "cuda_graph", "log", "skip_onnx", "resume", "force", "recover_stale_lock", "eval_every",
+    "checkpoint_every_steps", "checkpoint_hist",
+})  # fmt: skip
 
 
 @dataclass
@@ -52,12 +65,15 @@ class RunSummary:
     val_nll: float | None = None
     train_minutes: float | None = None
     median_img_per_sec: float | None = None
+    seed: int | None = None  # from config.yaml
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     curve: list[dict] = field(default_factory=list)  # per evaluated epoch: epoch, accuracy, macro_f1, nll
+    experiment: str | None = None  # what repeats of one experiment share (`experiment_key`); None: not known
 
     def to_dict(self) -> dict:
         row = asdict(self)
         row.pop("curve")
+        row.pop("experiment")
         return row
 
 
@@ -90,6 +106,18 @@ def planned_epochs(config: dict) -> int | None:
     return config.get("epochs")
 
 
+def experiment_key(run: Path, config: dict) -> str | None:
+    """The run's options that make the experiment, as one comparable string (None without a config.yaml)."""
+    if not config:
+        return None
+    options = {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}
+    alignment = run / ALIGNMENT_REPORT
+    report = _read_json(alignment) if alignment.is_file() else None
+    manifest_sha = report.get("manifest_sha256") if isinstance(report, dict) else None
+    options["manifest"] = manifest_sha or config.get("manifest")
+    return json.dumps(options, sort_keys=True, default=str)
+
+
 def summarize_run(run: Path, name: str) -> RunSummary:
     history_path = run / HISTORY
     history = _read_json(history_path)
@@ -98,7 +126,7 @@ def summarize_run(run: Path, name: str) -> RunSummary:
     config = run_config(run)
     metric = config.get("select_metric") or DEFAULT_SELECT_METRIC
     row = RunSummary(name=name, path=str(run), kind="run", epochs_done=len(history), epochs=planned_epochs(config),
-                     select_metric=metric)  # fmt: skip
+                     select_metric=metric, seed=config.get("seed"), experiment=experiment_key(run, config))  # fmt: skip
     for record in history:
         if "val_accuracy" not in record:
             continue  # an epoch without validation (eval_every)
@@ -215,5 +243,68 @@ def evaluation_labels(rows: list[RunSummary]) -> list[str]:
     return sorted(labels, key=lambda s: (s.rsplit(" ", 1)[0], s.rsplit(" ", 1)[1] != "none", s))
 
 
-__all__ = ["SORT_KEYS", "Evaluation", "RunSummary", "collect", "compare_runs", "evaluation_labels", "planned_epochs",
-           "run_config", "selected_metrics", "summarize_run"]
+@dataclass
+class Spread:
+    """A number over the seeds that have it: mean and sample standard deviation (None for one seed)."""
+
+    mean: float
+    std: float | None
+    n: int
+
+
+def spread(values: list[float | None]) -> Spread | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return Spread(statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None, len(known))
+
+
+@dataclass
+class SeedGroup:
+    """Runs of one experiment with different seeds (a lone run or an ensemble: a group of one)."""
+
+    name: str
+    kind: str  # "run" | "ensemble"
+    members: list[str]
+    seeds: list[int | None]
+    val_accuracy: Spread | None = None  # at each run's best epoch
+    val_macro_f1: Spread | None = None
+    train_minutes: Spread | None = None
+    evaluations: dict[str, dict[str, Spread | None]] = field(default_factory=dict)  # label -> accuracy, macro_f1, ece
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _group_name(names: list[str]) -> str:
+    """What the members' names share (`drop_1337`, `drop_2` -> `drop`), else the first name."""
+    if len(names) == 1:
+        return names[0]
+    same = itertools.takewhile(lambda chars: len(set(chars)) == 1, zip(*names, strict=False))  # up to the shortest
+    prefix = "".join(chars[0] for chars in same)
+    shared = prefix.rstrip("_-/. ").removesuffix("seed").rstrip("_-/. ")
+    return shared or names[0]
+
+
+def seed_groups(rows: list[RunSummary]) -> list[SeedGroup]:
+    """The rows folded into one group per experiment (`experiment_key`), in the order first seen."""
+    grouped: dict[str, list[RunSummary]] = {}
+    for i, row in enumerate(rows):
+        grouped.setdefault(row.experiment or f"alone {i}", []).append(row)
+    groups = []
+    for members in grouped.values():
+        labels = evaluation_labels(members)
+        groups.append(SeedGroup(
+            name=_group_name([m.name for m in members]), kind=members[0].kind, members=[m.name for m in members],
+            seeds=[m.seed for m in members], val_accuracy=spread([m.val_accuracy for m in members]),
+            val_macro_f1=spread([m.val_macro_f1 for m in members]),
+            train_minutes=spread([m.train_minutes for m in members]),
+            evaluations={label: {metric: spread([getattr(m.evaluations[label], metric) for m in members
+                                                 if label in m.evaluations])
+                                 for metric in ("accuracy", "macro_f1", "ece")} for label in labels}))  # fmt: skip
+    return groups
+
+
+__all__ = ["NOT_THE_EXPERIMENT", "SORT_KEYS", "Evaluation", "RunSummary", "SeedGroup", "Spread", "collect",
+           "compare_runs", "evaluation_labels", "experiment_key", "planned_epochs", "run_config", "seed_groups",
+           "selected_metrics", "spread", "summarize_run"]
