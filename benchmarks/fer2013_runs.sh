@@ -9,7 +9,8 @@
 # Usage: benchmarks/fer2013_runs.sh MANIFEST OUT EPOCHS TIME_LIMIT_S NAME=FLAGS...
 #   benchmarks/fer2013_runs.sh fer2013.parquet out 120 560 vgg48="--backbone fer_vgg --img-size 48" \
 #       recipe=""
-# Writes OUT/NAME/ (run directories), OUT/NAME.log, and OUT/summary.json and OUT/compare.png (`fertrain runs compare`).
+# Writes OUT/NAME/ (run directories), OUT/NAME.log, and OUT/summary.json and OUT/compare.png (`fertrain runs compare`),
+# and OUT/seeds.json: the runs that differ only in --seed as one row of means and stds (`--seeds`).
 set -uo pipefail
 manifest=$1; out=$2; epochs=$3; limit=$4; shift 4
 cfg=${CONFIG:-fertrain/configs/fer2013_resnet18.yaml}
@@ -48,3 +49,4 @@ for spec in "$@"; do
 done
 wait
 python3 -m fertrain runs compare "$out" --json "$out/summary.json" --plot "$out/compare.png" -q
+python3 -m fertrain runs compare "$out" --seeds --json "$out/seeds.json" -q
