@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from fertrain.console import console
 from fertrain.errors import FertrainError
+
+if TYPE_CHECKING:  # the commands import the run layer when they run, so `fertrain --help` stays quick
+    from fertrain.runs.compare import SeedGroup, Spread
 
 app = typer.Typer(help="List, compare and clean run directories (lock-aware).\n\n\b\nExamples:\n"
                   "  fertrain runs list outputs\n  fertrain runs compare outputs/teachers --plot compare.png\n"
@@ -47,14 +51,14 @@ def _pair(first: float | None, second: float | None) -> str:
     return "-" if first is None else f"{first:.3f} / {second:.3f}"
 
 
-def _spread(value) -> str:
+def _spread(value: Spread | None) -> str:
     """mean ± std (mean alone for one seed)."""
     if value is None:
         return "-"
     return f"{value.mean:.3f}" + ("" if value.std is None else f" ± {value.std:.3f}")
 
 
-def _spread_pair(first, second) -> str:
+def _spread_pair(first: Spread | None, second: Spread | None) -> str:
     return "-" if first is None else f"{_spread(first)} / {_spread(second)}"
 
 
@@ -135,7 +139,7 @@ def compare(
     console.print(f"{len(rows)} run(s)" + (f"; wrote {', '.join(written)}" if written else ""), soft_wrap=True)
 
 
-def _group_evaluation(group, label: str) -> str:
+def _group_evaluation(group: SeedGroup, label: str) -> str:
     """acc / macro-F1 over the members evaluated so (how many, where not all were)."""
     if label not in group.evaluations:
         return "-"
@@ -144,7 +148,7 @@ def _group_evaluation(group, label: str) -> str:
     return _spread_pair(accuracy, macro_f1) + partial
 
 
-def _print_groups(groups, labels: list[str], written: list[Path]) -> None:
+def _print_groups(groups: list[SeedGroup], labels: list[str], written: list[Path]) -> None:
     heads, where = _headers(labels)
     t = Table(title=f"acc / macro-F1, mean ± std over seeds: at the best epoch (training) and from `fertrain "
                     f"evaluate`{where}", title_justify="left")  # fmt: skip
