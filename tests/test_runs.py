@@ -409,6 +409,7 @@ def test_runs_compare_seeds_on_trained_runs(lowres_manifest, tmp_path, capsys):
     groups = {g["name"]: g for g in json.loads((tmp_path / "g.json").read_text())}
     assert sorted(groups) == ["lr", "s"] and groups["s"]["seeds"] == [1, 2], sorted(groups)
     code, text = run_cli(["runs", "compare", tmp_path / "runs", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, text
     rows = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())}
     accuracies = [rows["s1"]["val_accuracy"], rows["s2"]["val_accuracy"]]
     assert groups["s"]["val_accuracy"]["mean"] == pytest.approx(statistics.fmean(accuracies))

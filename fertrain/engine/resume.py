@@ -12,15 +12,12 @@ from pathlib import Path
 
 from fertrain.engine.config import flag
 from fertrain.errors import FertrainError
+from fertrain.runs.runtime_options import RUNTIME_OPTIONS
 
-RESUMABLE_KEYS = frozenset({
-    "device", "workers", "compile", "fused_augment", "data_on_device",  # where and how fast (same maths and draws)
-    "cuda_graph",  # the same step captured or not (same draws; LRs read as float32 tensors when captured)
-    "output_root", "output_dir", "log", "skip_onnx",  # where it writes
-    "resume", "force", "recover_stale_lock", "init_from",  # how it starts (init_from only applies to a new run)
-    "eval_every", "checkpoint_every_steps", "checkpoint_hist",  # cadence
+RESUMABLE_KEYS = RUNTIME_OPTIONS | {
+    "init_from",  # only applies to a new run
     "manifest",  # the path; its content is checked by sha256 in the alignment report
-})  # fmt: skip
+}
 
 
 def config_changes(saved: dict, current: dict, allowed: frozenset[str] = RESUMABLE_KEYS) -> dict[str, list]:

@@ -25,17 +25,14 @@ from pathlib import Path
 from fertrain.errors import FertrainError, InputError
 from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, RUN_CONFIG, manifest_stem
 from fertrain.runs.reports import ALIGNMENT_REPORT
+from fertrain.runs.runtime_options import RUNTIME_OPTIONS
 from fertrain.yaml_files import read_yaml_file
 
 DEFAULT_SELECT_METRIC = "macro_f1"  # the training engine's default too (engine.config imports it)
 SORT_KEYS = ("none", "val-acc", "val-f1")
-# options that say where, how fast or how often a run ran, and its seed: runs whose configs differ only
-# in these repeat one experiment. The manifest counts by its content (the alignment report's sha256).
-NOT_THE_EXPERIMENT = frozenset({
-    "seed", "output_root", "output_dir", "manifest", "device", "workers", "compile", "fused_augment",
-    "data_on_device", "cuda_graph", "log", "skip_onnx", "resume", "force", "recover_stale_lock", "eval_every",
-    "checkpoint_every_steps", "checkpoint_hist",
-})  # fmt: skip
+# runs whose configs differ only in these repeat one experiment; the manifest counts by its content
+# (the alignment report's sha256, see `experiment_key`), not its path
+NOT_THE_EXPERIMENT = RUNTIME_OPTIONS | {"seed", "manifest"}
 
 
 @dataclass
