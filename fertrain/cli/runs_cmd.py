@@ -117,8 +117,11 @@ def compare(
     if quiet:
         return
     labels = evaluation_labels(rows)
+    written = [str(p) for p in (json_out, plot) if p is not None]
+    wrote = f"; wrote {', '.join(written)}" if written else ""
     if groups is not None:
-        _print_groups(groups, labels, [p for p in (json_out, plot) if p is not None])
+        _print_groups(groups, labels)
+        console.print(f"{len(rows)} run(s) in {len(groups)} experiment(s){wrote}", soft_wrap=True)
         return
     heads, where = _headers(labels)
     t = Table(title=f"acc / macro-F1: at the best epoch (training) and from `fertrain evaluate`{where}",
@@ -135,8 +138,7 @@ def compare(
                   "-" if r.train_minutes is None else f"{r.train_minutes:.1f}",
                   "-" if r.median_img_per_sec is None else f"{r.median_img_per_sec:,.0f}", *evals)  # fmt: skip
     console.print(t)
-    written = [str(p) for p in (json_out, plot) if p is not None]
-    console.print(f"{len(rows)} run(s)" + (f"; wrote {', '.join(written)}" if written else ""), soft_wrap=True)
+    console.print(f"{len(rows)} run(s){wrote}", soft_wrap=True)
 
 
 def _group_evaluation(group: SeedGroup, label: str) -> str:
@@ -148,7 +150,7 @@ def _group_evaluation(group: SeedGroup, label: str) -> str:
     return _spread_pair(accuracy, macro_f1) + partial
 
 
-def _print_groups(groups: list[SeedGroup], labels: list[str], written: list[Path]) -> None:
+def _print_groups(groups: list[SeedGroup], labels: list[str]) -> None:
     heads, where = _headers(labels)
     t = Table(title=f"acc / macro-F1, mean ± std over seeds: at the best epoch (training) and from `fertrain "
                     f"evaluate`{where}", title_justify="left")  # fmt: skip
@@ -161,9 +163,6 @@ def _print_groups(groups: list[SeedGroup], labels: list[str], written: list[Path
         minutes = "-" if g.train_minutes is None else f"{g.train_minutes.mean:.1f}"
         t.add_row(g.name, seeds, _spread_pair(g.val_accuracy, g.val_macro_f1), minutes, *evals)
     console.print(t)
-    runs = sum(len(g.members) for g in groups)
-    console.print(f"{runs} run(s) in {len(groups)} experiment(s)" + (f"; wrote {', '.join(map(str, written))}"
-                                                                     if written else ""), soft_wrap=True)  # fmt: skip
 
 
 @app.command("clean")
