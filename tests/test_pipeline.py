@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from fertrain.errors import ConfigError
+from fertrain.manifests import load_manifest
 from fertrain.pipeline import load_plan, plan_status
 from fertrain.runs import open_run
 
@@ -155,6 +157,44 @@ def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan
     assert rows["eval"]["state"] == rows["cal_ten"]["state"] == "done"
 
 
+def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(tmp_path, capsys):
+    """A softlabels stage that lists one teacher stage per fold runs `export-softlabels --out-of-fold` over
+    all of them: each training face is labelled by the fold teacher that held it out, the student trains
+    on that file, and a second run of the plan does nothing."""
+    tiny = {"epochs": 1, "img_size": 32, "include_sources": ["demo_lowres"], "folds": 2}
+    raw = yaml.safe_load(_plan(tmp_path).read_text())
+    teacher_config = str(CONFIGS / "demo_teacher_stageA.yaml")
+    raw["stages"] = [
+        *raw["stages"][:2],
+        *({"name": f"fold{k}", "kind": "teacher", "manifest": "demo", "config": teacher_config,
+           "options": {**tiny, "fold": k, "seed": 1337 + k}} for k in range(2)),
+        *({"name": f"cal{k}", "kind": "calibrate", "target": f"fold{k}", "manifest": "demo",
+           "options": {"tta": "flip", "exclude_overlap": True}} for k in range(2)),
+        {"name": "oof", "kind": "softlabels", "teacher": ["fold1", "fold0"], "manifest": "demo",
+         "options": {"out_of_fold": True, "tta": "flip"}, "after": ["cal0", "cal1"]},
+        {"name": "student", "kind": "student", "manifest": "demo", "softlabels": "oof",
+         "config": str(CONFIGS / "demo_student.yaml"),
+         "options": {"epochs": 1, "img_size": 32, "include_sources": ["demo_lowres"], "temperature": 2}},
+    ]  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = tmp_path / "root"
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0, text
+    oof = pd.read_parquet(root / "softlabels" / "oof.parquet").set_index("row_id")
+    for k in range(2):
+        held = json.loads((root / "teachers" / f"fold{k}" / "heldout_rows.json").read_text())
+        assert held["fold"] == k and (oof.loc[held["row_ids"], "fold"] == k).all()
+    train = load_manifest(root / "manifests" / "demo.parquet").df.query("split == 'train'")
+    kept = train[train["source"] == "demo_lowres"]["row_id"].astype(str)
+    assert sorted(oof.index) == sorted(kept)  # every training face the teachers trained on, once
+    config = yaml.safe_load((root / "students" / "student" / "config.yaml").read_text())
+    assert config["softlabels"] == str(root / "softlabels" / "oof.parquet") and config["loss"]["temperature"] == 2
+    assert json.loads((root / "students" / "student" / "history.json").read_text())[-1]["epoch"] == 1
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0 and "nothing to do: every stage finished earlier" in text, text
+
+
 def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_the_root_only(tmp_path):
     root = tmp_path / "outputs"
     done, busy, outside = root / "done", root / "busy", tmp_path / "elsewhere"
@@ -193,6 +233,18 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
         ([{"name": "t", "kind": "teacher"},
           {"name": "ens", "kind": "ensemble", "members": {"t": 1}, "calibrate": True}],
          r"stage ens: calibrate: unknown key\(s\) for ensemble stages"),
+        ([{"name": "f0", "kind": "teacher"}, {"name": "f1", "kind": "teacher"},
+          {"name": "oof", "kind": "softlabels", "teacher": ["f0", "f1"]}],
+         r"stage oof: teacher: several teachers label out of fold: list one teacher stage per fold"),
+        ([{"name": "f0", "kind": "teacher"},
+          {"name": "oof", "kind": "softlabels", "teacher": "f0", "options": {"out_of_fold": True}}],
+         r"stage oof: options: out_of_fold: expected teacher: a list of the fold teachers' stages"),
+        ([{"name": "f0", "kind": "teacher"}, {"name": "s", "kind": "student", "teacher": "f0"},
+          {"name": "oof", "kind": "softlabels", "teacher": ["f0", "s"], "options": {"out_of_fold": True}}],
+         r"stage oof: teacher: s: expected teacher stages trained with options: \{fold: K, folds: N\}"),
+        ([{"name": "f0", "kind": "teacher"}, {"name": "f1", "kind": "teacher"},
+          {"name": "s", "kind": "student", "teacher": ["f0", "f1"]}],
+         r"stage s: teacher: expected one stage name \(only a softlabels stage's teacher may list several"),
     ],
 )  # fmt: skip
 def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):
@@ -205,7 +257,7 @@ def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):
 def test_shipped_plans_load_and_every_stage_command_parses(capsys):
     from fertrain.pipeline import argv_of
 
-    for name in ("demo.yaml", "two_stage_overnight.yaml", "fer2013_generations.yaml"):
+    for name in ("demo.yaml", "two_stage_overnight.yaml", "fer2013_generations.yaml", "fer2013_cross_fit.yaml"):
         plan = load_plan(REPO / "runners" / "plans" / name)
         for variant in (plan, plan.smoke_plan()):
             for stage in variant.stages:

@@ -14,6 +14,10 @@
       - {name: soft, kind: softlabels, teacher: ens, manifest: data}
       - {name: student, kind: student, manifest: data, softlabels: soft, options: {loss: dkd}}
 
+Cross-fitted soft labels name one teacher stage per fold (each trained with `options: {fold: K,
+folds: N}`): `{name: oof, kind: softlabels, teacher: [fold0, fold1, ...], manifest: data,
+options: {out_of_fold: true}}`.
+
 Each stage becomes one fertrain command (`Stage.argv`) writing one output (`Stage.output`);
 references to other stages (manifest, init_from, target, teacher, softlabels, members, after)
 are its inputs. `{root}` in any string is the plan's root.
@@ -122,7 +126,13 @@ def load_plan(path: str | Path) -> Plan:
             raise _fail(path, f"{where}: {', '.join(extra)}", f"unknown key(s) for {kind} stages; expected "
                         f"{', '.join(sorted(allowed | COMMON_KEYS))}")  # fmt: skip
         spec = {k: v for k, v in item.items() if k not in COMMON_KEYS}
-        inputs = [str(spec[k]) for k in sorted(refs) if spec.get(k)]
+        inputs = []
+        for key in sorted(refs):
+            value = spec.get(key)
+            if isinstance(value, list) and not (kind == "softlabels" and key == "teacher"):
+                raise _fail(path, f"{where}: {key}", "expected one stage name (only a softlabels stage's teacher "
+                            "may list several: one fold teacher each, with options: {out_of_fold: true})")  # fmt: skip
+            inputs += [str(v) for v in (value if isinstance(value, list) else [value] if value else [])]
         if kind == "ensemble":
             if not isinstance(spec.get("members"), dict) or not spec["members"]:
                 raise _fail(path, f"{where}: members", "expected a mapping {stage: weight}")
@@ -181,11 +191,31 @@ def _check_references(path: Path, stages: list[Stage]) -> None:
         if target and names[target].kind not in ("teacher", "student", "ensemble"):
             raise _fail(path, f"stage {s.name}: target", f"{target!r} is a {names[target].kind} stage; expected a "
                         "teacher, student or ensemble stage")  # fmt: skip
+        if s.kind == "softlabels":
+            _check_fold_teachers(path, s, names)
         if s.kind == "teacher" and teacher_stage(s) == "B":
             init = s.spec.get("init_from")
             if not init or names[init].kind != "teacher":
                 raise _fail(path, f"stage {s.name}: init_from", "a Stage B teacher needs init_from: a Stage A "
                             "teacher stage")  # fmt: skip
+
+
+def _check_fold_teachers(path: Path, stage: Stage, names: dict[str, Stage]) -> None:
+    """Several teachers label out of fold, and out-of-fold labels need one teacher stage per fold (the
+    command checks that their folds cover the training rows once their runs exist)."""
+    teachers = stage.spec.get("teacher")
+    out_of_fold = bool((stage.spec.get("options") or {}).get("out_of_fold"))
+    if isinstance(teachers, list):
+        if not out_of_fold or len(teachers) < 2:
+            raise _fail(path, f"stage {stage.name}: teacher", "several teachers label out of fold: list one "
+                        "teacher stage per fold (two or more) and set options: {out_of_fold: true}")  # fmt: skip
+        others = [t for t in teachers if names[str(t)].kind != "teacher"]
+        if others:
+            raise _fail(path, f"stage {stage.name}: teacher", f"{', '.join(map(str, others))}: expected teacher "
+                        "stages trained with options: {fold: K, folds: N}")  # fmt: skip
+    elif out_of_fold:
+        raise _fail(path, f"stage {stage.name}: options: out_of_fold", "expected teacher: a list of the fold "
+                    "teachers' stages, one per fold")  # fmt: skip
 
 
 def teacher_stage(stage: Stage) -> str:

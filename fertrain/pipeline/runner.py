@@ -130,8 +130,10 @@ def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
         return ["ensemble", *members, "--out", str(out)]
     if stage.kind == "softlabels":
         splits = [a for sp in s.get("splits") or ["train"] for a in ("--split", sp)]
-        return ["export-softlabels", "--teacher", str(output_of(plan, s["teacher"])), *manifest, *splits,
-                "--out", str(out), "-q", *lock, *flags(s.get("options") or {})]  # fmt: skip
+        names = s["teacher"] if isinstance(s["teacher"], list) else [s["teacher"]]  # several: one per fold
+        teachers = [a for name in names for a in ("--teacher", str(output_of(plan, name)))]
+        return ["export-softlabels", *teachers, *manifest, *splits, "--out", str(out), "-q", *lock,
+                *flags(s.get("options") or {})]  # fmt: skip
     raise ConfigError(f"unknown stage kind {stage.kind!r}")
 
 
