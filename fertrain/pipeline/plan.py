@@ -44,6 +44,8 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     "softlabels": ({"teacher", "manifest", "splits", "options"}, {"teacher", "manifest"}),
     "student": ({"manifest", "config", "options", "softlabels", "teacher"}, {"manifest", "softlabels", "teacher"}),
 }
+# reference keys that may name several stages: out-of-fold soft labels read one teacher per fold
+LISTED_REFS = {"softlabels": {"teacher"}}
 REQUIRED = {"calibrate": ("target",), "evaluate": ("target", "manifest")}
 COMMON_KEYS = {"name", "kind", "after"}
 PLAN_KEYS = {"root", "smoke", "stages"}
@@ -128,11 +130,10 @@ def load_plan(path: str | Path) -> Plan:
         spec = {k: v for k, v in item.items() if k not in COMMON_KEYS}
         inputs = []
         for key in sorted(refs):
-            value = spec.get(key)
-            if isinstance(value, list) and not (kind == "softlabels" and key == "teacher"):
+            if isinstance(spec.get(key), list) and key not in LISTED_REFS.get(kind, ()):
                 raise _fail(path, f"{where}: {key}", "expected one stage name (only a softlabels stage's teacher "
                             "may list several: one fold teacher each, with options: {out_of_fold: true})")  # fmt: skip
-            inputs += [str(v) for v in (value if isinstance(value, list) else [value] if value else [])]
+            inputs += stage_names(spec.get(key))
         if kind == "ensemble":
             if not isinstance(spec.get("members"), dict) or not spec["members"]:
                 raise _fail(path, f"{where}: members", "expected a mapping {stage: weight}")
@@ -149,6 +150,13 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(smoke, dict) or sorted(set(smoke) - set(KINDS) - {"root"}):
         raise _fail(path, "smoke", f"expected `root:` and option overrides per kind ({', '.join(KINDS)})")
     return Plan(path, Path(root), stages, smoke)
+
+
+def stage_names(value: Any) -> list[str]:
+    """The stages a reference names: none, one (a name) or several (a list, where `LISTED_REFS` allows)."""
+    if not value:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def substitute_root(value: Any, root: str) -> Any:
@@ -203,16 +211,17 @@ def _check_references(path: Path, stages: list[Stage]) -> None:
 def _check_fold_teachers(path: Path, stage: Stage, names: dict[str, Stage]) -> None:
     """Several teachers label out of fold, and out-of-fold labels need one teacher stage per fold (the
     command checks that their folds cover the training rows once their runs exist)."""
-    teachers = stage.spec.get("teacher")
+    listed = isinstance(stage.spec.get("teacher"), list)
+    teachers = stage_names(stage.spec.get("teacher"))
     out_of_fold = bool((stage.spec.get("options") or {}).get("out_of_fold"))
-    if isinstance(teachers, list):
+    if listed:
         if not out_of_fold or len(teachers) < 2:
             raise _fail(path, f"stage {stage.name}: teacher", "several teachers label out of fold: list one "
                         "teacher stage per fold (two or more) and set options: {out_of_fold: true}")  # fmt: skip
-        others = [t for t in teachers if names[str(t)].kind != "teacher"]
+        others = [t for t in teachers if names[t].kind != "teacher"]
         if others:
-            raise _fail(path, f"stage {stage.name}: teacher", f"{', '.join(map(str, others))}: expected teacher "
-                        "stages trained with options: {fold: K, folds: N}")  # fmt: skip
+            raise _fail(path, f"stage {stage.name}: teacher", f"{', '.join(others)}: expected teacher stages "
+                        "trained with options: {fold: K, folds: N}")  # fmt: skip
     elif out_of_fold:
         raise _fail(path, f"stage {stage.name}: options: out_of_fold", "expected teacher: a list of the fold "
                     "teachers' stages, one per fold")  # fmt: skip

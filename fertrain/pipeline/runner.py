@@ -31,7 +31,7 @@ from fertrain.calibration.per_tta import ENSEMBLE_POSTHOC_KEYS
 from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
-from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, substitute_root
+from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, stage_names, substitute_root
 from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
 from fertrain.runs.status import STATUS_NAME
@@ -130,8 +130,7 @@ def argv_of(plan: Plan, stage: Stage, recover_stale: bool = False) -> list[str]:
         return ["ensemble", *members, "--out", str(out)]
     if stage.kind == "softlabels":
         splits = [a for sp in s.get("splits") or ["train"] for a in ("--split", sp)]
-        names = s["teacher"] if isinstance(s["teacher"], list) else [s["teacher"]]  # several: one per fold
-        teachers = [a for name in names for a in ("--teacher", str(output_of(plan, name)))]
+        teachers = [a for name in stage_names(s["teacher"]) for a in ("--teacher", str(output_of(plan, name)))]
         return ["export-softlabels", *teachers, *manifest, *splits, "--out", str(out), "-q", *lock,
                 *flags(s.get("options") or {})]  # fmt: skip
     raise ConfigError(f"unknown stage kind {stage.kind!r}")
