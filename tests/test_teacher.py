@@ -441,12 +441,14 @@ def test_fer_vgg_trains_exports_and_serves_like_any_timm_backbone(backbone, lowr
         timm.create_model(backbone, pretrained=True)
 
 
-def test_fer_resnet18_keeps_full_resolution_in_its_first_stage():
-    """fer_resnet18: resnet18's blocks behind a 3x3 stride-1 stem without max-pool, so a 48-px face
-    reaches the first stage at 48x48 (timm's resnet18 stem gives 12x12) and the last at 6x6."""
+@pytest.mark.parametrize("lowres_name, stock_name, blocks", [("fer_resnet18", "resnet18", [2, 2, 2, 2]),
+                                                            ("fer_resnet34", "resnet34", [3, 4, 6, 3])])
+def test_fer_resnets_keep_full_resolution_in_their_first_stage(lowres_name, stock_name, blocks):
+    """fer_resnet18/34: resnet18's/34's blocks behind a 3x3 stride-1 stem without max-pool, so a 48-px face
+    reaches the first stage at 48x48 (timm's stem gives 12x12) and the last at 6x6."""
     import timm
 
-    lowres, stock = timm.create_model("fer_resnet18", num_classes=0), timm.create_model("resnet18", num_classes=0)
+    lowres, stock = timm.create_model(lowres_name, num_classes=0), timm.create_model(stock_name, num_classes=0)
     x = torch.randn(2, 3, 48, 48)
     first = {}
 
@@ -460,10 +462,11 @@ def test_fer_resnet18_keeps_full_resolution_in_its_first_stage():
     stock.layer1.register_forward_hook(record("stock"))
     assert lowres.forward_features(x).shape == (2, 512, 6, 6) and stock.forward_features(x).shape[-1] == 2
     assert first == {"lowres": 48, "stock": 12}
+    assert [len(getattr(lowres, f"layer{i}")) for i in range(1, 5)] == blocks
     n = sum(p.numel() for p in lowres.parameters())
     assert n == pytest.approx(sum(p.numel() for p in stock.parameters()), rel=0.01)
     with pytest.raises(ConfigError, match="no pretrained weights"):
-        timm.create_model("fer_resnet18", pretrained=True)
+        timm.create_model(lowres_name, pretrained=True)
 
 
 def test_fer_vgg_s_is_a_quarter_of_fer_vgg_and_trains_as_a_student(lowres_manifest, tmp_path, capsys):

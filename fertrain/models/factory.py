@@ -18,7 +18,7 @@ from torch import nn
 
 from fertrain.errors import ConfigError, InputError
 from fertrain.labels import NUM_CLASSES
-from fertrain.models import lowres  # noqa: F401  (registers fer_vgg, fer_vgg_s, fer_resnet18 with timm)
+from fertrain.models import lowres  # noqa: F401  (registers the 48-px nets with timm)
 from fertrain.models.heads import HEADS
 from fertrain.serialization import load_torch_file
 

@@ -16,6 +16,8 @@ published nets do with wider layers; `--drop P` then drops before each of its th
 results use at 48 px: one 3x3 stride-1 convolution and no max-pool, so a 48-px face keeps 48x48
 feature maps in the first stage instead of 12x12 (timm's 7x7 stride-2 stem and max-pool are made
 for 224-px photos). Same 11.2 M parameters as resnet18; about 3x its compute at 112 px.
+`fer_resnet34`: the same stem in front of resnet34's blocks (3/4/6/3 per stage, 21.3 M parameters, about
+twice fer_resnet18's compute), the depth the published FER2013 ResNets go to.
 """
 
 from __future__ import annotations
@@ -93,8 +95,18 @@ def fer_vgg_fc(pretrained: bool = False, **kwargs) -> FerVGG:
 @register_model
 def fer_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
     _refuse_pretrained("fer_resnet18", pretrained)
-    kwargs = _known(kwargs)
-    model = ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+    return _lowres_resnet([2, 2, 2, 2], **_known(kwargs))
+
+
+@register_model
+def fer_resnet34(pretrained: bool = False, **kwargs) -> ResNet:
+    _refuse_pretrained("fer_resnet34", pretrained)
+    return _lowres_resnet([3, 4, 6, 3], **_known(kwargs))
+
+
+def _lowres_resnet(blocks_per_stage: list[int], **kwargs) -> ResNet:
+    """timm's ResNet of BasicBlocks with a 3x3 stride-1 stem and no max-pool (48-px faces keep 48x48 maps)."""
+    model = ResNet(BasicBlock, blocks_per_stage, **kwargs)
     model.conv1 = nn.Conv2d(kwargs.get("in_chans", 3), model.bn1.num_features, 3, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
