@@ -157,6 +157,29 @@ def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan
     assert rows["eval"]["state"] == rows["cal_ten"]["state"] == "done"
 
 
+def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):
+    """`pipeline run --target STAGE`: the stage and its upstream stages in the plan's order, nothing else;
+    a later run without it does the rest and skips what the targeted run finished."""
+    plan = _plan(tmp_path, epochs_a=1)
+    raw = yaml.safe_load(plan.read_text())
+    raw["stages"] += [{"name": "eval_A", "kind": "evaluate", "target": "A", "manifest": "demo", "split": "val"},
+                      {"name": "eval_B", "kind": "evaluate", "target": "B", "manifest": "demo", "split": "val"}]
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = tmp_path / "root"
+    code, text = run_cli(["pipeline", "run", plan, "--target", "eval_A"], capsys)
+    assert code == 0, text
+    text = " ".join(text.split())  # the header wraps at the console's width
+    assert "4 stage(s) for --target eval_A" in text and "plan complete: 4 stage(s) run" in text
+    state = json.loads((root / "pipeline_state.json").read_text())
+    assert list(state) == ["data", "demo", "A", "eval_A"]  # in the plan's order, B and eval_B untouched
+    assert (root / "teachers" / "A" / "evaluation_demo_val.json").is_file() and not (root / "teachers" / "B").exists()
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 0 and "plan complete: 2 stage(s) run, 4 skipped" in text, text
+    assert (root / "teachers" / "B" / "evaluation_demo_val.json").is_file()
+    code, text = run_cli(["pipeline", "run", plan, "--target", "eval_C"], capsys)
+    assert code == 2 and "--target eval_C: not a stage of" in text and str(plan) in "".join(text.split())
+
+
 def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(tmp_path, capsys):
     """A softlabels stage that lists one teacher stage per fold runs `export-softlabels --out-of-fold` over
     all of them: each training face is labelled by the fold teacher that held it out, the student trains

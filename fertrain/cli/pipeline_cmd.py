@@ -15,6 +15,7 @@ app = typer.Typer(help="Run a plan of stages (manifest -> teachers -> calibrate 
                   "Examples:\n  fertrain pipeline run runners/plans/two_stage_overnight.yaml\n"
                   "  FERTRAIN_DATA=../shared/datasets fertrain pipeline run runners/plans/fer2013_generations.yaml\n"
                   "  fertrain pipeline run runners/plans/demo.yaml --smoke\n"
+                  "  fertrain pipeline run runners/plans/fer2013_cross_fit.yaml --target eval_fres_1337\n"
                   "  fertrain pipeline status runners/plans/two_stage_overnight.yaml", no_args_is_help=True,
                   rich_markup_mode=None)  # fmt: skip
 
@@ -27,6 +28,8 @@ def run(
     rerun: list[str] = typer.Option([], "--rerun", help="Run this finished stage again although its inputs "
                                     "changed (its old output is moved aside; repeatable)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="After a failed stage, run what does not need it."),
+    target: list[str] = typer.Option([], "--target", help="Run only this stage and the stages it needs, in the "
+                                     "plan's order (repeatable); a later run without it continues the rest."),
     root: Path | None = typer.Option(None, "--root", help="Put the stages under this folder instead of the plan's "
                                      "root (or smoke root)."),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over locks a crashed run left."),
@@ -37,14 +40,17 @@ def run(
     Examples:
       fertrain pipeline run runners/plans/two_stage_overnight.yaml
       fertrain pipeline run runners/plans/demo.yaml --smoke --recover-stale-lock
+      fertrain pipeline run runners/plans/fer2013_cross_fit.yaml --target eval_fres_1337 --target eval_fres_1337_ten
     """
     from fertrain.pipeline import load_plan, run_plan
 
     plan = load_plan(plan_file)
     plan = plan.smoke_plan() if smoke else plan
     plan = plan.with_root(root) if root else plan
-    console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}", highlight=False)
-    result = run_plan(plan, rerun=tuple(rerun), keep_going=keep_going, recover_stale=recover_stale_lock)
+    selected = f": {len(plan.only(target).stages)} stage(s) for --target {', '.join(target)}" if target else ""
+    console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}{selected}", highlight=False)
+    result = run_plan(plan, targets=tuple(target), rerun=tuple(rerun), keep_going=keep_going,
+                      recover_stale=recover_stale_lock)  # fmt: skip
     ran = [o for o in result.outcomes if o.state == "done"]
     if result.ok and not ran:
         console.print("nothing to do: every stage finished earlier")

@@ -20,13 +20,16 @@ options: {out_of_fold: true}}`.
 
 Each stage becomes one fertrain command (`Stage.argv`) writing one output (`Stage.output`);
 references to other stages (manifest, init_from, target, teacher, softlabels, members, after)
-are its inputs. `{root}` in any string is the plan's root.
+are its inputs. `{root}` in any string is the plan's root; a string naming another stage's output
+under it (a manifest's `sources: ["fer2013={root}/data/lowres"]` reading a demo_data stage) makes
+that stage an input too, so it runs first and `pipeline run --target` brings it along.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fertrain.configs import resolve_config_file
@@ -82,6 +85,21 @@ class Plan:
 
     def with_root(self, root: str | Path) -> Plan:
         return Plan(self.path, Path(root), self.stages, self.smoke)
+
+    def only(self, targets: Iterable[str]) -> Plan:
+        """The stages named and every stage they need (their inputs, transitively), in the plan's order:
+        one network's numbers without waiting for the rest of a long plan (`pipeline run --target`)."""
+        targets = list(targets)
+        unknown = [t for t in targets if t not in {s.name for s in self.stages}]
+        if unknown:
+            raise ConfigError(f"--target {', '.join(unknown)}: not a stage of {self.path}")
+        needed, todo = set(), list(targets)
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                todo += self.stage(name).inputs
+        return Plan(self.path, self.root, [s for s in self.stages if s.name in needed], self.smoke)
 
     def smoke_plan(self) -> Plan:
         """The same stages with the plan's `smoke:` option overrides, under the smoke root."""
@@ -145,6 +163,7 @@ def load_plan(path: str | Path) -> Plan:
         after = item.get("after") or []
         inputs += [str(a) for a in ([after] if isinstance(after, str) else after)]
         stages.append(Stage(name, kind, spec, list(dict.fromkeys(inputs))))
+    _add_outputs_read_under_root(stages)
     _check_references(path, stages)
     smoke = raw.get("smoke") or {}
     if not isinstance(smoke, dict) or sorted(set(smoke) - set(KINDS) - {"root"}):
@@ -168,6 +187,24 @@ def substitute_root(value: Any, root: str) -> Any:
     if isinstance(value, dict):
         return {k: substitute_root(v, root) for k, v in value.items()}
     return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | dict):
+        return [s for v in (value.values() if isinstance(value, dict) else value) for s in _strings(v)]
+    return []
+
+
+def _add_outputs_read_under_root(stages: list[Stage]) -> None:
+    """Make a stage an input of every stage with a string that names its output as `{root}/...`."""
+    outputs = {s.name: str(s.output(PurePosixPath("{root}"))) for s in stages if s.output(PurePosixPath("{root}"))}
+    for stage in stages:
+        text = [t for t in _strings(stage.spec) if "{root}" in t]
+        read = [name for name, out in outputs.items()
+                if name != stage.name and any(f"{out}/" in t or t.endswith(out) for t in text)]  # fmt: skip
+        stage.inputs = list(dict.fromkeys([*stage.inputs, *read]))
 
 
 def _check_references(path: Path, stages: list[Stage]) -> None:

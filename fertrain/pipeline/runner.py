@@ -6,7 +6,8 @@ and training commands resume from their `checkpoint_last.pt` (a Stage B teacher 
 from Stage A only while it has no checkpoint: the teacher command itself decides). A finished
 stage whose inputs changed (manifest sha, an upstream best.pt, its own options) is refused unless
 named in `rerun`; its old output is then moved aside, never deleted. A failing stage stops the
-plan, or with `keep_going` only what depends on it.
+plan, or with `keep_going` only what depends on it. `targets` runs only the stages named and those
+they need.
 
 Children get SIGTERM when this process dies (Linux), so a killed pipeline leaves no training
 running: the child stops at a step checkpoint and releases its lock.
@@ -205,18 +206,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_plan(plan: Plan, *, rerun: tuple[str, ...] = (), keep_going: bool = False, recover_stale: bool = False,
-             echo=console.print) -> PipelineResult:  # fmt: skip
+def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...] = (), keep_going: bool = False,
+             recover_stale: bool = False, echo=console.print) -> PipelineResult:  # fmt: skip
+    """Run the plan's unfinished stages in order, or with `targets` only those and the stages they need."""
     unknown = sorted(set(rerun) - {s.name for s in plan.stages})
     if unknown:
         raise ConfigError(f"--rerun {', '.join(unknown)}: not a stage of {plan.path}")
+    selected = plan.only(targets).stages if targets else plan.stages
     root = plan.root
     (root / "logs").mkdir(parents=True, exist_ok=True)
     state = load_state(root)
     stamp = Stamps()
     result = PipelineResult(root)
     bad: set[str] = set()
-    for stage in plan.stages:
+    for stage in selected:
         out, log = stage.output(root), root / "logs" / f"{stage.name}.log"
         blocked = [i for i in stage.inputs if i in bad]
         if blocked:
