@@ -199,7 +199,7 @@ def _strings(value: Any) -> list[str]:
 
 def _add_outputs_read_under_root(stages: list[Stage]) -> None:
     """Make a stage an input of every stage with a string that names its output as `{root}/...`."""
-    outputs = {s.name: str(s.output(PurePosixPath("{root}"))) for s in stages if s.output(PurePosixPath("{root}"))}
+    outputs = {s.name: str(out) for s in stages if (out := s.output(PurePosixPath("{root}"))) is not None}
     for stage in stages:
         text = [t for t in _strings(stage.spec) if "{root}" in t]
         read = [name for name, out in outputs.items()
