@@ -268,6 +268,10 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
         ([{"name": "f0", "kind": "teacher"}, {"name": "f1", "kind": "teacher"},
           {"name": "s", "kind": "student", "teacher": ["f0", "f1"]}],
          r"stage s: teacher: expected one stage name \(only a softlabels stage's teacher may list several"),
+        # a path under {root} naming another stage's output is an input like a reference: order checked
+        ([{"name": "m", "kind": "manifest", "sources": ["fer2013:x={root}/data/lowres"]},
+          {"name": "data", "kind": "demo_data"}],
+         r"stage m: needs data, listed after it"),
     ],
 )  # fmt: skip
 def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):

@@ -47,8 +47,7 @@ def run(
     plan = load_plan(plan_file)
     plan = plan.smoke_plan() if smoke else plan
     plan = plan.with_root(root) if root else plan
-    selected = f": {len(plan.only(target).stages)} stage(s) for --target {', '.join(target)}" if target else ""
-    console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}{selected}", highlight=False)
+    console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}", highlight=False)
     result = run_plan(plan, targets=tuple(target), rerun=tuple(rerun), keep_going=keep_going,
                       recover_stale=recover_stale_lock)  # fmt: skip
     ran = [o for o in result.outcomes if o.state == "done"]

@@ -27,7 +27,7 @@ that stage an input too, so it runs first and `pipeline run --target` brings it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -89,8 +89,8 @@ class Plan:
     def only(self, targets: Iterable[str]) -> Plan:
         """The stages named and every stage they need (their inputs, transitively), in the plan's order:
         one network's numbers without waiting for the rest of a long plan (`pipeline run --target`)."""
-        targets = list(targets)
-        unknown = [t for t in targets if t not in {s.name for s in self.stages}]
+        targets, names = list(targets), {s.name for s in self.stages}
+        unknown = [t for t in targets if t not in names]
         if unknown:
             raise ConfigError(f"--target {', '.join(unknown)}: not a stage of {self.path}")
         needed, todo = set(), list(targets)
@@ -178,30 +178,39 @@ def stage_names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def substitute_root(value: Any, root: str) -> Any:
-    """`{root}` in every string of `value` -> the plan's root (the smoke root for a smoke run)."""
+def map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """`value` (a stage's spec: strings, numbers, lists, mappings) with `fn` applied to every string in it."""
     if isinstance(value, str):
-        return value.replace("{root}", root)
+        return fn(value)
     if isinstance(value, list):
-        return [substitute_root(v, root) for v in value]
+        return [map_strings(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: substitute_root(v, root) for k, v in value.items()}
+        return {k: map_strings(v, fn) for k, v in value.items()}
     return value
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | dict):
-        return [s for v in (value.values() if isinstance(value, dict) else value) for s in _strings(v)]
-    return []
+def substitute_root(value: Any, root: str) -> Any:
+    """`{root}` in every string of `value` -> the plan's root (the smoke root for a smoke run)."""
+    return map_strings(value, lambda text: text.replace("{root}", root))
+
+
+def _strings_in(value: Any) -> list[str]:
+    """Every string in `value`, in order (the walk `map_strings` makes)."""
+    found: list[str] = []
+
+    def keep(text: str) -> str:
+        found.append(text)
+        return text
+
+    map_strings(value, keep)
+    return found
 
 
 def _add_outputs_read_under_root(stages: list[Stage]) -> None:
     """Make a stage an input of every stage with a string that names its output as `{root}/...`."""
     outputs = {s.name: str(out) for s in stages if (out := s.output(PurePosixPath("{root}"))) is not None}
     for stage in stages:
-        text = [t for t in _strings(stage.spec) if "{root}" in t]
+        text = [t for t in _strings_in(stage.spec) if "{root}" in t]
         read = [name for name, out in outputs.items()
                 if name != stage.name and any(f"{out}/" in t or t.endswith(out) for t in text)]  # fmt: skip
         stage.inputs = list(dict.fromkeys([*stage.inputs, *read]))

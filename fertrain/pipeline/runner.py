@@ -213,6 +213,8 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
     if unknown:
         raise ConfigError(f"--rerun {', '.join(unknown)}: not a stage of {plan.path}")
     selected = plan.only(targets).stages if targets else plan.stages
+    if targets:
+        echo(f"{len(selected)} stage(s) for --target {', '.join(targets)}")
     root = plan.root
     (root / "logs").mkdir(parents=True, exist_ok=True)
     state = load_state(root)
