@@ -125,6 +125,38 @@ def test_out_of_fold_soft_labels_come_from_the_teacher_that_never_saw_the_row(lo
     assert train_student(student, show_progress=False).complete
 
 
+def test_a_second_round_fold_students_of_out_of_fold_labels_label_their_own_folds(lowres_manifest, fold_teachers,
+                                                                                   tmp_path):  # fmt: skip
+    """Students trained with --fold K on the first round's labels make the second round's (docs/accuracy.md,
+    "A second round of cross-fitting"): the same folds, each row labelled by the student that never saw it."""
+    kw = {"device": "cpu", "workers": 0, "show_progress": False}
+    first = Path(export_out_of_fold(fold_teachers, lowres_manifest, tmp_path / "oof.parquet", **kw)["path"])
+    students = [tmp_path / f"student{k}" for k in range(FOLDS)]
+    for k, run in enumerate(students):
+        cfg = resolve_student_config({**TINY, "manifest": str(lowres_manifest), "softlabels": str(first), "loss": "kd",
+                                      "fold": k, "folds": FOLDS, "output_dir": str(run)})  # fmt: skip
+        assert train_student(cfg, show_progress=False).complete
+        held = json.loads((run / HELDOUT_ROWS).read_text())
+        assert held["row_ids"] == json.loads((fold_teachers[k] / HELDOUT_ROWS).read_text())["row_ids"]
+        steps = json.loads((run / "history.json").read_text())[-1]["global_step"]
+        train_rows = len(load_manifest(lowres_manifest).df.query("split == 'train'"))
+        assert steps == (train_rows - len(held["row_ids"])) // TINY["batch_size"]  # its own fold left out
+    second = export_out_of_fold(students, lowres_manifest, tmp_path / "oof2.parquet", **kw)
+    assert second["complete"] and second["folds"] == FOLDS
+    soft = load_softlabels(second["path"], load_manifest(lowres_manifest))
+    assert [m["members"][0]["run"] for m in soft.metadata["members"]] == [str(run) for run in students]
+    table = soft.table.set_index("row_id")
+    first_table = load_softlabels(first).table.set_index("row_id").loc[table.index]
+    assert (table["fold"] == first_table["fold"]).all()
+    for k, run in enumerate(students):
+        held = json.loads((run / HELDOUT_ROWS).read_text())["row_ids"]
+        whole = export_softlabels(run, lowres_manifest, tmp_path / f"all{k}.parquet", **kw)
+        np.testing.assert_allclose(table.loc[held, list(PROB_COLUMNS)].to_numpy(),
+                                   pd.read_parquet(whole["path"]).set_index("row_id").loc[held, list(PROB_COLUMNS)]
+                                   .to_numpy(), atol=1e-6)  # fmt: skip
+    assert not np.allclose(table[list(PROB_COLUMNS)].to_numpy(), first_table[list(PROB_COLUMNS)].to_numpy(), atol=1e-3)
+
+
 def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lowres_manifest, fold_teachers,
                                                                              tmp_path, capsys):  # fmt: skip
     plain = tmp_path / "plain"
