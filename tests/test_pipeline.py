@@ -176,8 +176,14 @@ def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):
     code, text = run_cli(["pipeline", "run", plan], capsys)
     assert code == 0 and "plan complete: 2 stage(s) run, 4 skipped" in text, text
     assert (root / "teachers" / "B" / "evaluation_demo_val.json").is_file()
+    state_after = json.loads((root / "pipeline_state.json").read_text())
     code, text = run_cli(["pipeline", "run", plan, "--target", "eval_C"], capsys)
     assert code == 2 and "--target eval_C: not a stage of" in text and str(plan) in "".join(text.split())
+    # a --rerun the --target selection leaves out would do nothing: refused before any stage runs
+    code, text = run_cli(["pipeline", "run", plan, "--target", "eval_A", "--rerun", "B"], capsys)
+    expected = "--rerun B: not among the stages --target eval_A runs; add --target B"
+    assert code == 2 and expected in " ".join(text.split())
+    assert json.loads((root / "pipeline_state.json").read_text()) == state_after
 
 
 def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(tmp_path, capsys):

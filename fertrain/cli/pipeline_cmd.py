@@ -26,7 +26,8 @@ def run(
     smoke: bool = typer.Option(False, "--smoke", help="The plan's smoke variant: its `smoke:` overrides (tiny "
                                "epochs and sizes) into a separate root."),
     rerun: list[str] = typer.Option([], "--rerun", help="Run this finished stage again although its inputs "
-                                    "changed (its old output is moved aside; repeatable)."),
+                                    "changed (its old output is moved aside; repeatable); with --target, one of the "
+                                    "stages it runs."),
     keep_going: bool = typer.Option(False, "--keep-going", help="After a failed stage, run what does not need it."),
     target: list[str] = typer.Option([], "--target", help="Run only this stage and the stages it needs, in the "
                                      "plan's order (repeatable); a later run without it continues the rest."),

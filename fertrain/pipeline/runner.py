@@ -213,6 +213,10 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
     if unknown:
         raise ConfigError(f"--rerun {', '.join(unknown)}: not a stage of {plan.path}")
     selected = plan.only(targets).stages if targets else plan.stages
+    outside = sorted(set(rerun) - {s.name for s in selected})
+    if outside:  # it would silently not run: the user asked for it, so say so before anything starts
+        raise ConfigError(f"--rerun {', '.join(outside)}: not among the stages --target {', '.join(targets)} runs; "
+                          f"add --target {outside[0]}")  # fmt: skip
     if targets:
         echo(f"{len(selected)} stage(s) for --target {', '.join(targets)}")
     root = plan.root
