@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -157,6 +158,31 @@ def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan
     assert rows["eval"]["state"] == rows["cal_ten"]["state"] == "done"
 
 
+def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plain_run_resumes(tmp_path, capsys):
+    """Ctrl-C (SIGINT) of the pipeline reaches the running stage once, forwarded (the stage has its own
+    process group): the teacher finishes its step, saves checkpoint_last.pt and ends as `interrupted`
+    before the pipeline exits; a second signal would have stopped it at once, without that checkpoint."""
+    plan = _plan(tmp_path)
+    run_dir = tmp_path / "root" / "teachers" / "A"
+    history = run_dir / "history.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fertrain", "pipeline", "run", str(plan)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and not (history.is_file() and len(json.loads(history.read_text())) >= 2):
+        time.sleep(0.5)
+    assert history.is_file(), "the teacher stage never wrote an epoch"
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: to the pipeline's whole process group
+    assert proc.wait(timeout=120) == 130
+    assert json.loads((run_dir / "run_status.json").read_text())["status"] == "interrupted"  # ended before the pipeline
+    log = (tmp_path / "root" / "logs" / "A.log").read_text()
+    assert re.search(r"stopped after step \d+, checkpoint_last.pt saved", " ".join(log.split())), log[-2000:]
+    done_before = len(json.loads(history.read_text()))
+    assert done_before < 6
+    code, text = run_cli(["pipeline", "run", plan, "--target", "A"], capsys)
+    assert code == 0, text
+    assert [r["epoch"] for r in json.loads(history.read_text())] == list(range(1, 7))  # resumed, not restarted
+
+
 def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):
     """`pipeline run --target STAGE`: the stage and its upstream stages in the plan's order, nothing else;
     a later run without it does the rest and skips what the targeted run finished."""
@@ -184,12 +210,19 @@ def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):
     expected = "--rerun B: not among the stages --target eval_A runs; add --target B"
     assert code == 2 and expected in " ".join(text.split())
     assert json.loads((root / "pipeline_state.json").read_text()) == state_after
+    # bad --jobs / --gpus values are refused before any stage runs (else --rerun B would train B again)
+    for flags, expected in ((["--jobs", "0"], "--jobs 0: expected 1 or more stages at once"),
+                            (["--gpus", "0,cuda:1"], "'0,cuda:1': expected comma-separated GPU indices")):  # fmt: skip
+        code, text = run_cli(["pipeline", "run", plan, "--rerun", "B", *flags], capsys)
+        assert code == 2 and expected in " ".join(text.split()), text
+    assert json.loads((root / "pipeline_state.json").read_text()) == state_after
 
 
 def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(tmp_path, capsys):
     """A softlabels stage that lists one teacher stage per fold runs `export-softlabels --out-of-fold` over
     all of them: each training face is labelled by the fold teacher that held it out, the student trains
-    on that file, and a second run of the plan does nothing."""
+    on that file, and a second run of the plan does nothing. Run with `--jobs 2 --gpus 0,1`: the fold
+    teachers train side by side, one GPU each, and the export waits for both calibrations."""
     tiny = {"epochs": 1, "img_size": 32, "include_sources": ["demo_lowres"], "folds": 2}
     raw = yaml.safe_load(_plan(tmp_path).read_text())
     teacher_config = str(CONFIGS / "demo_teacher_stageA.yaml")
@@ -208,8 +241,16 @@ def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(t
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump(raw, sort_keys=False))
     root = tmp_path / "root"
-    code, text = run_cli(["pipeline", "run", plan], capsys)
+    code, text = run_cli(["pipeline", "run", plan, "--jobs", "2", "--gpus", "0,1"], capsys)
     assert code == 0, text
+    state = json.loads((root / "pipeline_state.json").read_text())
+    assert [state[f"fold{k}"]["gpu"] for k in range(2)] == ["0", "1"]  # side by side, one GPU each
+
+    def when(stage: str, key: str) -> datetime:
+        return datetime.strptime(state[stage][key], "%Y-%m-%dT%H:%M:%S%z")
+
+    assert max(when(f"fold{k}", "started") for k in range(2)) < min(when(f"fold{k}", "finished") for k in range(2))
+    assert when("oof", "started") >= max(when(f"cal{k}", "finished") for k in range(2))  # after its inputs only
     oof = pd.read_parquet(root / "softlabels" / "oof.parquet").set_index("row_id")
     for k in range(2):
         held = json.loads((root / "teachers" / f"fold{k}" / "heldout_rows.json").read_text())

@@ -34,6 +34,11 @@ def run(
     root: Path | None = typer.Option(None, "--root", help="Put the stages under this folder instead of the plan's "
                                      "root (or smoke root)."),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over locks a crashed run left."),
+    jobs: int = typer.Option(1, "--jobs", help="Run up to this many stages at once, each as soon as the stages "
+                             "it needs have finished (fold teachers side by side; small images leave most of a GPU "
+                             "idle) [1: one after another]."),
+    gpus: str = typer.Option("", "--gpus", help="Comma-separated GPU indices (e.g. 0,1,2,3): each stage starts on "
+                             "the one the fewest running stages use (CUDA_VISIBLE_DEVICES) [the stage's own]."),
 ) -> None:
     """Run every unfinished stage in order; finished ones are skipped, interrupted ones resume.
 
@@ -42,6 +47,8 @@ def run(
       fertrain pipeline run runners/plans/two_stage_overnight.yaml
       fertrain pipeline run runners/plans/demo.yaml --smoke --recover-stale-lock
       fertrain pipeline run runners/plans/fer2013_cross_fit.yaml --target eval_fres_1337 --target eval_fres_1337_ten
+      fertrain pipeline run runners/plans/fer2013_cross_fit.yaml --jobs 5              # five fold teachers at once
+      fertrain pipeline run runners/plans/fer2013_cross_fit.yaml --jobs 8 --gpus 0,1,2,3
     """
     from fertrain.pipeline import load_plan, run_plan
 
@@ -49,8 +56,11 @@ def run(
     plan = plan.smoke_plan() if smoke else plan
     plan = plan.with_root(root) if root else plan
     console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}", highlight=False)
+    gpu_list = tuple(g.strip() for g in gpus.split(",") if g.strip())
+    if any(not g.isdigit() for g in gpu_list):
+        raise typer.BadParameter(f"{gpus!r}: expected comma-separated GPU indices such as 0,1", param_hint="--gpus")
     result = run_plan(plan, targets=tuple(target), rerun=tuple(rerun), keep_going=keep_going,
-                      recover_stale=recover_stale_lock)  # fmt: skip
+                      recover_stale=recover_stale_lock, jobs=jobs, gpus=gpu_list)  # fmt: skip
     ran = [o for o in result.outcomes if o.state == "done"]
     if result.ok and not ran:
         console.print("nothing to do: every stage finished earlier")

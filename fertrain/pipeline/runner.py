@@ -6,11 +6,14 @@ and training commands resume from their `checkpoint_last.pt` (a Stage B teacher 
 from Stage A only while it has no checkpoint: the teacher command itself decides). A finished
 stage whose inputs changed (manifest sha, an upstream best.pt, its own options) is refused unless
 named in `rerun`; its old output is then moved aside, never deleted. A failing stage stops the
-plan, or with `keep_going` only what depends on it. `targets` runs only the stages named and those
-they need.
+plan (stages already running side by side finish first), or with `keep_going` only what depends
+on it. `targets` runs only the stages named and those they need.
 
 Children get SIGTERM when this process dies (Linux), so a killed pipeline leaves no training
-running: the child stops at a step checkpoint and releases its lock.
+running: the child stops at a step checkpoint and releases its lock. Each child has its own process
+group; an interrupt (Ctrl-C) of the pipeline is forwarded to each running stage once, and the
+pipeline waits for them to stop. `jobs` > 1 runs independent stages side by side (`--jobs`), each
+on the least busy of `gpus` (`--gpus`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from fertrain.atomic import atomic_write_json
 from fertrain.calibration.per_tta import ENSEMBLE_POSTHOC_KEYS
@@ -200,15 +204,70 @@ def run_complete(out: Path) -> bool:
     return ended and len(json.loads(history.read_text(encoding="utf-8"))) == planned_epochs(run_config(out))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def _child_setup() -> None:  # pragma: no cover - runs in the child
+    # its own process group: a Ctrl-C (or `timeout -s INT`) reaches the stage once, forwarded by the
+    # pipeline, not a second time from the terminal; a second signal stops a training run at once
+    os.setpgid(0, 0)
     # not Linux (no libc.so.6): the child outlives a killed pipeline, as any background job would
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+@dataclass
+class _Running:
+    """A stage whose command is running in a child process."""
+
+    stage: Stage
+    proc: subprocess.Popen
+    log: Path
+    log_file: IO[str]
+    argv: list[str]
+    inputs: dict
+    gpu: str | None
+    started: float
+
+
+def _prepare(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[str, ...], recover_stale: bool,
+             echo) -> tuple[list[str], dict] | None:  # fmt: skip
+    """The stage's command and input stamps, or None when it finished earlier with the same ones. A
+    finished stage whose inputs or options changed is refused unless named in `rerun`; then its old
+    output is moved aside."""
+    out = stage.output(plan.root)
+    argv = argv_of(plan, stage, recover_stale)
+    inputs = {i: stage_stamp(plan, plan.stage(i), stamp) for i in stage.inputs}
+    record = state.get(stage.name)
+    if record and record.get("state") == "done":
+        same = record.get("inputs") == inputs and record.get("argv") == argv
+        if same and stage_stamp(plan, stage, stamp) == record.get("output"):
+            return None
+        if stage.name not in rerun:
+            changed = sorted(k for k in {*inputs, *record.get("inputs", {})}
+                             if inputs.get(k) != record.get("inputs", {}).get(k))  # fmt: skip
+            what = ", ".join(changed) or ("its options" if record.get("argv") != argv else "its output")
+            raise FertrainError(f"stage {stage.name} finished with other inputs ({what} changed since); "
+                                f"re-run it with --rerun {stage.name}, or restore them")  # fmt: skip
+        if out is not None and out.exists():  # a report is rewritten in place (a calibration keeps the others)
+            aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            out.rename(aside)
+            echo(f"  {stage.name}: previous output moved to {aside}")
+    return argv, inputs
+
+
+def _least_busy(gpus: tuple[str, ...], running: list[_Running]) -> str | None:
+    """The GPU of `gpus` with the fewest running stages (the first of those tied); None without `gpus`."""
+    if not gpus:
+        return None
+    return min(gpus, key=lambda g: sum(r.gpu == g for r in running))
+
+
 def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...] = (), keep_going: bool = False,
-             recover_stale: bool = False, echo=console.print) -> PipelineResult:  # fmt: skip
-    """Run the plan's unfinished stages in order, or with `targets` only those and the stages they need."""
+             recover_stale: bool = False, jobs: int = 1, gpus: tuple[str, ...] = (),
+             echo=console.print) -> PipelineResult:  # fmt: skip
+    """Run the plan's unfinished stages in order, or with `targets` only those and the stages they need.
+    With `jobs` > 1 up to that many stages whose inputs have finished run at once (in the plan's order as
+    they become ready); with `gpus` each starts on the GPU that the fewest running stages use."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: expected 1 or more stages at once")
     unknown = sorted(set(rerun) - {s.name for s in plan.stages})
     if unknown:
         raise ConfigError(f"--rerun {', '.join(unknown)}: not a stage of {plan.path}")
@@ -224,61 +283,94 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
     state = load_state(root)
     stamp = Stamps()
     result = PipelineResult(root)
+    pending, running = list(selected), []
     bad: set[str] = set()
-    for stage in selected:
-        out, log = stage.output(root), root / "logs" / f"{stage.name}.log"
-        blocked = [i for i in stage.inputs if i in bad]
-        if blocked:
-            bad.add(stage.name)
-            result.outcomes.append(StageOutcome(stage.name, "blocked", message=f"needs {', '.join(blocked)}"))
-            echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
-            continue
-        argv = argv_of(plan, stage, recover_stale)
-        inputs = {i: stage_stamp(plan, plan.stage(i), stamp) for i in stage.inputs}
-        record = state.get(stage.name)
-        if record and record.get("state") == "done":
-            same = record.get("inputs") == inputs and record.get("argv") == argv
-            if same and stage_stamp(plan, stage, stamp) == record.get("output"):
-                result.outcomes.append(StageOutcome(stage.name, "skipped", record.get("wall_sec", 0.0)))
-                echo(f"✓ {stage.name}: finished earlier, skipped")
-                continue
-            if stage.name not in rerun:
-                changed = sorted(k for k in {*inputs, *record.get("inputs", {})}
-                                 if inputs.get(k) != record.get("inputs", {}).get(k))  # fmt: skip
-                what = ", ".join(changed) or ("its options" if record.get("argv") != argv else "its output")
-                raise FertrainError(f"stage {stage.name} finished with other inputs ({what} changed since); "
-                                    f"re-run it with --rerun {stage.name}, or restore them")  # fmt: skip
-            if out is not None and out.exists():  # a report is rewritten in place (a calibration keeps the others)
-                aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-                out.rename(aside)
-                echo(f"  {stage.name}: previous output moved to {aside}")
-        echo(f"→ {stage.name} ({stage.kind}): fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
-        started = time.time()
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(f"\n$ fertrain {' '.join(argv)}   # {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
-            fh.flush()
-            env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
-            code = subprocess.run([sys.executable, "-m", "fertrain", *argv], stdout=fh, stderr=subprocess.STDOUT,
-                                  env=env, preexec_fn=_die_with_parent if os.name == "posix" else None).returncode
-        wall = round(time.time() - started, 1)
-        if code == 0 and stage.kind in TRAINING_KINDS and not run_complete(out):
+    ended: set[str] = set()  # finished in this run or earlier, or failed / blocked (in `bad`)
+    refused: FertrainError | None = None  # raised once the stages already running have ended
+    stopping = False
+
+    def start(stage: Stage, argv: list[str], inputs: dict) -> None:
+        log, gpu = root / "logs" / f"{stage.name}.log", _least_busy(gpus, running)
+        on = "" if gpu is None else f" [GPU {gpu}]"
+        echo(f"→ {stage.name} ({stage.kind}){on}: fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
+        fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child ends (`finish`)
+        fh.write(f"\n$ fertrain {' '.join(argv)}   # {time.strftime('%Y-%m-%dT%H:%M:%S%z')}{on}\n")
+        fh.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        proc = subprocess.Popen([sys.executable, "-m", "fertrain", *argv], stdin=subprocess.DEVNULL, stdout=fh,
+                                stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_child_setup if os.name == "posix" else None)  # fmt: skip
+        running.append(_Running(stage, proc, log, fh, argv, inputs, gpu, time.time()))
+
+    def finish(r: _Running, code: int) -> None:
+        nonlocal stopping
+        r.log_file.close()
+        running.remove(r)
+        ended.add(r.stage.name)
+        name, out, wall = r.stage.name, r.stage.output(root), round(time.time() - r.started, 1)
+        if code == 0 and r.stage.kind in TRAINING_KINDS and not run_complete(out):
             code = 3  # stopped early (a signal): resumable, not finished
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started))
         if code != 0:
-            bad.add(stage.name)
+            bad.add(name)
             kind = "stopped" if code in (3, 130, 143) else "failed"
-            state[stage.name] = {"state": kind, "exit_code": code, "wall_sec": wall, "log": str(log)}
+            state[name] = {"state": kind, "exit_code": code, "wall_sec": wall, "log": str(r.log), "started": started}
             atomic_write_json(root / STATE_FILE, state)
-            result.outcomes.append(StageOutcome(stage.name, kind, wall, log, f"exit {code}"))
-            echo(f"✗ {stage.name}: {kind} (exit {code}) after {wall:.0f} s; log: {log}", soft_wrap=True)
-            if not keep_going:
-                break
-            continue
-        state[stage.name] = {"state": "done", "argv": argv, "inputs": inputs,
-                             "output": stage_stamp(plan, stage, stamp), "wall_sec": wall, "log": str(log),
-                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+            result.outcomes.append(StageOutcome(name, kind, wall, r.log, f"exit {code}"))
+            echo(f"✗ {name}: {kind} (exit {code}) after {wall:.0f} s; log: {r.log}", soft_wrap=True)
+            stopping = stopping or not keep_going
+            return
+        state[name] = {"state": "done", "argv": r.argv, "inputs": r.inputs,
+                       "output": stage_stamp(plan, r.stage, stamp), "wall_sec": wall, "log": str(r.log),
+                       "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       **({"gpu": r.gpu} if r.gpu else {})}  # fmt: skip
         atomic_write_json(root / STATE_FILE, state)
-        result.outcomes.append(StageOutcome(stage.name, "done", wall, log))
-        echo(f"✓ {stage.name}: done in {wall:.0f} s")
+        result.outcomes.append(StageOutcome(name, "done", wall, r.log))
+        echo(f"✓ {name}: done in {wall:.0f} s")
+
+    try:
+        while True:
+            while not stopping and len(running) < jobs:
+                stage = next((s for s in pending if all(i in ended for i in s.inputs)), None)
+                if stage is None:
+                    break
+                pending.remove(stage)
+                blocked = [i for i in stage.inputs if i in bad]
+                if blocked:
+                    bad.add(stage.name)
+                    ended.add(stage.name)
+                    result.outcomes.append(StageOutcome(stage.name, "blocked", message=f"needs {', '.join(blocked)}"))
+                    echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
+                    continue
+                try:
+                    prepared = _prepare(plan, stage, state, stamp, rerun, recover_stale, echo)
+                except FertrainError as exc:
+                    refused, stopping = exc, True  # the stages already running finish first
+                    break
+                if prepared is None:
+                    ended.add(stage.name)
+                    result.outcomes.append(StageOutcome(stage.name, "skipped", state[stage.name].get("wall_sec", 0.0)))
+                    echo(f"✓ {stage.name}: finished earlier, skipped")
+                    continue
+                start(stage, *prepared)
+            if not running:
+                break
+            time.sleep(0.2)
+            for r in list(running):
+                code = r.proc.poll()
+                if code is not None:
+                    finish(r, code)
+    except KeyboardInterrupt:  # forwarded once: each running stage stops at a step checkpoint and ends
+        for r in running:
+            r.proc.send_signal(signal.SIGINT)
+        for r in running:
+            r.proc.wait()
+            r.log_file.close()
+        raise
+    if refused is not None:
+        raise refused
     return result
 
 
