@@ -22,7 +22,7 @@ import yaml
 
 from fertrain.errors import ConfigError
 from fertrain.manifests import load_manifest
-from fertrain.pipeline import load_plan, plan_status
+from fertrain.pipeline import load_plan, plan_status, run_plan
 from fertrain.runs import open_run
 
 from .clitools import run_cli
@@ -161,12 +161,14 @@ def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan
 def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plain_run_resumes(tmp_path, capsys):
     """Ctrl-C (SIGINT) of the pipeline reaches the running stage once, forwarded (the stage has its own
     process group): the teacher finishes its step, saves checkpoint_last.pt and ends as `interrupted`
-    before the pipeline exits; a second signal would have stopped it at once, without that checkpoint."""
+    before the pipeline exits; a second signal would have stopped it at once, without that checkpoint.
+    The pipeline starts with SIGINT ignored, as a background job of a script does: it handles it anyway."""
     plan = _plan(tmp_path)
     run_dir = tmp_path / "root" / "teachers" / "A"
     history = run_dir / "history.json"
     proc = subprocess.Popen([sys.executable, "-m", "fertrain", "pipeline", "run", str(plan)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and not (history.is_file() and len(json.loads(history.read_text())) >= 2):
         time.sleep(0.5)
@@ -176,8 +178,8 @@ def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plai
     assert json.loads((run_dir / "run_status.json").read_text())["status"] == "interrupted"  # ended before the pipeline
     log = (tmp_path / "root" / "logs" / "A.log").read_text()
     assert re.search(r"stopped after step \d+, checkpoint_last.pt saved", " ".join(log.split())), log[-2000:]
-    done_before = len(json.loads(history.read_text()))
-    assert done_before < 6
+    assert json.loads((tmp_path / "root" / "pipeline_state.json").read_text())["A"]["state"] == "stopped"
+    assert len(json.loads(history.read_text())) < 6
     code, text = run_cli(["pipeline", "run", plan, "--target", "A"], capsys)
     assert code == 0, text
     assert [r["epoch"] for r in json.loads(history.read_text())] == list(range(1, 7))  # resumed, not restarted
@@ -211,10 +213,12 @@ def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):
     assert code == 2 and expected in " ".join(text.split())
     assert json.loads((root / "pipeline_state.json").read_text()) == state_after
     # bad --jobs / --gpus values are refused before any stage runs (else --rerun B would train B again)
-    for flags, expected in ((["--jobs", "0"], "--jobs 0: expected 1 or more stages at once"),
+    for flags, expected in ((["--jobs", "0"], "Invalid value for '--jobs': 0 is not in the range x>=1"),
                             (["--gpus", "0,cuda:1"], "'0,cuda:1': expected comma-separated GPU indices")):  # fmt: skip
         code, text = run_cli(["pipeline", "run", plan, "--rerun", "B", *flags], capsys)
         assert code == 2 and expected in " ".join(text.split()), text
+    with pytest.raises(ConfigError, match="--jobs 0: expected 1 or more stages at once"):  # from Python too
+        run_plan(load_plan(plan), jobs=0)
     assert json.loads((root / "pipeline_state.json").read_text()) == state_after
 
 

@@ -34,7 +34,7 @@ def run(
     root: Path | None = typer.Option(None, "--root", help="Put the stages under this folder instead of the plan's "
                                      "root (or smoke root)."),
     recover_stale_lock: bool = typer.Option(False, "--recover-stale-lock", help="Take over locks a crashed run left."),
-    jobs: int = typer.Option(1, "--jobs", help="Run up to this many stages at once, each as soon as the stages "
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Run up to this many stages at once, each as soon as the stages "
                              "it needs have finished (fold teachers side by side; small images leave most of a GPU "
                              "idle) [1: one after another]."),
     gpus: str = typer.Option("", "--gpus", help="Comma-separated GPU indices (e.g. 0,1,2,3): each stage starts on "

@@ -11,9 +11,10 @@ on it. `targets` runs only the stages named and those they need.
 
 Children get SIGTERM when this process dies (Linux), so a killed pipeline leaves no training
 running: the child stops at a step checkpoint and releases its lock. Each child has its own process
-group; an interrupt (Ctrl-C) of the pipeline is forwarded to each running stage once, and the
-pipeline waits for them to stop. `jobs` > 1 runs independent stages side by side (`--jobs`), each
-on the least busy of `gpus` (`--gpus`).
+group; a stop signal to the pipeline (Ctrl-C, SIGTERM, SIGHUP) is forwarded to each running stage
+once, and the pipeline waits for them to stop at their checkpoints (a second signal stops them at
+once). `jobs` > 1 runs independent stages side by side (`--jobs`), each on the least busy of `gpus`
+(`--gpus`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from fertrain.manifests.imageprobe import sha256_file
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, stage_names, substitute_root
 from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
+from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
 from fertrain.runs.status import STATUS_NAME
 
 STATE_FILE = "pipeline_state.json"
@@ -330,45 +332,55 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         result.outcomes.append(StageOutcome(name, "done", wall, r.log))
         echo(f"✓ {name}: done in {wall:.0f} s")
 
-    try:
-        while True:
-            while not stopping and len(running) < jobs:
-                stage = next((s for s in pending if all(i in ended for i in s.inputs)), None)
-                if stage is None:
+    asked = None  # the stop signal this pipeline got: forwarded once to each running stage
+    with stop_signals(), cooperative_stop():  # handled even where SIGINT came in ignored (a background job)
+        try:
+            while True:
+                if stop_requested() and asked is None:
+                    asked, stopping = stop_requested(), True
+                    for r in running:  # each stops at a step checkpoint; the pipeline waits for them
+                        r.proc.send_signal(getattr(signal, asked))
+                while not stopping and len(running) < jobs:
+                    stage = next((s for s in pending if all(i in ended for i in s.inputs)), None)
+                    if stage is None:
+                        break
+                    pending.remove(stage)
+                    blocked = [i for i in stage.inputs if i in bad]
+                    if blocked:
+                        bad.add(stage.name)
+                        ended.add(stage.name)
+                        result.outcomes.append(StageOutcome(stage.name, "blocked",
+                                                            message=f"needs {', '.join(blocked)}"))  # fmt: skip
+                        echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
+                        continue
+                    try:
+                        prepared = _prepare(plan, stage, state, stamp, rerun, recover_stale, echo)
+                    except FertrainError as exc:
+                        refused, stopping = exc, True  # the stages already running finish first
+                        break
+                    if prepared is None:
+                        ended.add(stage.name)
+                        result.outcomes.append(StageOutcome(stage.name, "skipped",
+                                                            state[stage.name].get("wall_sec", 0.0)))  # fmt: skip
+                        echo(f"✓ {stage.name}: finished earlier, skipped")
+                        continue
+                    start(stage, *prepared)
+                if not running:
                     break
-                pending.remove(stage)
-                blocked = [i for i in stage.inputs if i in bad]
-                if blocked:
-                    bad.add(stage.name)
-                    ended.add(stage.name)
-                    result.outcomes.append(StageOutcome(stage.name, "blocked", message=f"needs {', '.join(blocked)}"))
-                    echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
-                    continue
-                try:
-                    prepared = _prepare(plan, stage, state, stamp, rerun, recover_stale, echo)
-                except FertrainError as exc:
-                    refused, stopping = exc, True  # the stages already running finish first
-                    break
-                if prepared is None:
-                    ended.add(stage.name)
-                    result.outcomes.append(StageOutcome(stage.name, "skipped", state[stage.name].get("wall_sec", 0.0)))
-                    echo(f"✓ {stage.name}: finished earlier, skipped")
-                    continue
-                start(stage, *prepared)
-            if not running:
-                break
-            time.sleep(0.2)
-            for r in list(running):
-                code = r.proc.poll()
-                if code is not None:
-                    finish(r, code)
-    except KeyboardInterrupt:  # forwarded once: each running stage stops at a step checkpoint and ends
-        for r in running:
-            r.proc.send_signal(signal.SIGINT)
-        for r in running:
-            r.proc.wait()
-            r.log_file.close()
-        raise
+                time.sleep(0.2)
+                for r in list(running):
+                    code = r.proc.poll()
+                    if code is not None:
+                        finish(r, code)
+        except RunInterrupted as exc:  # a second signal: passed on, so the stages stop at once too
+            for r in running:
+                r.proc.send_signal(getattr(signal, exc.signame))
+            for r in running:
+                r.proc.wait()
+                r.log_file.close()
+            raise
+    if asked is not None:
+        raise RunInterrupted(asked, "the running stages stopped at a checkpoint")
     if refused is not None:
         raise refused
     return result
