@@ -55,7 +55,9 @@ def test_the_cli_imports_without_pandas_sklearn_torch_or_timm():
 def numeric_options(cmd) -> list:
     out = []
     for p in cmd.params:
-        if p.param_type_name == "option" and not p.is_flag and p.type.name in ("int", "float"):
+        # ranges too (an option declared with min=/max=)
+        if p.param_type_name == "option" and not p.is_flag and p.type.name in ("int", "float", "int range",
+                                                                                 "float range"):  # fmt: skip
             out.append(p)
     return out
 
