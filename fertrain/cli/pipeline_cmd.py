@@ -52,13 +52,13 @@ def run(
     """
     from fertrain.pipeline import load_plan, run_plan
 
+    gpu_list = tuple(g.strip() for g in gpus.split(",") if g.strip())
+    if any(not g.isdigit() for g in gpu_list):
+        raise typer.BadParameter(f"{gpus!r}: expected comma-separated GPU indices such as 0,1", param_hint="--gpus")
     plan = load_plan(plan_file)
     plan = plan.smoke_plan() if smoke else plan
     plan = plan.with_root(root) if root else plan
     console.print(f"plan {plan_file} -> {plan.root}{' (smoke)' if smoke else ''}", highlight=False)
-    gpu_list = tuple(g.strip() for g in gpus.split(",") if g.strip())
-    if any(not g.isdigit() for g in gpu_list):
-        raise typer.BadParameter(f"{gpus!r}: expected comma-separated GPU indices such as 0,1", param_hint="--gpus")
     result = run_plan(plan, targets=tuple(target), rerun=tuple(rerun), keep_going=keep_going,
                       recover_stale=recover_stale_lock, jobs=jobs, gpus=gpu_list)  # fmt: skip
     ran = [o for o in result.outcomes if o.state == "done"]

@@ -317,7 +317,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started))
         if code != 0:
             bad.add(name)
-            kind = "stopped" if code in (3, 130, 143) else "failed"
+            kind = "stopped" if code in (3, 129, 130, 143) else "failed"  # 128 + SIGHUP, SIGINT, SIGTERM
             state[name] = {"state": kind, "exit_code": code, "wall_sec": wall, "log": str(r.log), "started": started}
             atomic_write_json(root / STATE_FILE, state)
             result.outcomes.append(StageOutcome(name, kind, wall, r.log, f"exit {code}"))
