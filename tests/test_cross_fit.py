@@ -56,6 +56,20 @@ def test_a_fold_out_of_range_is_refused_naming_the_flag(lowres_manifest, tmp_pat
         resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "fold": 0, "folds": 1})
 
 
+def _assert_each_row_labelled_by_the_run_that_held_it_out(table: pd.DataFrame, runs: list[Path], manifest: Path,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    """Run K's held-out rows carry fold K and the probabilities run K gives them when it labels every row."""
+    table = table.set_index("row_id")
+    for k, run in enumerate(runs):
+        held = json.loads((run / HELDOUT_ROWS).read_text())["row_ids"]
+        assert (table.loc[held, "fold"] == k).all()
+        whole = export_softlabels(run, manifest, tmp_path / f"all{k}.parquet", device="cpu", workers=0,
+                                  show_progress=False)  # fmt: skip
+        every_row = pd.read_parquet(whole["path"]).set_index("row_id").loc[held]
+        np.testing.assert_allclose(table.loc[held, list(PROB_COLUMNS)].to_numpy(),
+                                   every_row[list(PROB_COLUMNS)].to_numpy(), atol=1e-6)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def fold_teachers(lowres_manifest, tmp_path_factory) -> list[Path]:
     """Three one-epoch teachers, teacher K without fold K of three."""
@@ -111,14 +125,7 @@ def test_out_of_fold_soft_labels_come_from_the_teacher_that_never_saw_the_row(lo
     train = manifest.df.query("split == 'train'")
     assert soft.table["row_id"].tolist() == train["row_id"].astype(str).tolist()  # every training row, in order
     assert soft.metadata["out_of_fold"] == {"folds": FOLDS} and len(soft.metadata["members"]) == FOLDS
-    for k, run in enumerate(fold_teachers):
-        held = json.loads((run / HELDOUT_ROWS).read_text())["row_ids"]
-        own = soft.table.set_index("row_id").loc[held]
-        assert (own["fold"] == k).all()
-        whole = export_softlabels(run, lowres_manifest, tmp_path / f"all{k}.parquet", **kw)
-        every_row = pd.read_parquet(whole["path"]).set_index("row_id").loc[held]
-        np.testing.assert_allclose(own[list(PROB_COLUMNS)].to_numpy(), every_row[list(PROB_COLUMNS)].to_numpy(),
-                                   atol=1e-6)  # fmt: skip
+    _assert_each_row_labelled_by_the_run_that_held_it_out(soft.table, fold_teachers, lowres_manifest, tmp_path)
 
     student = resolve_student_config({**TINY, "manifest": str(lowres_manifest), "softlabels": str(out), "loss": "kd",
                                       "output_dir": str(tmp_path / "student")})  # fmt: skip
@@ -131,6 +138,8 @@ def test_a_second_round_fold_students_of_out_of_fold_labels_label_their_own_fold
     "A second round of cross-fitting"): the same folds, each row labelled by the student that never saw it."""
     kw = {"device": "cpu", "workers": 0, "show_progress": False}
     first = Path(export_out_of_fold(fold_teachers, lowres_manifest, tmp_path / "oof.parquet", **kw)["path"])
+    manifest = load_manifest(lowres_manifest)
+    train_rows = len(manifest.df.query("split == 'train'"))
     students = [tmp_path / f"student{k}" for k in range(FOLDS)]
     for k, run in enumerate(students):
         cfg = resolve_student_config({**TINY, "manifest": str(lowres_manifest), "softlabels": str(first), "loss": "kd",
@@ -139,21 +148,15 @@ def test_a_second_round_fold_students_of_out_of_fold_labels_label_their_own_fold
         held = json.loads((run / HELDOUT_ROWS).read_text())
         assert held["row_ids"] == json.loads((fold_teachers[k] / HELDOUT_ROWS).read_text())["row_ids"]
         steps = json.loads((run / "history.json").read_text())[-1]["global_step"]
-        train_rows = len(load_manifest(lowres_manifest).df.query("split == 'train'"))
         assert steps == (train_rows - len(held["row_ids"])) // TINY["batch_size"]  # its own fold left out
     second = export_out_of_fold(students, lowres_manifest, tmp_path / "oof2.parquet", **kw)
     assert second["complete"] and second["folds"] == FOLDS
-    soft = load_softlabels(second["path"], load_manifest(lowres_manifest))
+    soft = load_softlabels(second["path"], manifest)
     assert [m["members"][0]["run"] for m in soft.metadata["members"]] == [str(run) for run in students]
     table = soft.table.set_index("row_id")
     first_table = load_softlabels(first).table.set_index("row_id").loc[table.index]
     assert (table["fold"] == first_table["fold"]).all()
-    for k, run in enumerate(students):
-        held = json.loads((run / HELDOUT_ROWS).read_text())["row_ids"]
-        whole = export_softlabels(run, lowres_manifest, tmp_path / f"all{k}.parquet", **kw)
-        np.testing.assert_allclose(table.loc[held, list(PROB_COLUMNS)].to_numpy(),
-                                   pd.read_parquet(whole["path"]).set_index("row_id").loc[held, list(PROB_COLUMNS)]
-                                   .to_numpy(), atol=1e-6)  # fmt: skip
+    _assert_each_row_labelled_by_the_run_that_held_it_out(soft.table, students, lowres_manifest, tmp_path)
     assert not np.allclose(table[list(PROB_COLUMNS)].to_numpy(), first_table[list(PROB_COLUMNS)].to_numpy(), atol=1e-3)
 
 

@@ -76,16 +76,22 @@ def _plan(tmp_path: Path, epochs_a: int = 6) -> Path:
     return path
 
 
-def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(tmp_path, capsys):
-    plan = _plan(tmp_path)
-    root = tmp_path / "root"
-    history = root / "teachers" / "A" / "history.json"
+def _pipeline_in_teacher_a(plan: Path, history: Path, **popen) -> subprocess.Popen:
+    """`fertrain pipeline run PLAN` in the background, returned once teacher stage A has written two epochs."""
     proc = subprocess.Popen([sys.executable, "-m", "fertrain", "pipeline", "run", str(plan)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and not (history.is_file() and len(json.loads(history.read_text())) >= 2):
         time.sleep(0.5)
     assert history.is_file(), "the teacher stage never wrote an epoch"
+    return proc
+
+
+def test_a_killed_pipeline_resumes_the_teacher_stage_and_refuses_changed_inputs(tmp_path, capsys):
+    plan = _plan(tmp_path)
+    root = tmp_path / "root"
+    history = root / "teachers" / "A" / "history.json"
+    proc = _pipeline_in_teacher_a(plan, history)
     proc.send_signal(signal.SIGKILL)  # the whole pipeline, mid-teacher
     proc.wait()
     done_before = len(json.loads(history.read_text()))
@@ -166,13 +172,8 @@ def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plai
     plan = _plan(tmp_path)
     run_dir = tmp_path / "root" / "teachers" / "A"
     history = run_dir / "history.json"
-    proc = subprocess.Popen([sys.executable, "-m", "fertrain", "pipeline", "run", str(plan)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
-    deadline = time.time() + 300
-    while time.time() < deadline and not (history.is_file() and len(json.loads(history.read_text())) >= 2):
-        time.sleep(0.5)
-    assert history.is_file(), "the teacher stage never wrote an epoch"
+    proc = _pipeline_in_teacher_a(plan, history, start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: to the pipeline's whole process group
     assert proc.wait(timeout=120) == 130
     assert json.loads((run_dir / "run_status.json").read_text())["status"] == "interrupted"  # ended before the pipeline

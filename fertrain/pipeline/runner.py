@@ -255,6 +255,11 @@ def _prepare(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[
     return argv, inputs
 
 
+def _local_time(seconds: float | None = None) -> str:
+    """A time (now by default) as the plan's logs and state record it: local ISO 8601 with its offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
+
+
 def _least_busy(gpus: tuple[str, ...], running: list[_Running]) -> str | None:
     """The GPU of `gpus` with the fewest running stages (the first of those tied); None without `gpus`."""
     if not gpus:
@@ -296,7 +301,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         on = "" if gpu is None else f" [GPU {gpu}]"
         echo(f"→ {stage.name} ({stage.kind}){on}: fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
         fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child ends (`finish`)
-        fh.write(f"\n$ fertrain {' '.join(argv)}   # {time.strftime('%Y-%m-%dT%H:%M:%S%z')}{on}\n")
+        fh.write(f"\n$ fertrain {' '.join(argv)}   # {_local_time()}{on}\n")
         fh.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
         if gpu is not None:
@@ -314,20 +319,19 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         name, out, wall = r.stage.name, r.stage.output(root), round(time.time() - r.started, 1)
         if code == 0 and r.stage.kind in TRAINING_KINDS and not run_complete(out):
             code = 3  # stopped early (a signal): resumable, not finished
-        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started))
+        record = {"wall_sec": wall, "log": str(r.log), "started": _local_time(r.started),
+                  **({"gpu": r.gpu} if r.gpu else {})}  # fmt: skip
         if code != 0:
             bad.add(name)
             kind = "stopped" if code in (3, 129, 130, 143) else "failed"  # 128 + SIGHUP, SIGINT, SIGTERM
-            state[name] = {"state": kind, "exit_code": code, "wall_sec": wall, "log": str(r.log), "started": started}
+            state[name] = {"state": kind, "exit_code": code, **record}
             atomic_write_json(root / STATE_FILE, state)
             result.outcomes.append(StageOutcome(name, kind, wall, r.log, f"exit {code}"))
             echo(f"✗ {name}: {kind} (exit {code}) after {wall:.0f} s; log: {r.log}", soft_wrap=True)
             stopping = stopping or not keep_going
             return
-        state[name] = {"state": "done", "argv": r.argv, "inputs": r.inputs,
-                       "output": stage_stamp(plan, r.stage, stamp), "wall_sec": wall, "log": str(r.log),
-                       "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       **({"gpu": r.gpu} if r.gpu else {})}  # fmt: skip
+        state[name] = {"state": "done", "argv": r.argv, "inputs": r.inputs, "output": stage_stamp(plan, r.stage, stamp),
+                       **record, "finished": _local_time()}  # fmt: skip
         atomic_write_json(root / STATE_FILE, state)
         result.outcomes.append(StageOutcome(name, "done", wall, r.log))
         echo(f"✓ {name}: done in {wall:.0f} s")
