@@ -20,9 +20,10 @@ import pytest
 import torch
 import yaml
 
-from fertrain.errors import ConfigError
+from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import load_manifest
 from fertrain.pipeline import load_plan, plan_status, run_plan
+from fertrain.pipeline.runner import Stamps, output_of, prepare_stage
 from fertrain.runs import open_run
 
 from .clitools import run_cli
@@ -179,11 +180,37 @@ def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plai
     assert json.loads((run_dir / "run_status.json").read_text())["status"] == "interrupted"  # ended before the pipeline
     log = (tmp_path / "root" / "logs" / "A.log").read_text()
     assert re.search(r"stopped after step \d+, checkpoint_last.pt saved", " ".join(log.split())), log[-2000:]
-    assert json.loads((tmp_path / "root" / "pipeline_state.json").read_text())["A"]["state"] == "stopped"
+    stopped = json.loads((tmp_path / "root" / "pipeline_state.json").read_text())["A"]
+    manifest = load_manifest(output_of(load_plan(plan), "demo"))
+    assert stopped["state"] == "stopped" and stopped["inputs"] == {"demo": manifest.sha256}  # what A started on
     assert len(json.loads(history.read_text())) < 6
     code, text = run_cli(["pipeline", "run", plan, "--target", "A"], capsys)
     assert code == 0, text
     assert [r["epoch"] for r in json.loads(history.read_text())] == list(range(1, 7))  # resumed, not restarted
+
+
+def test_a_stopped_stage_whose_inputs_changed_restarts_only_with_rerun(tmp_path):
+    """A stage that stopped (or failed) part-way resumes on the next run when its inputs are those it started
+    on. When an upstream stage made them again since, resuming would continue the run on other inputs: it is
+    refused, naming the input, and `--rerun` moves the partial run aside and starts it afresh."""
+    plan = load_plan(_plan(tmp_path))
+    stage, partial = plan.stage("A"), tmp_path / "root" / "teachers" / "A"
+    partial.mkdir(parents=True)
+    (partial / "checkpoint_last.pt").write_bytes(b"a partial run")
+    now = {"demo": None}  # the manifest stage has not run: no stamp
+    stopped = {"A": {"state": "stopped", "exit_code": 130, "inputs": now}}
+    resumed = prepare_stage(plan, stage, stopped, Stamps(), (), False, print)
+    assert resumed is not None and resumed[1] == now and (partial / "checkpoint_last.pt").is_file()
+    state = {"A": {"state": "failed", "exit_code": 1, "inputs": {"demo": "the manifest it started on"}}}
+    with pytest.raises(FertrainError, match=r"stage A failed \(resumable\) with other inputs \(demo changed since\); "
+                                            r"re-run it from the start with --rerun A"):  # fmt: skip
+        prepare_stage(plan, stage, state, Stamps(), (), False, print)
+    assert (partial / "checkpoint_last.pt").is_file()
+    moved: list[str] = []
+    assert prepare_stage(plan, stage, state, Stamps(), ("A",), False, moved.append) is not None
+    assert not partial.exists() and len(moved) == 1
+    (aside,) = partial.parent.glob("A.replaced-*")
+    assert (aside / "checkpoint_last.pt").read_bytes() == b"a partial run"  # moved, never deleted
 
 
 def test_target_runs_only_the_named_stage_and_what_it_needs(tmp_path, capsys):

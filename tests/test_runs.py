@@ -339,15 +339,18 @@ def test_runs_compare_names_what_it_cannot_read(tmp_path, capsys):
 
 
 def _repeat(root: Path, name: str, seed: int, f1s: list[float], manifest_sha: str, evaluations: dict[str, float],
-            **options) -> Path:  # fmt: skip
-    """A run directory as the trainer and `fertrain evaluate` leave it: history, config, alignment report."""
+            inputs: dict[str, str] | None = None, **options) -> Path:  # fmt: skip
+    """A run directory as the trainer and `fertrain evaluate` leave it: history, config, alignment report
+    (`inputs`: {option: sha256} of the files options name, the path being the option's value)."""
     run = root / name
     run.mkdir(parents=True)
     atomic_write_json(run / "history.json", [_epoch(i + 1, f1) for i, f1 in enumerate(f1s)])
     config = {"backbone": "fer_vgg", "lr": 0.1, "epochs": len(f1s), "manifest": "/data/m.parquet", "seed": seed,
               "output_dir": str(run), "workers": 8, **options}  # fmt: skip
     atomic_write_text(run / "config.yaml", "".join(f"{k}: {v}\n" for k, v in config.items()))
-    atomic_write_json(run / "alignmentreport.json", {"manifest": config["manifest"], "manifest_sha256": manifest_sha})
+    recorded = {option: {"path": config[option], "sha256": sha} for option, sha in (inputs or {}).items()}
+    atomic_write_json(run / "alignmentreport.json", {"manifest": config["manifest"], "manifest_sha256": manifest_sha,
+                                                     "inputs": recorded})  # fmt: skip
     for tta, accuracy in evaluations.items():
         suffix = "" if tta == "none" else f"_tta-{tta}"
         atomic_write_json(run / f"evaluation_m_val{suffix}.json", {"manifest": "m.parquet", "split": "val", "tta": tta,
@@ -357,7 +360,8 @@ def _repeat(root: Path, name: str, seed: int, f1s: list[float], manifest_sha: st
 
 def test_runs_compare_seeds_folds_the_repeats_of_one_experiment(tmp_path, capsys, monkeypatch):
     """Runs that differ only in the seed and where or how fast they ran are one experiment (mean ± sample std);
-    another option, or the same manifest path holding other content, is another experiment."""
+    another option, or the same manifest path holding other content, is another experiment. Soft labels count
+    by content too: a copy elsewhere is the same experiment, a file exported again at the same path is not."""
     import statistics
 
     from fertrain.runs.compare import compare_runs, seed_groups
@@ -368,12 +372,17 @@ def test_runs_compare_seeds_folds_the_repeats_of_one_experiment(tmp_path, capsys
     _repeat(out, "drop_3", 3, [0.64, 0.65], "aa", {"none": 0.710})  # not evaluated with ten-crop
     _repeat(out, "lr2_1337", 1337, [0.50, 0.55], "aa", {"none": 0.650}, lr=0.2)
     _repeat(out, "other_data_1337", 1337, [0.58, 0.59], "bb", {"none": 0.640})  # same manifest path, other sha256
+    _repeat(out, "kd_1337", 1337, [0.70, 0.71], "aa", {"none": 0.72}, {"softlabels": "s1"}, softlabels="/a/oof.parquet")
+    _repeat(out, "kd_2", 2, [0.70, 0.72], "aa", {"none": 0.73}, {"softlabels": "s1"}, softlabels="/b/copy.parquet")
+    _repeat(out, "kd_reexported_3", 3, [0.69, 0.70], "aa", {"none": 0.71}, {"softlabels": "s2"},
+            softlabels="/a/oof.parquet")  # fmt: skip
     atomic_write_json(out / "ens.json", {"format": "fertrain-ensemble-v1", "members": []})
     atomic_write_json(out / "ens.evaluation_m_val.json", {"manifest": "m.parquet", "split": "val", "tta": "none",
                                                           "accuracy": 0.73, "macro_f1": 0.72})  # fmt: skip
     rows = compare_runs([out])
     groups = {g.name: g for g in seed_groups(rows)}
-    assert sorted(groups) == ["drop", "ens", "lr2_1337", "other_data_1337"], sorted(groups)
+    assert sorted(groups) == ["drop", "ens", "kd", "kd_reexported_3", "lr2_1337", "other_data_1337"], sorted(groups)
+    assert groups["kd"].members == ["kd_1337", "kd_2"]
     drop = groups["drop"]
     assert (drop.members, drop.seeds) == (["drop_1337", "drop_2", "drop_3"], [1337, 2, 3])
     best = [r.val_accuracy for r in rows if r.name.startswith("drop")]  # best epochs 2, 1, 2
@@ -388,7 +397,7 @@ def test_runs_compare_seeds_folds_the_repeats_of_one_experiment(tmp_path, capsys
     code, text = run_cli(["runs", "compare", out, "--seeds", "--json", tmp_path / "g.json"], capsys)
     assert code == 0, text
     assert "0.700 ± 0.010 / 0.690 ± 0.010" in text and "(2 of 3)" in text and "1337, 2, 3" in text, text
-    assert "6 run(s) in 4 experiment(s)" in text, text
+    assert "9 run(s) in 6 experiment(s)" in text, text
     written = {g["name"]: g for g in json.loads((tmp_path / "g.json").read_text())}
     assert written["drop"]["evaluations"]["m val ten"]["accuracy"]["n"] == 2
     assert written["drop"]["seeds"] == [1337, 2, 3] and written["drop"]["members"] == ["drop_1337", "drop_2", "drop_3"]

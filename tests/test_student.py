@@ -4,6 +4,8 @@ online vs offline teacher signals, feature losses end to end, and configuration 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,13 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests.imageprobe import sha256_file
 from fertrain.serialization import load_torch_file
+from fertrain.softlabels.export import export_softlabels
 from fertrain.student import KDLoss, resolve_student_config, train_student
+from fertrain.student.trainer import StudentTrainer
 
 from .clitools import run_cli
 
@@ -338,7 +344,7 @@ def test_a_mixed_student_resumes_to_the_same_run_and_mixing_changes_what_it_lear
     ref = train_student(resolve_student_config(_mixed_student(demo_pipeline, tmp_path / "ref")), show_progress=False)
     out = tmp_path / "resumed"
     train_student(resolve_student_config(_mixed_student(demo_pipeline, out)), show_progress=False, until_epoch=1)
-    with pytest.raises(FertrainError, match=r"config changed \(--loss: .*'temperature': 4.0.* -> .*'temperature': 2.0"):
+    with pytest.raises(FertrainError, match=r"inputs changed \(--loss: .*'temperature': 4.0.* -> .*'temperature': 2.0"):
         train_student(resolve_student_config(_mixed_student(demo_pipeline, out, loss={"name": "kd", "temperature": 2})),
                       show_progress=False)  # fmt: skip
     # the same loss and augmentation with defaults written out are the same run
@@ -366,3 +372,54 @@ def test_online_mixup_student_trains_from_the_cli(demo_pipeline, tmp_path, capsy
     with pytest.raises(ConfigError, match="--loss crd cannot be mixed"):
         resolve_student_config({"manifest": str(_manifest(demo_pipeline)), "teacher": str(_teacher_a(demo_pipeline)),
                                 "loss": "crd", "cutmix": 1.0})  # fmt: skip
+
+
+def test_a_student_refuses_to_resume_on_soft_labels_made_again_at_the_same_path(demo_pipeline, tmp_path):
+    """Soft labels are read every step: exported again at the path a run started with (here from another
+    teacher), they would make the resumed epochs another experiment under the same config. The resume is
+    refused before the run directory is touched, naming the option and both sha256; --force resumes and
+    records the override."""
+    labels = tmp_path / "labels.parquet"
+    for suffix in ("", ".sha256"):
+        shutil.copy(demo_pipeline / "softlabels" / f"train.parquet{suffix}", f"{labels}{suffix}")
+    out = tmp_path / "student"
+    options = _mixed_student(demo_pipeline, out, softlabels=str(labels), mixup=0.0, cutmix=0.0)
+    train_student(resolve_student_config(options), show_progress=False, until_epoch=1)
+    started = sha256_file(labels)
+    assert json.loads((out / "alignmentreport.json").read_text())["inputs"] == {
+        "softlabels": {"path": str(labels), "sha256": started}}
+
+    other = tmp_path / "other.parquet"
+    export_softlabels(_teacher_a(demo_pipeline), _manifest(demo_pipeline), other, splits=["train"], device="cpu",
+                      workers=0, show_progress=False)  # fmt: skip
+    for suffix in ("", ".sha256"):  # `fertrain export-softlabels` again, as a pipeline's --rerun does
+        os.replace(f"{other}{suffix}", f"{labels}{suffix}")
+    now = sha256_file(labels)
+    assert now != started
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(FertrainError, match=rf"--softlabels content: sha256 {started[:12]}… -> {now[:12]}…"):
+        train_student(resolve_student_config(options), show_progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    done = train_student(resolve_student_config({**options, "force": True}), show_progress=False)
+    assert done.resumed_from_epoch == 1 and done.complete
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["resume_overrides"][0]["changes"] == {"softlabels content": [started, now]}
+    assert json.loads((out / "alignmentreport.json").read_text())["inputs"]["softlabels"]["sha256"] == now
+
+
+def test_an_online_teacher_counts_by_its_weights_and_temperatures_not_its_path(demo_pipeline, tmp_path):
+    """What a resume compares for --teacher: the same run copied elsewhere is the same teacher; another
+    run's weights (a teacher retrained in place) or another serving temperature are not."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(_teacher_a(demo_pipeline), first)
+    shutil.copytree(_teacher_a(demo_pipeline), moved)
+    digest = load_teacher(first, tta="none").fingerprint()
+    assert load_teacher(moved, tta="none").fingerprint() == digest
+    assert StudentTrainer.input_digests(resolve_student_config(
+        {"manifest": str(_manifest(demo_pipeline)), "teacher": str(moved)})) == {"teacher": digest}
+    retrained = next((demo_pipeline / "teachers").glob("*stageB*"))
+    assert load_teacher(retrained, tta="none").fingerprint() != digest
+    recalibrated = load_teacher(moved, tta="none")
+    recalibrated.temperature = recalibrated.members[0].temperature = 2 * recalibrated.temperature
+    assert recalibrated.fingerprint() != digest

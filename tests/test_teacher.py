@@ -288,7 +288,7 @@ def test_killed_run_resumes_with_the_same_steps_lr_and_weights(demo_data, tmp_pa
         assert all(torch.allclose(a[part][k].float(), b[part][k].float(), atol=1e-6) for k in a[part]), part
     # a changed schedule is not a resume
     code, text = run_cli([*resume_args(manifest, out, cfg_file), "--lr", "0.01"], capsys)
-    assert code == 2 and "config changed" in text and "--lr: 0.002 -> 0.01" in text
+    assert code == 2 and "config or inputs changed" in text and "--lr: 0.002 -> 0.01" in text
     # nor is another augmentation; the same one with a default written out (`--aug trivial=0`) is
     code, text = run_cli([*resume_args(manifest, out, cfg_file), "--aug", "trivial=1"], capsys)
     assert code == 2 and "--aug: {" in text and "'trivial': 0.0} -> {" in text and "'trivial': 1.0}" in text

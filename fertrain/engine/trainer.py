@@ -171,6 +171,9 @@ class Trainer:
         dist.check_agreement(cfg.to_dict(), run.data.manifest.sha256)  # type: ignore[union-attr]
         seed_everything(cfg.seed)
         self.manifest = run.data.manifest  # type: ignore[union-attr]
+        # the input files' sha256 as the run recorded them at its start (`input_digests`): kept in every
+        # checkpoint, so a resume on other content is refused; {} where the run did not record them
+        self.inputs = recorded_inputs(run.data.report)  # type: ignore[union-attr]
         rows = run.data.rows  # type: ignore[union-attr]
         self.train_rows, self.val_rows = self.split_rows(rows, cfg.train_split), self.split_rows(rows, cfg.val_split)
         if len(self.train_rows) == 0:
@@ -240,6 +243,12 @@ class Trainer:
     @classmethod
     def splits_of(cls, cfg: TrainConfig) -> list[str]:
         return [cfg.train_split, cfg.val_split]
+
+    @classmethod
+    def input_digests(cls, cfg: TrainConfig) -> dict[str, str]:
+        """{option: sha256} of what the files that options name hold, for files read while training
+        (not only at the start of a new run): a resume must find the same content at those paths."""
+        return {}
 
     def create_model(self) -> FerNet:
         raise NotImplementedError
@@ -434,11 +443,11 @@ class Trainer:
             "preprocess": self.spec.to_dict(), "best": self.best, "history": self.history,
             "total_sec": self.total_sec, "running": self.meter.state_dict(), "saver": self.saver.state_dict(),
             "overrides": self.overrides, "scalars": self.scalars, "manifest_sha256": self.manifest.sha256,
-            **self.extra_state(),
+            "inputs": self.inputs, **self.extra_state(),
         }  # fmt: skip
 
     def restore(self, ckpt: dict, path: Path) -> None:
-        changes = check_resumable(type(self), ckpt, path, self.cfg, self.dist.world_size)
+        changes = check_resumable(type(self), ckpt, path, self.cfg, self.dist.world_size, self.inputs)
         self.model.load_state_dict(ckpt["model"])
         self.restore_structure(ckpt)
         if self.scheduler is not None and ckpt["scheduler"] is not None:
@@ -827,10 +836,11 @@ def resume_source(cfg: TrainConfig, output_dir: Path) -> Path | None:
 
 
 def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: TrainConfig,
-                    world_size: int = 1) -> dict[str, list]:  # fmt: skip
-    """Refuse a checkpoint of another kind, or a config changed outside the resume allowlist
-    (unless --force); returns the forced changes. The number of torchrun processes counts as
-    config: it sets the global batch and which rank trains which samples."""
+                    world_size: int = 1, inputs: dict[str, str] | None = None) -> dict[str, list]:  # fmt: skip
+    """Refuse a checkpoint of another kind, a config changed outside the resume allowlist, or input
+    files (`inputs`, as `input_digests` gives them) whose content changed (unless --force); returns the
+    forced changes. The number of torchrun processes counts as config: it sets the global batch and
+    which rank trains which samples."""
     if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("kind") != trainer_cls.kind:
         raise FertrainError(f"{path}: not a resumable fertrain {trainer_cls.kind} checkpoint (format "
                             f"{ckpt.get('format')!r}, kind {ckpt.get('kind')!r})")  # fmt: skip
@@ -838,7 +848,12 @@ def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: Tra
     saved = {**field_defaults(type(cfg)), **ckpt["config"], "nproc_per_node": ckpt.get("world_size", 1)}
     current = {**cfg.to_dict(), "nproc_per_node": world_size}
     return check_resume(effective_values(type(cfg), saved), effective_values(type(cfg), current), path, cfg.force,
-                        trainer_cls.resumable)  # fmt: skip
+                        trainer_cls.resumable, saved_inputs=ckpt.get("inputs"), current_inputs=inputs)  # fmt: skip
+
+
+def recorded_inputs(report: dict) -> dict[str, str]:
+    """{option: sha256} of the input files an alignment report recorded ({} for none)."""
+    return {option: entry["sha256"] for option, entry in (report.get("inputs") or {}).items()}
 
 
 def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path, *, show_progress: bool = True,
@@ -854,18 +869,20 @@ def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path,
     try:
         source = resume_source(cfg, output_dir)
         resume = None
+        inputs = trainer_cls.input_digests(cfg)
         if source is not None:
             resume = (load_checkpoint(source), source)
-            check_resumable(trainer_cls, *resume, cfg, dist.world_size)
+            check_resumable(trainer_cls, *resume, cfg, dist.world_size, inputs)
         policy = SourceFilter(include_sources=list(cfg.include_sources),
                               exclude_sources=list(cfg.exclude_sources or []),
                               splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
         if not dist.is_main:
             run = read_run(output_dir, cfg.manifest, policy, command=command)
             return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
+        recorded = {option: {"path": str(getattr(cfg, option)), "sha256": sha} for option, sha in inputs.items()}
         with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
-                      recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force,
-                      command=command) as run:  # fmt: skip
+                      recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force, command=command,
+                      inputs=recorded) as run:  # fmt: skip
             return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
     finally:
         dist.shutdown()

@@ -12,6 +12,7 @@ Member paths are stored as written; relative ones resolve against the JSON's fol
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +138,17 @@ class Teacher:
                          "backbone": m.config.get("backbone"), "preprocess": m.spec.to_dict()}
                         for m, w in zip(self.members, self.weights, strict=True)],
         }  # fmt: skip
+
+
+    def fingerprint(self) -> str:
+        """sha256 of what the teacher's outputs depend on (members' weights by sha256, fusion weights,
+        temperatures, preprocessing), not of where it lies: the same teacher moved elsewhere keeps it."""
+        content = self.describe()
+        content.pop("teacher")
+        for member in content["members"]:
+            member.pop("run")
+            member.pop("checkpoint")
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_teacher(path: str | Path, tta: str | None = None) -> Teacher:

@@ -5,7 +5,8 @@ the stamps of its inputs and its command) is skipped; an unfinished one runs its
 and training commands resume from their `checkpoint_last.pt` (a Stage B teacher is initialized
 from Stage A only while it has no checkpoint: the teacher command itself decides). A finished
 stage whose inputs changed (manifest sha, an upstream best.pt, its own options) is refused unless
-named in `rerun`; its old output is then moved aside, never deleted. A failing stage stops the
+named in `rerun`; its old output is then moved aside, never deleted. So is a stopped or failed one
+whose inputs changed since it started: resuming it would continue one run on two inputs. A failing stage stops the
 plan (stages already running side by side finish first), or with `keep_going` only what depends
 on it. `targets` runs only the stages named and those they need.
 
@@ -229,30 +230,41 @@ class _Running:
     started: float
 
 
-def _prepare(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[str, ...], recover_stale: bool,
+def prepare_stage(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[str, ...], recover_stale: bool,
              echo) -> tuple[list[str], dict] | None:  # fmt: skip
     """The stage's command and input stamps, or None when it finished earlier with the same ones. A
     finished stage whose inputs or options changed is refused unless named in `rerun`; then its old
-    output is moved aside."""
+    output is moved aside. So is a stopped or failed one whose inputs changed: its partial run would
+    otherwise resume on the new inputs (the trainer refuses that too); with the same inputs it resumes."""
     out = stage.output(plan.root)
     argv = argv_of(plan, stage, recover_stale)
     inputs = {i: stage_stamp(plan, plan.stage(i), stamp) for i in stage.inputs}
-    record = state.get(stage.name)
-    if record and record.get("state") == "done":
-        same = record.get("inputs") == inputs and record.get("argv") == argv
+    record = state.get(stage.name) or {}
+    before = record.get("inputs")
+    if record.get("state") == "done":
+        same = before == inputs and record.get("argv") == argv
         if same and stage_stamp(plan, stage, stamp) == record.get("output"):
             return None
-        if stage.name not in rerun:
-            changed = sorted(k for k in {*inputs, *record.get("inputs", {})}
-                             if inputs.get(k) != record.get("inputs", {}).get(k))  # fmt: skip
-            what = ", ".join(changed) or ("its options" if record.get("argv") != argv else "its output")
-            raise FertrainError(f"stage {stage.name} finished with other inputs ({what} changed since); "
-                                f"re-run it with --rerun {stage.name}, or restore them")  # fmt: skip
-        if out is not None and out.exists():  # a report is rewritten in place (a calibration keeps the others)
-            aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-            out.rename(aside)
-            echo(f"  {stage.name}: previous output moved to {aside}")
+        verb, what = "finished", _changed(inputs, before) or ("its options" if record.get("argv") != argv
+                                                              else "its output")  # fmt: skip
+    elif before is not None and before != inputs:  # stopped or failed; recorded since 2026-11-24
+        verb, what = f"{record['state']} (resumable)", _changed(inputs, before)
+    else:
+        return argv, inputs
+    if stage.name not in rerun:
+        raise FertrainError(f"stage {stage.name} {verb} with other inputs ({what} changed since); re-run it from "
+                            f"the start with --rerun {stage.name}, or restore them")  # fmt: skip
+    if out is not None and out.exists():  # a report is rewritten in place (a calibration keeps the others)
+        aside = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(aside)
+        echo(f"  {stage.name}: previous output moved to {aside}")
     return argv, inputs
+
+
+def _changed(inputs: dict, before: dict | None) -> str:
+    """The input stages whose output stamps differ between two records, named."""
+    before = before or {}
+    return ", ".join(sorted(k for k in {*inputs, *before} if inputs.get(k) != before.get(k)))
 
 
 def _local_time(seconds: float | None = None) -> str:
@@ -324,7 +336,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         if code != 0:
             bad.add(name)
             kind = "stopped" if code in (3, 129, 130, 143) else "failed"  # 128 + SIGHUP, SIGINT, SIGTERM
-            state[name] = {"state": kind, "exit_code": code, **record}
+            state[name] = {"state": kind, "exit_code": code, "inputs": r.inputs, **record}
             atomic_write_json(root / STATE_FILE, state)
             result.outcomes.append(StageOutcome(name, kind, wall, r.log, f"exit {code}"))
             echo(f"✗ {name}: {kind} (exit {code}) after {wall:.0f} s; log: {r.log}", soft_wrap=True)
@@ -358,7 +370,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
                         echo(f"- {stage.name}: not run (needs {', '.join(blocked)}, which did not finish)")
                         continue
                     try:
-                        prepared = _prepare(plan, stage, state, stamp, rerun, recover_stale, echo)
+                        prepared = prepare_stage(plan, stage, state, stamp, rerun, recover_stale, echo)
                     except FertrainError as exc:
                         refused, stopping = exc, True  # the stages already running finish first
                         break

@@ -9,8 +9,9 @@ is reported as MANIFEST SPLIT TTA (e.g. `fer2013 val ten`). Nothing here loads a
 comparison reads JSON only, so it is instant and safe on runs still training.
 
 `seed_groups` folds runs that are one experiment repeated with other seeds (their config.yaml agree
-on everything but the seed and where, how fast or how often they ran; the manifest by its sha256)
-into one row of means and sample standard deviations: the "mean ± std over seeds" of a report.
+on everything but the seed and where, how fast or how often they ran; the manifest, and the soft
+labels or online teacher a student read, by their sha256) into one row of means and sample standard
+deviations: the "mean ± std over seeds" of a report.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from fertrain.yaml_files import read_yaml_file
 
 DEFAULT_SELECT_METRIC = "macro_f1"  # the training engine's default too (engine.config imports it)
 SORT_KEYS = ("none", "val-acc", "val-f1")
-# runs whose configs differ only in these repeat one experiment; the manifest counts by its content
-# (the alignment report's sha256, see `experiment_key`), not its path
+# runs whose configs differ only in these repeat one experiment; the manifest and the input files a run
+# recorded (soft labels, an online teacher) count by their content (the alignment report's sha256, see
+# `experiment_key`), not their path
 NOT_THE_EXPERIMENT = RUNTIME_OPTIONS | {"seed", "manifest"}
 
 
@@ -112,6 +114,8 @@ def experiment_key(run: Path, config: dict) -> str | None:
     report = _read_json(alignment) if alignment.is_file() else None
     manifest_sha = report.get("manifest_sha256") if isinstance(report, dict) else None
     options["manifest"] = manifest_sha or config.get("manifest")
+    recorded = (report.get("inputs") if isinstance(report, dict) else None) or {}
+    options.update({option: entry["sha256"] for option, entry in recorded.items()})
     return json.dumps(options, sort_keys=True, default=str)
 
 

@@ -76,6 +76,7 @@ def open_run(
     recover_stale: bool = False,
     allow_manifest_change: bool = False,
     command: str | None = None,
+    inputs: dict[str, dict] | None = None,
 ) -> Iterator[Run]:
     output_dir = Path(output_dir)
     command = command or default_command()
@@ -88,7 +89,7 @@ def open_run(
             try:
                 write_environment(output_dir, seed=seed, command=command)
                 if manifest is not None:
-                    run.data = write_alignment_report(output_dir, manifest, source_filter,
+                    run.data = write_alignment_report(output_dir, manifest, source_filter, inputs=inputs,
                                                       allow_manifest_change=allow_manifest_change)  # fmt: skip
                 yield run
             except BaseException as exc:

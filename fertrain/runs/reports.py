@@ -98,8 +98,10 @@ def write_alignment_report(
     policy: SourceFilter | None = None,
     *,
     allow_manifest_change: bool = False,
+    inputs: dict[str, dict] | None = None,
 ) -> AlignedData:
-    """Load the manifest (stamp checked), filter it, and record what the run sees.
+    """Load the manifest (stamp checked), filter it, and record what the run sees: with `inputs`
+    ({option: {"path", "sha256"}}), also the other files it reads by content.
 
     A run directory whose earlier report names a different manifest sha256 is refused
     (resuming on changed data is how overnight runs go quietly wrong) unless
@@ -126,6 +128,7 @@ def write_alignment_report(
         "splits": sorted(rows["split"].unique().tolist()),
         "before_filter": _counts(manifest.df),
         "after_filter": _counts(rows),
+        "inputs": inputs or {},
         "output_dir": str(output_dir),
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

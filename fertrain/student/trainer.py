@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fertrain.data import ManifestFaces, PreprocessSpec
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
+from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests.imageprobe import sha256_file
 from fertrain.models import FerNet, build_model, model_spec, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
 from fertrain.softlabels.io import load_softlabels
@@ -43,6 +46,17 @@ class StudentTrainer(Trainer):
     @classmethod
     def splits_of(cls, cfg: StudentConfig) -> list[str]:
         return [cfg.train_split, cfg.val_split, cfg.test_split]
+
+    @classmethod
+    def input_digests(cls, cfg: StudentConfig) -> dict[str, str]:
+        """The soft-label files by sha256, and an online teacher by its weights and temperatures: each is read
+        every step, and each can be made again at the same path (a re-export, a teacher re-calibrated). A path
+        that does not exist is left out: loading it gives the error that names it."""
+        digests = {option: sha256_file(path) for option in ("softlabels", "label_targets")
+                   if (path := getattr(cfg, option)) and Path(path).is_file()}  # fmt: skip
+        if cfg.teacher and Path(cfg.teacher).exists():
+            digests["teacher"] = load_teacher(cfg.teacher, tta="none").fingerprint()
+        return digests
 
     def create_model(self) -> FerNet:
         c = self.cfg
