@@ -35,6 +35,7 @@ from fertrain.manifests.io import (
 from fertrain.manifests.recipe import Recipe, SourceSpec
 from fertrain.manifests.schema import COLUMNS, Candidate
 from fertrain.manifests.splits import derive_splits
+from fertrain.timestamps import local_timestamp
 
 CACHE_DIRNAME = ".fertrain_cache"
 
@@ -215,7 +216,7 @@ def build_manifest(
 def summary_facts(out: Path, digest: str, df: pd.DataFrame, started: float) -> dict:
     """What every manifest summary says: the file, its sha256, when and how it was made, the counts."""
     return {"manifest": str(out), "sha256": digest, "rows": len(df), "fertrain_version": __version__,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - started, 2),
+            "built_at": local_timestamp(), "build_seconds": round(time.time() - started, 2),
             "class_names": list(CLASS_NAMES), "counts": count_table(df),
             "totals": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()}}  # fmt: skip
 

@@ -43,6 +43,7 @@ from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
 from fertrain.runs.status import STATUS_NAME
+from fertrain.timestamps import local_timestamp
 
 STATE_FILE = "pipeline_state.json"
 
@@ -267,11 +268,6 @@ def _changed(inputs: dict, before: dict | None) -> str:
     return ", ".join(sorted(k for k in {*inputs, *before} if inputs.get(k) != before.get(k)))
 
 
-def _local_time(seconds: float | None = None) -> str:
-    """A time (now by default) as the plan's logs and state record it: local ISO 8601 with its offset."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
-
-
 def _least_busy(gpus: tuple[str, ...], running: list[_Running]) -> str | None:
     """The GPU of `gpus` with the fewest running stages (the first of those tied); None without `gpus`."""
     if not gpus:
@@ -313,7 +309,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         on = "" if gpu is None else f" [GPU {gpu}]"
         echo(f"→ {stage.name} ({stage.kind}){on}: fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
         fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child ends (`finish`)
-        fh.write(f"\n$ fertrain {' '.join(argv)}   # {_local_time()}{on}\n")
+        fh.write(f"\n$ fertrain {' '.join(argv)}   # {local_timestamp()}{on}\n")
         fh.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
         if gpu is not None:
@@ -331,7 +327,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         name, out, wall = r.stage.name, r.stage.output(root), round(time.time() - r.started, 1)
         if code == 0 and r.stage.kind in TRAINING_KINDS and not run_complete(out):
             code = 3  # stopped early (a signal): resumable, not finished
-        record = {"wall_sec": wall, "log": str(r.log), "started": _local_time(r.started),
+        record = {"wall_sec": wall, "log": str(r.log), "started": local_timestamp(r.started),
                   **({"gpu": r.gpu} if r.gpu else {})}  # fmt: skip
         if code != 0:
             bad.add(name)
@@ -343,7 +339,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
             stopping = stopping or not keep_going
             return
         state[name] = {"state": "done", "argv": r.argv, "inputs": r.inputs, "output": stage_stamp(plan, r.stage, stamp),
-                       **record, "finished": _local_time()}  # fmt: skip
+                       **record, "finished": local_timestamp()}  # fmt: skip
         atomic_write_json(root / STATE_FILE, state)
         result.outcomes.append(StageOutcome(name, "done", wall, r.log))
         echo(f"✓ {name}: done in {wall:.0f} s")

@@ -7,7 +7,6 @@ Held-out logits only: a calibration manifest/split that overlaps the rows a run 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
@@ -21,6 +20,7 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.plots import plot_reliability
 from fertrain.runs.report_paths import CALIBRATION_SPLIT
+from fertrain.timestamps import local_timestamp
 
 
 def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, split: str = CALIBRATION_SPLIT, *,
@@ -73,7 +73,7 @@ def calibrate_teacher(target: str | Path, manifest: str | Path | None = None, sp
         "temperatures": temperatures,
         "global_fit": fit.to_dict(),
         "per_class": refinement.to_dict() if refinement else None, "previous_temperature": was_t,
-        "before": before, "after": after, "n_bins": n_bins, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "before": before, "after": after, "n_bins": n_bins, "recorded": local_timestamp(),
     }  # fmt: skip
     json_out, png_out = teacher.report_path("calibration.json"), teacher.report_path("reliability.png")
     with teacher.writing(recover_stale):

@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from fertrain.atomic import atomic_write_json
 from fertrain.errors import FertrainError
 from fertrain.runs.signals import stop_signals
+from fertrain.timestamps import local_timestamp
 
 LOCK_NAME = ".run.lock"
 GUARD_NAME = ".run.lock.flock"
@@ -178,7 +179,7 @@ def run_lock(output_dir: str | Path, *, recover_stale: bool = False, command: st
         payload = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": local_timestamp(),
             "command": command or default_command(),
         }
         if previous is not None:

@@ -7,7 +7,6 @@ import json
 import platform
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from fertrain.errors import FertrainError
 from fertrain.manifests.build import count_table
 from fertrain.manifests.filters import SourceFilter, filter_rows
 from fertrain.manifests.io import Manifest, load_manifest
+from fertrain.timestamps import local_timestamp
 
 ALIGNMENT_REPORT = "alignmentreport.json"
 ENVIRONMENT = "environment.json"
@@ -51,7 +51,7 @@ def environment_info(*, seed: int | None = None, command: str | None = None) -> 
 
     cuda = torch.cuda.is_available()
     return {
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "recorded": local_timestamp(),
         "fertrain_version": __version__,
         "python": sys.version,
         "platform": platform.platform(),
@@ -130,7 +130,7 @@ def write_alignment_report(
         "after_filter": _counts(rows),
         "inputs": inputs or {},
         "output_dir": str(output_dir),
-        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "recorded": local_timestamp(),
     }
     atomic_write_json(previous_path, report)
     return AlignedData(manifest, rows, report)

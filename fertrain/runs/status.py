@@ -3,10 +3,10 @@ a run records on the way (e.g. a forced resume over a changed config)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
+from fertrain.timestamps import local_timestamp
 
 STATUS_NAME = "run_status.json"
 
@@ -15,6 +15,6 @@ def write_status(output_dir: str | Path, status: str, *, command: str, started: 
                  notes: dict | None = None) -> None:  # fmt: skip
     atomic_write_json(Path(output_dir) / STATUS_NAME, {
         "status": status, "command": command, "started": started,
-        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z") if status != "running" else None, "error": error,
+        "ended": local_timestamp() if status != "running" else None, "error": error,
         **(notes or {}),
     })  # fmt: skip
