@@ -77,7 +77,8 @@ def reliability_figure(before: dict, after: dict, title: str = "", class_names=N
         ax.set_xlabel("confidence (numbers: samples per bin)")
         t = rep["temperature"]
         floor = rep.get("ece_floor")
-        noise = f" (noise alone: {floor['mean']:.4f})" if floor else ""
+        debiased = rep.get("ece_debiased")
+        noise = f" (noise alone: {floor['mean']:.4f}; debiased {debiased['value']:.4f})" if floor and debiased else ""
         ax.set_title(f"{name}: ECE {rep['ece']:.4f}{noise}, NLL {rep['nll']:.3f}\n{_temperature_text(t)}", fontsize=9)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)

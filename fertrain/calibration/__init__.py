@@ -7,7 +7,8 @@ per-TTA temperatures without loading torch."""
 from fertrain.lazy import lazy_exports
 
 _EXPORTS = {
-    "brier_score": "metrics", "calibration_report": "metrics", "ece_noise_floor": "metrics",
+    "brier_score": "metrics", "calibration_report": "metrics", "debiased_ece": "metrics",
+    "ece_noise_floor": "metrics",
     "expected_calibration_error": "metrics", "max_calibration_error": "metrics", "nll": "metrics",
     "per_class_ece": "metrics", "reliability": "metrics", "PerClassFit": "temperature",
     "TemperatureFit": "temperature", "fit_per_class_temperature": "temperature", "fit_temperature": "temperature",

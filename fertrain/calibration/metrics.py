@@ -112,11 +112,37 @@ def ece_noise_floor(probs, n_bins: int = 15, draws: int = ECE_FLOOR_DRAWS, seed:
             "draws": draws, "seed": seed}  # fmt: skip
 
 
+def debiased_ece(curve: dict, draws: int = ECE_FLOOR_DRAWS, seed: int = 0) -> dict:
+    """ECE with the upward bias of a finite sample taken out, from a `reliability` curve.
+
+    The plug-in ECE adds each bin's sampling noise |acc_b - conf_b| up, so it reads above the model's
+    own calibration error (a perfectly calibrated model shows `ece_noise_floor`). The bootstrap bias
+    correction estimates that excess from the data: each bin's hits are redrawn `draws` times from
+    Binomial(count_b, acc_b), the ECE of each redraw is measured, and the estimate is 2 * ECE - their
+    mean (Kumar, Liang & Ma 2019, "Verified uncertainty calibration", debias the same way with normal
+    draws). Simulated on 3,309 faces of known calibration error (docs/calibration.md) it is unbiased
+    around 0.015 to 0.03 and keeps about half of the plug-in's bias at 0; it may be negative, which
+    reads as "no calibration error measurable". `sd`: the redraws' standard deviation, the size of the
+    sampling noise on the estimate. Seeded: the same curve gives the same estimate."""
+    counts = torch.as_tensor(curve["count"], dtype=torch.float64)
+    n = float(counts.sum())
+    if n == 0:
+        raise ValueError("debiased_ece: no faces")
+    conf = torch.as_tensor(curve["confidence"], dtype=torch.float64)
+    acc = torch.as_tensor(curve["accuracy"], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    hits = torch.binomial(counts.expand(draws, -1).contiguous(), acc.expand(draws, -1).contiguous(), generator=gen)
+    redrawn = (hits - counts * conf).abs().sum(dim=1) / n  # sum over bins of n_b/n |acc*_b - conf_b|
+    return {"value": 2 * _ece(curve) - float(redrawn.mean()), "sd": float(redrawn.std()), "draws": draws,
+            "seed": seed}  # fmt: skip
+
+
 def calibration_report(logits, labels, temperature=1.0, n_bins: int = 15, *, noise_floor: bool = False) -> dict:
     """Metrics of softmax(logits / T); T is a scalar or one value per class. The reliability
     curve is computed once and ECE/MCE are read from it. `noise_floor` adds "ece_floor"
-    (`ece_noise_floor`): what ECE sampling noise alone gives on these faces (off during training,
-    where it would be paid every epoch)."""
+    (`ece_noise_floor`): what ECE sampling noise alone gives on these faces, and "ece_debiased"
+    (`debiased_ece`): the ECE with that noise's bias taken out (both off during training, where
+    they would be paid every epoch)."""
     lg, y = _as_tensors(logits, labels)
     scaled = scale_logits(lg, temperature)
     probs = torch.softmax(scaled, dim=1)
@@ -133,4 +159,5 @@ def calibration_report(logits, labels, temperature=1.0, n_bins: int = 15, *, noi
     }
     if noise_floor:
         report["ece_floor"] = ece_noise_floor(probs, n_bins)
+        report["ece_debiased"] = debiased_ece(curve)
     return report

@@ -49,9 +49,10 @@ def calibrate(
         t.add_row(name, f"{m['accuracy']:.4f}", f"{m['ece']:.4f}", f"{m['mce']:.4f}", f"{m['brier']:.4f}",
                   f"{m['nll']:.4f}")  # fmt: skip
     console.print(t)
-    floor = r["after"]["ece_floor"]
+    floor, debiased = r["after"]["ece_floor"], r["after"]["ece_debiased"]
     console.print(f"ECE of a perfectly calibrated model on these {r['n']:,} faces (sampling noise alone): "
-                  f"{floor['mean']:.4f} (90 % of draws {floor['p05']:.4f}-{floor['p95']:.4f})")  # fmt: skip
+                  f"{floor['mean']:.4f} (90 % of draws {floor['p05']:.4f}-{floor['p95']:.4f}); ECE after T with that "
+                  f"bias taken out: {debiased['value']:.4f} (± {debiased['sd']:.4f})")  # fmt: skip
     temp = r["temperature"]
     console.print(f"T = {temp:.4f}" if isinstance(temp, float) else f"per-class T = {[round(x, 3) for x in temp]}")
     console.print("wrote " + ", ".join(r["written"]), soft_wrap=True)
@@ -116,7 +117,8 @@ def evaluate(
         console.print(note, soft_wrap=True)
     members = {"members": r["members"]} if "members" in r else {}  # an ensemble: how its members agree
     console.print(json.dumps({**{k: r[k] for k in ("n", "accuracy", "macro_f1")}, "ece": scaled["ece"],
-                              "ece_noise_floor": scaled["ece_floor"]["mean"], **members, "written": r["written"]},
+                              "ece_noise_floor": scaled["ece_floor"]["mean"],
+                              "ece_debiased": scaled["ece_debiased"]["value"], **members, "written": r["written"]},
                              indent=2))  # fmt: skip
 
 
