@@ -375,8 +375,8 @@ def test_online_mixup_student_trains_from_the_cli(demo_pipeline, tmp_path, capsy
 
 
 def test_a_student_refuses_to_resume_on_soft_labels_made_again_at_the_same_path(demo_pipeline, tmp_path):
-    """Soft labels are read every step: exported again at the path a run started with (here from another
-    teacher), they would make the resumed epochs another experiment under the same config. The resume is
+    """Soft labels are read again by every resume: exported again at the path a run started with (here from
+    another teacher), they would make the resumed epochs another experiment under the same config. The resume is
     refused before the run directory is touched, naming the option and both sha256; --force resumes and
     records the override."""
     labels = tmp_path / "labels.parquet"

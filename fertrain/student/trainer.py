@@ -49,9 +49,10 @@ class StudentTrainer(Trainer):
 
     @classmethod
     def input_digests(cls, cfg: StudentConfig) -> dict[str, str]:
-        """The soft-label files by sha256, and an online teacher by its weights and temperatures: each is read
-        every step, and each can be made again at the same path (a re-export, a teacher re-calibrated). A path
-        that does not exist is left out: loading it gives the error that names it."""
+        """The soft-label files by sha256, and an online teacher by its weights and temperatures: each is learnt
+        from at every step and read again by each resume, and each can be made again at the same path (a
+        re-export, a teacher re-calibrated). A path that does not exist is left out: loading it gives the
+        error that names it."""
         digests = {option: sha256_file(path) for option in ("softlabels", "label_targets")
                    if (path := getattr(cfg, option)) and Path(path).is_file()}  # fmt: skip
         if cfg.teacher and Path(cfg.teacher).exists():
