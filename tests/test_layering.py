@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fertrain"
 
 LAYERS: list[set[str]] = [
     {"lazy"},
-    {"errors", "labels", "console", "configs", "cores", "__init__"},
+    {"errors", "labels", "console", "configs", "cores", "timestamps", "__init__"},
     {"atomic", "serialization", "yaml_files"},
     {"plots"},
     {"calibration", "manifests"},
