@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from fertrain.calibration import debiased_ece, reliability
+from fertrain.calibration import debiased_ece, expected_calibration_error, reliability
 
 BINS = 15
 
@@ -45,8 +45,7 @@ def main() -> None:
             shown = torch.softmax(torch.log(probs) * factor, dim=1)
             curve = reliability(shown, labels, BINS)
             truth.append(true_ece(shown, probs))
-            plug_in.append(sum(c * abs(a - f) for c, a, f in zip(curve["count"], curve["accuracy"], curve["confidence"],
-                                                                  strict=True)) / args.faces)  # fmt: skip
+            plug_in.append(expected_calibration_error(shown, labels, BINS))
             debiased.append(debiased_ece(curve, seed=seed)["value"])
         print(f"{factor:10.2f} | {statistics.fmean(truth):8.4f} | {statistics.fmean(plug_in):18.4f} | "
               f"{statistics.fmean(debiased):.4f} ± {statistics.stdev(debiased):.4f}")

@@ -25,6 +25,7 @@ from fertrain.manifests import load_manifest
 from fertrain.pipeline import load_plan, plan_status, run_plan
 from fertrain.pipeline.runner import Stamps, output_of, prepare_stage
 from fertrain.runs import open_run
+from fertrain.timestamps import LOCAL_ISO
 
 from .clitools import run_cli
 
@@ -279,7 +280,7 @@ def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(t
     assert [state[f"fold{k}"]["gpu"] for k in range(2)] == ["0", "1"]  # side by side, one GPU each
 
     def when(stage: str, key: str) -> datetime:
-        return datetime.strptime(state[stage][key], "%Y-%m-%dT%H:%M:%S%z")
+        return datetime.strptime(state[stage][key], LOCAL_ISO)
 
     assert max(when(f"fold{k}", "started") for k in range(2)) < min(when(f"fold{k}", "finished") for k in range(2))
     assert when("oof", "started") >= max(when(f"cal{k}", "finished") for k in range(2))  # after its inputs only

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
+from fertrain.posthoc import calibrate_teacher
 from fertrain.serialization import load_torch_file
 from fertrain.softlabels.export import export_softlabels
 from fertrain.student import KDLoss, resolve_student_config, train_student
@@ -410,7 +411,7 @@ def test_a_student_refuses_to_resume_on_soft_labels_made_again_at_the_same_path(
 
 def test_an_online_teacher_counts_by_its_weights_and_temperatures_not_its_path(demo_pipeline, tmp_path):
     """What a resume compares for --teacher: the same run copied elsewhere is the same teacher; another
-    run's weights (a teacher retrained in place) or another serving temperature are not."""
+    run's weights (a teacher retrained in place) or a temperature fitted again (`fertrain calibrate`) are not."""
     first, moved = tmp_path / "first", tmp_path / "moved"
     shutil.copytree(_teacher_a(demo_pipeline), first)
     shutil.copytree(_teacher_a(demo_pipeline), moved)
@@ -420,6 +421,7 @@ def test_an_online_teacher_counts_by_its_weights_and_temperatures_not_its_path(d
         {"manifest": str(_manifest(demo_pipeline)), "teacher": str(moved)})) == {"teacher": digest}
     retrained = next((demo_pipeline / "teachers").glob("*stageB*"))
     assert load_teacher(retrained, tta="none").fingerprint() != digest
+    fitted = calibrate_teacher(moved, _manifest(demo_pipeline), "test", workers=0)  # another split: another T
     recalibrated = load_teacher(moved, tta="none")
-    recalibrated.temperature = recalibrated.members[0].temperature = 2 * recalibrated.temperature
+    assert recalibrated.temperature == fitted["temperature"] != load_teacher(first, tta="none").temperature
     assert recalibrated.fingerprint() != digest

@@ -61,6 +61,10 @@ def test_demo_teachers_are_calibrated_with_reports_and_png(demo_pipeline):
         assert len(cal["before"]["per_class_ece"]) == 7 and len(cal["before"]["reliability"]["count"]) == 15
         floor = cal["after"]["ece_floor"]  # what sampling noise alone gives on these few demo faces
         assert 0 < floor["p05"] <= floor["mean"] <= floor["p95"] < 1 and floor["draws"] > 0
+        # the ECE with that noise's bias taken out (2 x ECE - the redraws' mean): above the plug-in ECE only when the
+        # redraws read lower, which they do by no more than their spread
+        debiased = cal["after"]["ece_debiased"]
+        assert debiased["value"] < cal["after"]["ece"] + 2 * debiased["sd"] and debiased["sd"] > 0
         assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
         # the post-hoc temperature is what the run now serves with
         assert load_teacher(run).temperature == cal["temperature"]
@@ -144,6 +148,7 @@ def test_ensemble_cli_search_and_evaluate(demo_pipeline, tmp_path, capsys):
     ev = json.loads((tmp_path / "ens.evaluation_demo_test.json").read_text())
     floor = ev["calibration"]["scaled"]["ece_floor"]
     assert f'"ece_noise_floor": {floor["mean"]}' in text and floor["p05"] <= floor["mean"] <= floor["p95"]
+    assert f'"ece_debiased": {ev["calibration"]["scaled"]["ece_debiased"]["value"]}' in text
     assert ev["n"] == 258 and ev["teacher"]["ensemble"] and len(ev["teacher"]["members"]) == 2
     # how the members agree, each member's accuracy measured on its own on the same faces
     manifest = load_manifest(demo_pipeline / "manifests" / "demo.parquet")

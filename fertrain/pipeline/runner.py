@@ -6,9 +6,9 @@ and training commands resume from their `checkpoint_last.pt` (a Stage B teacher 
 from Stage A only while it has no checkpoint: the teacher command itself decides). A finished
 stage whose inputs changed (manifest sha, an upstream best.pt, its own options) is refused unless
 named in `rerun`; its old output is then moved aside, never deleted. So is a stopped or failed one
-whose inputs changed since it started: resuming it would continue one run on two inputs. A failing stage stops the
-plan (stages already running side by side finish first), or with `keep_going` only what depends
-on it. `targets` runs only the stages named and those they need.
+whose inputs changed since it started: resuming it would continue one run on two inputs. A failing
+stage stops the plan (stages already running side by side finish first), or with `keep_going` only
+what depends on it. `targets` runs only the stages named and those they need.
 
 Children get SIGTERM when this process dies (Linux), so a killed pipeline leaves no training
 running: the child stops at a step checkpoint and releases its lock. Each child has its own process
@@ -38,6 +38,7 @@ from fertrain.calibration.per_tta import ENSEMBLE_POSTHOC_KEYS
 from fertrain.console import console
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.imageprobe import sha256_file
+from fertrain.manifests.io import read_stamp
 from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, stage_names, substitute_root
 from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
@@ -158,9 +159,9 @@ class Stamps:
             path = path / "best.pt"
         if not path.is_file():
             return None
-        side = Path(f"{path}.sha256")
-        if side.is_file():
-            return side.read_text(encoding="utf-8").split()[0]
+        stamped = read_stamp(path)
+        if stamped is not None:
+            return stamped
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns)
         if key not in self.known:
@@ -232,7 +233,7 @@ class _Running:
 
 
 def prepare_stage(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[str, ...], recover_stale: bool,
-             echo) -> tuple[list[str], dict] | None:  # fmt: skip
+                  echo) -> tuple[list[str], dict] | None:  # fmt: skip
     """The stage's command and input stamps, or None when it finished earlier with the same ones. A
     finished stage whose inputs or options changed is refused unless named in `rerun`; then its old
     output is moved aside. So is a stopped or failed one whose inputs changed: its partial run would

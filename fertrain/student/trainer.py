@@ -28,7 +28,7 @@ from fertrain.data import ManifestFaces, PreprocessSpec
 from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
-from fertrain.manifests.imageprobe import sha256_file
+from fertrain.manifests.io import read_stamp
 from fertrain.models import FerNet, build_model, model_spec, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
 from fertrain.softlabels.io import load_softlabels
@@ -49,12 +49,15 @@ class StudentTrainer(Trainer):
 
     @classmethod
     def input_digests(cls, cfg: StudentConfig) -> dict[str, str]:
-        """The soft-label files by sha256, and an online teacher by its weights and temperatures: each is learnt
-        from at every step and read again by each resume, and each can be made again at the same path (a
-        re-export, a teacher re-calibrated). A path that does not exist is left out: loading it gives the
-        error that names it."""
-        digests = {option: sha256_file(path) for option in ("softlabels", "label_targets")
-                   if (path := getattr(cfg, option)) and Path(path).is_file()}  # fmt: skip
+        """The soft-label files by the sha256 of their stamps (which loading them checks against their content),
+        and an online teacher by its weights and temperatures: each is learnt from at every step and read again
+        by each resume, and each can be made again at the same path (a re-export, a teacher re-calibrated). A
+        file without a stamp, or a path that does not exist, is left out: loading it gives the error that
+        names it."""
+        digests = {}
+        for option in ("softlabels", "label_targets"):
+            if (path := getattr(cfg, option)) and (stamped := read_stamp(path)):
+                digests[option] = stamped
         if cfg.teacher and Path(cfg.teacher).exists():
             digests["teacher"] = load_teacher(cfg.teacher, tta="none").fingerprint()
         return digests
