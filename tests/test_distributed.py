@@ -121,6 +121,31 @@ def test_killed_torchrun_resumes_at_the_same_global_step_and_refuses_another_wor
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
 
 
+def test_a_stop_signal_forwarded_by_torchrun_stops_every_rank_at_one_checkpoint(lowres_manifest, tmp_path):
+    """Ctrl-C or a scheduler's SIGTERM reaches torchrun, which passes it to each rank: all ranks agree on one
+    step, rank 0 saves the checkpoint of that step and the run ends `interrupted` (before, a rank other than
+    0 died at once and rank 0 failed in its next collective); a plain re-run resumes from that step."""
+    out = tmp_path / "stopped"
+    args = ("--epochs", "4")  # no periodic checkpoints: the ranks stop where they read their losses or at an epoch end
+    proc = subprocess.Popen(teacher_cmd(lowres_manifest, out, 2, 16, *args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (out / "history.json").is_file():  # into the second epoch
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # to torchrun alone, as a terminal's Ctrl-C reaches it (the ranks have sessions)
+    _, err = proc.communicate(timeout=120)
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "interrupted", err[-3000:]
+    stopped_at = load_checkpoint(out / "checkpoint_last.pt")["global_step"]
+    assert f"stopped after step {stopped_at}, checkpoint_last.pt saved" in status["error"]
+    assert (stopped_at % 10 == 0 or stopped_at % 7 == 0) and 7 <= stopped_at < 28
+    resumed = run(teacher_cmd(lowres_manifest, out, 2, 16, *args))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at epoch {stopped_at // 7}, step {stopped_at}" in resumed.stdout + resumed.stderr
+    assert [r["global_step"] for r in history(out)] == [7, 14, 21, 28]
+
+
 def _agreement(rank: int, init: str, results: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     ctx = DistContext(rank, 2, rank)

@@ -78,7 +78,7 @@ from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
 from fertrain.runs.heldout import HeldOutRows, write_heldout
 from fertrain.runs.report_paths import RUN_CONFIG
-from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested
+from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
 WEIGHTS_FORMAT = "fertrain-weights-v2"  # best.pt and friends: weights + what is needed to serve them
@@ -878,7 +878,10 @@ def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path,
                               splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
         if not dist.is_main:
             run = read_run(output_dir, cfg.manifest, policy, command=command)
-            return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
+            # rank 0's lock handles stop signals; this rank must too, or torchrun's forwarded Ctrl-C / SIGTERM
+            # ends it at once and rank 0 fails in its next collective instead of all ranks stopping at a checkpoint
+            with stop_signals():
+                return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
         recorded = {option: {"path": str(getattr(cfg, option)), "sha256": sha} for option, sha in inputs.items()}
         with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
                       recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force, command=command,
