@@ -25,6 +25,7 @@ from fertrain.manifests import load_manifest
 from fertrain.pipeline import load_plan, plan_status, run_plan
 from fertrain.pipeline.runner import Stamps, output_of, prepare_stage
 from fertrain.runs import open_run
+from fertrain.runs.checkpoints import load_checkpoint
 from fertrain.timestamps import LOCAL_ISO
 
 from .clitools import run_cli
@@ -166,12 +167,20 @@ def test_an_ensemble_calibrated_and_evaluated_in_a_plan_is_skipped_when_the_plan
     assert rows["eval"]["state"] == rows["cal_ten"]["state"] == "done"
 
 
-def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plain_run_resumes(tmp_path, capsys):
+@pytest.mark.parametrize("nproc", [1, 2], ids=["one-process", "torchrun"])
+def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plain_run_resumes(tmp_path, capsys,
+                                                                                              nproc):  # fmt: skip
     """Ctrl-C (SIGINT) of the pipeline reaches the running stage once, forwarded (the stage has its own
     process group): the teacher finishes its step, saves checkpoint_last.pt and ends as `interrupted`
     before the pipeline exits; a second signal would have stopped it at once, without that checkpoint.
-    The pipeline starts with SIGINT ignored, as a background job of a script does: it handles it anyway."""
+    The pipeline starts with SIGINT ignored, as a background job of a script does: it handles it anyway.
+    A stage under torchrun (`nproc_per_node: 2`) gets it through torchrun, its ranks stop at one step, and
+    it counts as stopped although torchrun exits 1."""
     plan = _plan(tmp_path)
+    if nproc > 1:
+        raw = yaml.safe_load(plan.read_text())
+        raw["stages"][2]["nproc_per_node"] = nproc
+        plan.write_text(yaml.safe_dump(raw, sort_keys=False))
     run_dir = tmp_path / "root" / "teachers" / "A"
     history = run_dir / "history.json"
     proc = _pipeline_in_teacher_a(plan, history, start_new_session=True,
@@ -184,6 +193,7 @@ def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plai
     stopped = json.loads((tmp_path / "root" / "pipeline_state.json").read_text())["A"]
     manifest = load_manifest(output_of(load_plan(plan), "demo"))
     assert stopped["state"] == "stopped" and stopped["inputs"] == {"demo": manifest.sha256}  # what A started on
+    assert stopped["exit_code"] == (130 if nproc == 1 else 1)
     assert len(json.loads(history.read_text())) < 6
     code, text = run_cli(["pipeline", "run", plan, "--target", "A"], capsys)
     assert code == 0, text
@@ -255,14 +265,17 @@ def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(t
     """A softlabels stage that lists one teacher stage per fold runs `export-softlabels --out-of-fold` over
     all of them: each training face is labelled by the fold teacher that held it out, the student trains
     on that file, and a second run of the plan does nothing. Run with `--jobs 2 --gpus 0,1`: the fold
-    teachers train side by side, one GPU each, and the export waits for both calibrations."""
+    teachers train side by side, and the export waits for both calibrations. Fold 0 has `nproc_per_node: 2`:
+    it trains under torchrun on both GPUs (gloo on CPU), fold 1 beside it on the first; a finished stage
+    whose number of processes changed is refused like a changed option."""
     tiny = {"epochs": 1, "img_size": 32, "include_sources": ["demo_lowres"], "folds": 2}
     raw = yaml.safe_load(_plan(tmp_path).read_text())
     teacher_config = str(CONFIGS / "demo_teacher_stageA.yaml")
     raw["stages"] = [
         *raw["stages"][:2],
         *({"name": f"fold{k}", "kind": "teacher", "manifest": "demo", "config": teacher_config,
-           "options": {**tiny, "fold": k, "seed": 1337 + k}} for k in range(2)),
+           "options": {**tiny, "fold": k, "seed": 1337 + k}, **({"nproc_per_node": 2} if k == 0 else {})}
+          for k in range(2)),
         *({"name": f"cal{k}", "kind": "calibrate", "target": f"fold{k}", "manifest": "demo",
            "options": {"tta": "flip", "exclude_overlap": True}} for k in range(2)),
         {"name": "oof", "kind": "softlabels", "teacher": ["fold1", "fold0"], "manifest": "demo",
@@ -277,7 +290,10 @@ def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(t
     code, text = run_cli(["pipeline", "run", plan, "--jobs", "2", "--gpus", "0,1"], capsys)
     assert code == 0, text
     state = json.loads((root / "pipeline_state.json").read_text())
-    assert [state[f"fold{k}"]["gpu"] for k in range(2)] == ["0", "1"]  # side by side, one GPU each
+    assert [state[f"fold{k}"]["gpu"] for k in range(2)] == ["0,1", "0"]  # side by side: two GPUs, then one
+    assert state["fold0"]["nproc_per_node"] == 2 and "nproc_per_node" not in state["fold1"]
+    assert load_checkpoint(root / "teachers" / "fold0" / "checkpoint_last.pt")["world_size"] == 2
+    assert "$ torchrun --standalone --nproc-per-node 2 -m fertrain teacher" in (root / "logs" / "fold0.log").read_text()
 
     def when(stage: str, key: str) -> datetime:
         return datetime.strptime(state[stage][key], LOCAL_ISO)
@@ -296,6 +312,12 @@ def test_a_plan_trains_fold_teachers_labels_out_of_fold_and_distills_a_student(t
     assert json.loads((root / "students" / "student" / "history.json").read_text())[-1]["epoch"] == 1
     code, text = run_cli(["pipeline", "run", plan], capsys)
     assert code == 0 and "nothing to do: every stage finished earlier" in text, text
+    with pytest.raises(ConfigError, match="stage fold0: nproc_per_node 2 needs as many GPUs; --gpus 1 gives 1"):
+        run_plan(load_plan(plan), gpus=("1",))
+    raw["stages"][2].pop("nproc_per_node")  # one process would train with half the global batch
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    code, text = run_cli(["pipeline", "run", plan], capsys)
+    assert code == 2 and "stage fold0 finished with other inputs (its options changed since)" in text, text
 
 
 def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_the_root_only(tmp_path):
@@ -352,6 +374,10 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
         ([{"name": "m", "kind": "manifest", "sources": ["fer2013:x={root}/data/lowres"]},
           {"name": "data", "kind": "demo_data"}],
          r"stage m: needs data, listed after it"),
+        ([{"name": "t", "kind": "teacher", "nproc_per_node": 0}],
+         r"stage t: nproc_per_node: expected a whole number of processes >= 1 \(torchrun's --nproc-per-node"),
+        ([{"name": "t", "kind": "teacher"}, {"name": "c", "kind": "calibrate", "target": "t", "nproc_per_node": 2}],
+         r"stage c: nproc_per_node: unknown key\(s\) for calibrate stages"),
     ],
 )  # fmt: skip
 def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):

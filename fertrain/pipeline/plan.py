@@ -18,7 +18,10 @@ Cross-fitted soft labels name one teacher stage per fold (each trained with `opt
 folds: N}`): `{name: oof, kind: softlabels, teacher: [fold0, fold1, ...], manifest: data,
 options: {out_of_fold: true}}`.
 
-Each stage becomes one fertrain command (`Stage.argv`) writing one output (`Stage.output`);
+A teacher, student or softlabels stage with `nproc_per_node: N` (N > 1) runs its command under
+torchrun, data-parallel over N processes, one GPU each (`-b` stays per process, as in torchrun).
+
+Each stage becomes one fertrain command (`runner.argv_of`) writing one output (`Stage.output`);
 references to other stages (manifest, init_from, target, teacher, softlabels, members, after)
 are its inputs. `{root}` in any string is the plan's root; a string naming another stage's output
 under it (a manifest's `sources: ["fer2013={root}/data/lowres"]` reading a demo_data stage) makes
@@ -40,12 +43,13 @@ from fertrain.yaml_files import read_yaml_file
 KINDS: dict[str, tuple[set[str], set[str]]] = {
     "demo_data": ({"seed"}, set()),
     "manifest": ({"recipe", "sources", "adapter_options", "dedup_exact", "dedup_near"}, set()),
-    "teacher": ({"manifest", "config", "options", "init_from"}, {"manifest", "init_from"}),
+    "teacher": ({"manifest", "config", "options", "init_from", "nproc_per_node"}, {"manifest", "init_from"}),
     "calibrate": ({"target", "manifest", "split", "options"}, {"target", "manifest"}),
     "ensemble": ({"members"}, set()),  # members: {stage: weight}
     "evaluate": ({"target", "manifest", "split", "options"}, {"target", "manifest"}),
-    "softlabels": ({"teacher", "manifest", "splits", "options"}, {"teacher", "manifest"}),
-    "student": ({"manifest", "config", "options", "softlabels", "teacher"}, {"manifest", "softlabels", "teacher"}),
+    "softlabels": ({"teacher", "manifest", "splits", "options", "nproc_per_node"}, {"teacher", "manifest"}),
+    "student": ({"manifest", "config", "options", "softlabels", "teacher", "nproc_per_node"},
+                {"manifest", "softlabels", "teacher"}),
 }
 # reference keys that may name several stages: out-of-fold soft labels read one teacher per fold
 LISTED_REFS = {"softlabels": {"teacher"}}
@@ -61,6 +65,11 @@ class Stage:
     kind: str
     spec: dict[str, Any]
     inputs: list[str] = field(default_factory=list)  # upstream stage names, in order
+
+    @property
+    def nproc(self) -> int:
+        """Processes the stage's command runs as (`nproc_per_node`: > 1 under torchrun, one GPU each)."""
+        return int(self.spec.get("nproc_per_node") or 1)
 
     def output(self, root: Path) -> Path | None:
         """The file or run directory this stage writes and owns; None for calibrate and evaluate, which
@@ -156,6 +165,10 @@ def load_plan(path: str | Path) -> Plan:
             if not isinstance(spec.get("members"), dict) or not spec["members"]:
                 raise _fail(path, f"{where}: members", "expected a mapping {stage: weight}")
             inputs += [str(m) for m in spec["members"]]
+        nproc = spec.get("nproc_per_node", 1)
+        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+            raise _fail(path, f"{where}: nproc_per_node", f"expected a whole number of processes >= 1 (torchrun's "
+                        f"--nproc-per-node: one per GPU), got {nproc!r}")  # fmt: skip
         missing = [k for k in REQUIRED.get(kind, ()) if not spec.get(k)]
         if missing:
             raise _fail(path, f"{where}: {', '.join(missing)}", f"{kind} stages need it (target: the stage to work "

@@ -15,7 +15,8 @@ running: the child stops at a step checkpoint and releases its lock. Each child 
 group; a stop signal to the pipeline (Ctrl-C, SIGTERM, SIGHUP) is forwarded to each running stage
 once, and the pipeline waits for them to stop at their checkpoints (a second signal stops them at
 once). `jobs` > 1 runs independent stages side by side (`--jobs`), each on the least busy of `gpus`
-(`--gpus`).
+(`--gpus`); a stage with `nproc_per_node: N` runs under torchrun on the N least busy of them, and
+torchrun passes a stop signal on to its ranks, which stop together at one checkpoint.
 """
 
 from __future__ import annotations
@@ -228,8 +229,12 @@ class _Running:
     log_file: IO[str]
     argv: list[str]
     inputs: dict
-    gpu: str | None
+    gpu: str | None  # CUDA_VISIBLE_DEVICES of the stage: one GPU, or one per torchrun process
     started: float
+
+    @property
+    def gpus(self) -> list[str]:
+        return self.gpu.split(",") if self.gpu else []
 
 
 def prepare_stage(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: tuple[str, ...], recover_stale: bool,
@@ -244,11 +249,11 @@ def prepare_stage(plan: Plan, stage: Stage, state: dict, stamp: Stamps, rerun: t
     record = state.get(stage.name) or {}
     before = record.get("inputs")
     if record.get("state") == "done":
-        same = before == inputs and record.get("argv") == argv
-        if same and stage_stamp(plan, stage, stamp) == record.get("output"):
+        # the number of torchrun processes is an option too: -b is per process, so it sets the global batch
+        options_same = record.get("argv") == argv and record.get("nproc_per_node", 1) == stage.nproc
+        if before == inputs and options_same and stage_stamp(plan, stage, stamp) == record.get("output"):
             return None
-        verb, what = "finished", _changed(inputs, before) or ("its options" if record.get("argv") != argv
-                                                              else "its output")  # fmt: skip
+        verb, what = "finished", _changed(inputs, before) or ("its output" if options_same else "its options")
     elif before is not None and before != inputs:  # stopped or failed; recorded since 2026-11-24
         verb, what = f"{record['state']} (resumable)", _changed(inputs, before)
     else:
@@ -269,11 +274,36 @@ def _changed(inputs: dict, before: dict | None) -> str:
     return ", ".join(sorted(k for k in {*inputs, *before} if inputs.get(k) != before.get(k)))
 
 
-def _least_busy(gpus: tuple[str, ...], running: list[_Running]) -> str | None:
-    """The GPU of `gpus` with the fewest running stages (the first of those tied); None without `gpus`."""
+def _least_busy(gpus: tuple[str, ...], running: list[_Running], n: int = 1) -> str | None:
+    """The `n` GPUs of `gpus` with the fewest running stages (the first of those tied), as
+    CUDA_VISIBLE_DEVICES lists them; None without `gpus`."""
     if not gpus:
         return None
-    return min(gpus, key=lambda g: sum(r.gpu == g for r in running))
+    load = {g: sum(g in r.gpus for r in running) for g in gpus}
+    return ",".join(sorted(gpus, key=lambda g: (load[g], gpus.index(g)))[:n])
+
+
+def launch_command(stage: Stage, argv: list[str]) -> list[str]:
+    """How the stage's fertrain command starts: this Python, or torchrun over `nproc_per_node` processes."""
+    if stage.nproc == 1:
+        return [sys.executable, "-m", "fertrain", *argv]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(stage.nproc),
+            "-m", "fertrain", *argv]  # fmt: skip
+
+
+def ended_state(stage: Stage, root: Path, code: int, started: float) -> str:
+    """done, stopped (by a signal: resumable) or failed, from the exit code of a command started at `started`
+    (epoch seconds). A training run that exited 0 before its last epoch was stopped, and so was one whose run
+    status, written since it started, says interrupted: torchrun exits 1 when a signal stopped its ranks."""
+    out = stage.output(root)
+    if code == 0:
+        return "stopped" if stage.kind in TRAINING_KINDS and not run_complete(out) else "done"
+    if code in (129, 130, 143):  # 128 + SIGHUP, SIGINT, SIGTERM
+        return "stopped"
+    if stage.kind not in TRAINING_KINDS or not (status := out / STATUS_NAME).is_file():
+        return "failed"
+    interrupted = json.loads(status.read_text(encoding="utf-8")).get("status") == "interrupted"
+    return "stopped" if interrupted and status.stat().st_mtime >= started else "failed"
 
 
 def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...] = (), keep_going: bool = False,
@@ -292,6 +322,10 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
     if outside:  # it would silently not run: the user asked for it, so say so before anything starts
         raise ConfigError(f"--rerun {', '.join(outside)}: not among the stages --target {', '.join(targets)} runs; "
                           f"add --target {outside[0]}")  # fmt: skip
+    wide = [s for s in selected if gpus and s.nproc > len(gpus)]
+    if wide:
+        raise ConfigError(f"stage {wide[0].name}: nproc_per_node {wide[0].nproc} needs as many GPUs; --gpus "
+                          f"{','.join(gpus)} gives {len(gpus)}")  # fmt: skip
     if targets:
         echo(f"{len(selected)} stage(s) for --target {', '.join(targets)}")
     root = plan.root
@@ -306,17 +340,18 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
     stopping = False
 
     def start(stage: Stage, argv: list[str], inputs: dict) -> None:
-        log, gpu = root / "logs" / f"{stage.name}.log", _least_busy(gpus, running)
+        log, gpu = root / "logs" / f"{stage.name}.log", _least_busy(gpus, running, stage.nproc)
         on = "" if gpu is None else f" [GPU {gpu}]"
-        echo(f"→ {stage.name} ({stage.kind}){on}: fertrain {' '.join(argv)}", soft_wrap=True, highlight=False)
+        command = launch_command(stage, argv)
+        shown = " ".join(["torchrun", *command[3:]] if stage.nproc > 1 else ["fertrain", *argv])
+        echo(f"→ {stage.name} ({stage.kind}){on}: {shown}", soft_wrap=True, highlight=False)
         fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child ends (`finish`)
-        fh.write(f"\n$ fertrain {' '.join(argv)}   # {local_timestamp()}{on}\n")
+        fh.write(f"\n$ {shown}   # {local_timestamp()}{on}\n")
         fh.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        proc = subprocess.Popen([sys.executable, "-m", "fertrain", *argv], stdin=subprocess.DEVNULL, stdout=fh,
-                                stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_child_setup if os.name == "posix" else None)  # fmt: skip
         running.append(_Running(stage, proc, log, fh, argv, inputs, gpu, time.time()))
 
@@ -325,14 +360,13 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         r.log_file.close()
         running.remove(r)
         ended.add(r.stage.name)
-        name, out, wall = r.stage.name, r.stage.output(root), round(time.time() - r.started, 1)
-        if code == 0 and r.stage.kind in TRAINING_KINDS and not run_complete(out):
-            code = 3  # stopped early (a signal): resumable, not finished
+        name, wall = r.stage.name, round(time.time() - r.started, 1)
+        kind = ended_state(r.stage, root, code, r.started)
         record = {"wall_sec": wall, "log": str(r.log), "started": local_timestamp(r.started),
-                  **({"gpu": r.gpu} if r.gpu else {})}  # fmt: skip
-        if code != 0:
+                  **({"gpu": r.gpu} if r.gpu else {}),
+                  **({"nproc_per_node": r.stage.nproc} if r.stage.nproc > 1 else {})}  # fmt: skip
+        if kind != "done":
             bad.add(name)
-            kind = "stopped" if code in (3, 129, 130, 143) else "failed"  # 128 + SIGHUP, SIGINT, SIGTERM
             state[name] = {"state": kind, "exit_code": code, "inputs": r.inputs, **record}
             atomic_write_json(root / STATE_FILE, state)
             result.outcomes.append(StageOutcome(name, kind, wall, r.log, f"exit {code}"))
