@@ -139,6 +139,7 @@ def test_a_stop_signal_forwarded_by_torchrun_stops_every_rank_at_one_checkpoint(
     assert status["status"] == "interrupted", err[-3000:]
     stopped_at = load_checkpoint(out / "checkpoint_last.pt")["global_step"]
     assert f"stopped after step {stopped_at}, checkpoint_last.pt saved" in status["error"]
+    assert err.count("stopped: interrupted by SIGINT") == 1  # said once, by rank 0
     assert (stopped_at % 10 == 0 or stopped_at % 7 == 0) and 7 <= stopped_at < 28
     resumed = run(teacher_cmd(lowres_manifest, out, 2, 16, *args))
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                       markup=True, highlight=False)  # fmt: skip
         raise SystemExit(2) from None
     except RunInterrupted as exc:
-        console.print(f"[bold yellow]stopped:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops at the same step: said once
+            console.print(f"[bold yellow]stopped:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         console.print("[bold yellow]stopped:[/] interrupted (Ctrl-C)", markup=True, highlight=False)

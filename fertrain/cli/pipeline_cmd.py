@@ -38,7 +38,8 @@ def run(
                              "it needs have finished (fold teachers side by side; small images leave most of a GPU "
                              "idle) [1: one after another]."),
     gpus: str = typer.Option("", "--gpus", help="Comma-separated GPU indices (e.g. 0,1,2,3): each stage starts on "
-                             "the one the fewest running stages use (CUDA_VISIBLE_DEVICES) [the stage's own]."),
+                             "the one the fewest running stages use (CUDA_VISIBLE_DEVICES; a stage with "
+                             "nproc_per_node: N under torchrun on N of them) [the stage's own]."),
 ) -> None:
     """Run every unfinished stage in order; finished ones are skipped, interrupted ones resume.
 
