@@ -58,7 +58,9 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     """torchvision's `equalize` per channel of each image, on the image quantized to 8 bits."""
     b, c, h, w = x.shape
     q = (x * 255).round().clamp(0, 255).to(torch.int64).view(b * c, h * w)
-    hist = torch.zeros(b * c, 256, dtype=torch.int64, device=x.device).scatter_add_(1, q, torch.ones_like(q))
+    # int32 counts: the histogram is atomic adds into 256 bins per image, and 32-bit atomics are the fast ones
+    ones = torch.ones_like(q, dtype=torch.int32)
+    hist = torch.zeros(b * c, 256, dtype=torch.int32, device=x.device).scatter_add_(1, q, ones)
     last = 255 - (hist.flip(1) > 0).to(torch.int64).argmax(dim=1, keepdim=True)  # the last non-empty bin
     step = torch.div(h * w - hist.gather(1, last), 255, rounding_mode="floor")
     safe = step.clamp_min(1)
