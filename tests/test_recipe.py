@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
@@ -26,7 +25,6 @@ from fertrain.data.augment import (
     step_generator,
 )
 from fertrain.data.mixup import MixDraw, MixupConfig, draw_mix, mix_images, mix_targets, mix_vector
-from fertrain.data.preprocess import PreprocessSpec, prepare_face
 from fertrain.data.trivial_augment import MAX_SHEAR, OP_INDEX, OPS, apply_photometric
 from fertrain.engine.evaluate import TTA_MODES, tta_logits
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
@@ -264,27 +262,6 @@ def test_trivial_with_every_image_on_identity_is_the_augmentation_without_it_bit
     assert torch.equal(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
     params[:, P_OP] = OP_INDEX["equalize"]
     assert not torch.allclose(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
-
-
-def test_grey_faces_augmented_on_one_channel_give_what_all_three_channels_give_bit_for_bit():
-    """Grey faces reach the device as three equal planes (`prepare_face`); `equal_channels` augments the
-    first and normalizes it into three: every op (crop, rotation, shear, jitter, the nine TrivialAugment
-    ops, erasing) must give exactly what the three-plane path gives, on real FER2013 faces."""
-    spec = PreprocessSpec(48, color="grey")
-    faces = [prepare_face(face, None, spec) for face in fer2013_train_faces(72)[0]]
-    assert all((f == f[..., :1]).all() for f in faces) and spec.equal_channels
-    assert not PreprocessSpec(48, color="grey", clahe=True).equal_channels and not PreprocessSpec(48).equal_channels
-    x = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).contiguous()
-    sizes = torch.full((len(faces), 2), 48)
-    cfg = AugmentConfig(scale=(0.64, 1.44), rotate=15.0, translate=0.1, erasing=0.5, trivial=1.0)
-    cpu = torch.device("cpu")
-    for step in (3, 4):
-        params = augment_params(len(faces), cfg, step_generator(1, step, cpu), cpu)
-        assert set(params[:, P_OP].long().tolist()) == set(range(len(OPS)))  # every op on some face
-        for out in (48, 112):
-            three = augment_batch(x, sizes, out, cfg, spec.mean, spec.std, params=params)
-            one = augment_batch(x, sizes, out, cfg, spec.mean, spec.std, params=params, equal_channels=True)
-            assert one.shape == three.shape == (len(faces), 3, out, out) and torch.equal(one, three)
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -208,18 +208,13 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
 
 
 def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, out: int, consts: torch.Tensor,
-                  equal_channels: bool = False) -> torch.Tensor:  # fmt: skip
+                  ) -> torch.Tensor:  # fmt: skip
     """The deterministic part: crop + rotation + shear + flip + resize, colour jitter, the
     TrivialAugment op (when p has its columns), normalize, erasing.
 
     Pure tensor code with no random draws (p holds them), so torch.compile can fuse it.
-    `consts` rows: mean, std, grey weights. `equal_channels`: the faces' three channels are equal
-    (grey faces), so everything up to the per-channel normalization runs on the first and gives what
-    each channel would: the same values for a third of the work (histogram equalization is most of
-    the TrivialAugment ops' cost at 224 px).
+    `consts` rows: mean, std, grey weights.
     """
-    if equal_channels:
-        x_uint8 = x_uint8[:, :1]
     b = x_uint8.shape[0]
     angle = p[:, P_ANGLE]
     trivial = p.shape[1] > P_OP
@@ -269,16 +264,14 @@ def augment_params(rows: int, cfg: AugmentConfig, g: torch.Generator, device: to
 
 def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: AugmentConfig, mean, std,
                   g: torch.Generator | None = None, channels_last: bool = False, fused: bool = False,
-                  draw: tuple[int, int] | None = None, params: torch.Tensor | None = None,
-                  equal_channels: bool = False) -> torch.Tensor:  # fmt: skip
+                  draw: tuple[int, int] | None = None, params: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Random resized crop + rotation + flip + resize (one resample), colour jitter, normalize, erasing.
 
     `fused` runs the deterministic part through torch.compile (one compile per process; worth
     it on a GPU, where the eager version's separate passes over the batch cost ~14 % of a
     resnet18 step). Same random draws either way. The draws are `params` (from `augment_params`:
     one draw shared by several views of a batch, e.g. a student's and its teachers' at their
-    own sizes), else drawn here from `g` (`draw` as in `augment_params`). `equal_channels`
-    (`PreprocessSpec.equal_channels`): grey faces, augmented on one channel (`apply_augment`).
+    own sizes), else drawn here from `g` (`draw` as in `augment_params`).
     """
     global _compiled_apply
     if params is None and g is None:
@@ -289,5 +282,5 @@ def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: Aug
         if _compiled_apply is None:
             _compiled_apply = torch.compile(apply_augment, dynamic=None)
         fn = _compiled_apply
-    x = fn(x_uint8, sizes, p, out, _consts(tuple(mean), tuple(std), x_uint8.device), equal_channels)
+    x = fn(x_uint8, sizes, p, out, _consts(tuple(mean), tuple(std), x_uint8.device))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

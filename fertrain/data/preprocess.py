@@ -42,12 +42,6 @@ class PreprocessSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def equal_channels(self) -> bool:
-        """Whether every prepared face has three equal channels (grey, replicated by `prepare_face`; CLAHE's
-        trip through LAB can leave them a level apart), so device work on one channel serves all three."""
-        return self.color == "grey" and not self.clahe
-
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessSpec:
         d = dict(d)

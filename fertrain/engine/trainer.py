@@ -378,8 +378,7 @@ class Trainer:
         if params is None:
             params = self.augment_params(batch)
         return augment_batch(batch.images, batch.sizes, spec.img_size, self.augment, spec.mean, spec.std,
-                             channels_last=self.cfg.channels_last, fused=self.fused, params=params,
-                             equal_channels=spec.equal_channels)  # fmt: skip
+                             channels_last=self.cfg.channels_last, fused=self.fused, params=params)  # fmt: skip
 
     def augment_params(self, batch: Batch) -> torch.Tensor:
         """This step's augmentation draws for the batch's rows (one draw per step: see `generator`)."""

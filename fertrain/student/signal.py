@@ -106,8 +106,7 @@ class OnlineTeacherSignal:
                                    fused=self.fused, native=native)  # fmt: skip
             else:
                 x = augment_batch(x_uint8, sizes, spec.img_size, augment, spec.mean, spec.std,
-                                  channels_last=self.channels_last, fused=self.fused, params=params,
-                                  equal_channels=spec.equal_channels)  # fmt: skip
+                                  channels_last=self.channels_last, fused=self.fused, params=params)  # fmt: skip
                 if mix is not None:
                     x = mix_images(x, mix)
             with autocast_for(self.device, self.amp, cache=autocast_cache):
