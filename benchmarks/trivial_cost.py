@@ -54,15 +54,8 @@ def main() -> None:
     x = torch.rand(b, 3, out, out, device=dev)
     mag = torch.rand(b, device=dev) * 2 - 1
     view = mag.view(-1, 1, 1, 1)
-    ops = {
-        "autocontrast": lambda x: ta._autocontrast(x),
-        "equalize": lambda x: ta._equalize(x),
-        "gamma": lambda x: x.clamp_min(0.0).pow(torch.pow(2.0, view)),
-        "sharpness": lambda x: ta._sharpness(x, 1 + ta.MAX_SHARPNESS * view),
-        "posterize": lambda x: ta._posterize(x, (view.abs() * 5).floor().clamp(max=4)),
-        "solarize": lambda x: torch.where(x >= 1 - view.abs(), 1 - x, x),
-        "all six, selected": lambda x: ta.apply_photometric(x, torch.full((b,), 4.0, device=dev), mag),
-    }
+    ops = {name: (lambda x, fn=fn: fn(x, view)) for name, fn in ta.PHOTOMETRIC.items()}
+    ops["all six, selected"] = lambda x: ta.apply_photometric(x, torch.full((b,), 4.0, device=dev), mag)
     for name, fn in ops.items():
         compiled = torch.compile(fn, dynamic=None)
         rows.append((f"op alone: {name}", timed(lambda c=compiled: c(x), args.iters)))

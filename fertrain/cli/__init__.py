@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
                       markup=True, highlight=False)  # fmt: skip
         raise SystemExit(2) from None
     except RunInterrupted as exc:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops at the same step: said once
+        from fertrain.engine.distributed import from_environment  # loaded already: a run was stopped
+
+        if from_environment().is_main:  # under torchrun every rank stops at the same step: said once
             console.print(f"[bold yellow]stopped:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:

@@ -86,20 +86,34 @@ def _posterize(x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     return (q / step).floor() * step / 255.0
 
 
+def _gamma(x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    return x.clamp_min(0.0).pow(torch.pow(2.0, mag))
+
+
+def _posterize_by(x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    return _posterize(x, (mag.abs() * (MAX_POSTERIZE_BITS_REMOVED + 1)).floor().clamp(max=MAX_POSTERIZE_BITS_REMOVED))
+
+
+def _solarize(x: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 1 - mag.abs(), 1 - x, x)
+
+
+# each photometric op of OPS on a batch x (b, c, h, w in [0, 1]) at per-image magnitudes mag (b, 1, 1, 1)
+PHOTOMETRIC = {
+    "autocontrast": lambda x, mag: _autocontrast(x),
+    "equalize": lambda x, mag: _equalize(x),
+    "gamma": _gamma,
+    "sharpness": lambda x, mag: _sharpness(x, 1 + MAX_SHARPNESS * mag),
+    "posterize": _posterize_by,
+    "solarize": _solarize,
+}
+
+
 def apply_photometric(x: torch.Tensor, op: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     """Each image of x (b, c, h, w in [0, 1]) through its drawn op; shear and identity leave it as is."""
     view = (-1, 1, 1, 1)
     op, mag = op.view(view), mag.view(view)
-    strength = mag.abs()
-    candidates = {
-        "autocontrast": _autocontrast(x),
-        "equalize": _equalize(x),
-        "gamma": x.clamp_min(0.0).pow(torch.pow(2.0, mag)),
-        "sharpness": _sharpness(x, 1 + MAX_SHARPNESS * mag),
-        "posterize": _posterize(x, (strength * (MAX_POSTERIZE_BITS_REMOVED + 1)).floor().clamp(
-            max=MAX_POSTERIZE_BITS_REMOVED)),
-        "solarize": torch.where(x >= 1 - strength, 1 - x, x),
-    }  # fmt: skip
+    candidates = {name: fn(x, mag) for name, fn in PHOTOMETRIC.items()}  # whole batch: no data-dependent shapes
     out = x
     for name, result in candidates.items():
         out = torch.where(op == OP_INDEX[name], result, out)

@@ -78,6 +78,7 @@ from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
 from fertrain.runs.heldout import HeldOutRows, write_heldout
 from fertrain.runs.report_paths import RUN_CONFIG
+from fertrain.runs.reports import recorded_inputs
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
 
 CHECKPOINT_FORMAT = "fertrain-checkpoint-v2"  # resume state (checkpoint_last.pt)
@@ -851,11 +852,6 @@ def check_resumable(trainer_cls: type[Trainer], ckpt: dict, path: Path, cfg: Tra
                         trainer_cls.resumable, saved_inputs=ckpt.get("inputs"), current_inputs=inputs)  # fmt: skip
 
 
-def recorded_inputs(report: dict) -> dict[str, str]:
-    """{option: sha256} of the input files an alignment report recorded ({} for none)."""
-    return {option: entry["sha256"] for option, entry in (report.get("inputs") or {}).items()}
-
-
 def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path, *, show_progress: bool = True,
                  command: str | None = None, until_epoch: int | None = None) -> TrainResult:  # fmt: skip
     """Train (or resume) one run under its lock, with alignment and environment reports.
@@ -866,26 +862,26 @@ def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path,
     if not cfg.manifest:
         raise ConfigError("--manifest is required")
     dist = start_distributed(resolve_device(cfg.device))
+    # every rank handles stop signals (rank 0's lock nests its own): torchrun passes a Ctrl-C or SIGTERM to each
+    # rank, and all must stop together at one checkpoint, not one dying at once and the others failing after it
     try:
-        source = resume_source(cfg, output_dir)
-        resume = None
-        inputs = trainer_cls.input_digests(cfg)
-        if source is not None:
-            resume = (load_checkpoint(source), source)
-            check_resumable(trainer_cls, *resume, cfg, dist.world_size, inputs)
-        policy = SourceFilter(include_sources=list(cfg.include_sources),
-                              exclude_sources=list(cfg.exclude_sources or []),
-                              splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
-        if not dist.is_main:
-            run = read_run(output_dir, cfg.manifest, policy, command=command)
-            # rank 0's lock handles stop signals; this rank must too, or torchrun's forwarded Ctrl-C / SIGTERM
-            # ends it at once and rank 0 fails in its next collective instead of all ranks stopping at a checkpoint
-            with stop_signals():
+        with stop_signals():
+            source = resume_source(cfg, output_dir)
+            resume = None
+            inputs = trainer_cls.input_digests(cfg)
+            if source is not None:
+                resume = (load_checkpoint(source), source)
+                check_resumable(trainer_cls, *resume, cfg, dist.world_size, inputs)
+            policy = SourceFilter(include_sources=list(cfg.include_sources),
+                                  exclude_sources=list(cfg.exclude_sources or []),
+                                  splits=sorted(set(trainer_cls.splits_of(cfg))))  # fmt: skip
+            if not dist.is_main:
+                run = read_run(output_dir, cfg.manifest, policy, command=command)
                 return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
-        recorded = {option: {"path": str(getattr(cfg, option)), "sha256": sha} for option, sha in inputs.items()}
-        with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
-                      recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force, command=command,
-                      inputs=recorded) as run:  # fmt: skip
-            return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
+            recorded = {option: {"path": str(getattr(cfg, option)), "sha256": sha} for option, sha in inputs.items()}
+            with open_run(output_dir, seed=cfg.seed, manifest=cfg.manifest, source_filter=policy,
+                          recover_stale=cfg.recover_stale_lock, allow_manifest_change=cfg.force, command=command,
+                          inputs=recorded) as run:  # fmt: skip
+                return trainer_cls(cfg, run, show_progress=show_progress, dist=dist).fit(until_epoch, resume)
     finally:
         dist.shutdown()

@@ -44,7 +44,7 @@ from fertrain.pipeline.plan import TRAINING_KINDS, Plan, Stage, stage_names, sub
 from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
-from fertrain.runs.status import STATUS_NAME
+from fertrain.runs.status import STATUS_NAME, read_status
 from fertrain.timestamps import local_timestamp
 
 STATE_FILE = "pipeline_state.json"
@@ -203,11 +203,10 @@ def load_state(root: Path) -> dict:
 
 def run_complete(out: Path) -> bool:
     """A training run that ended normally with all its epochs (not stopped early)."""
-    status, history = out / STATUS_NAME, out / HISTORY
-    if not status.is_file() or not history.is_file():
+    history = out / HISTORY
+    if read_status(out).get("status") != "finished" or not history.is_file():
         return False
-    ended = json.loads(status.read_text(encoding="utf-8")).get("status") == "finished"
-    return ended and len(json.loads(history.read_text(encoding="utf-8"))) == planned_epochs(run_config(out))
+    return len(json.loads(history.read_text(encoding="utf-8"))) == planned_epochs(run_config(out))
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child
@@ -279,16 +278,17 @@ def _least_busy(gpus: tuple[str, ...], running: list[_Running], n: int = 1) -> s
     CUDA_VISIBLE_DEVICES lists them; None without `gpus`."""
     if not gpus:
         return None
-    load = {g: sum(g in r.gpus for r in running) for g in gpus}
-    return ",".join(sorted(gpus, key=lambda g: (load[g], gpus.index(g)))[:n])
+    return ",".join(sorted(gpus, key=lambda g: sum(g in r.gpus for r in running))[:n])  # stable: ties keep order
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # the `torchrun` of this Python's environment
 
 
 def launch_command(stage: Stage, argv: list[str]) -> list[str]:
     """How the stage's fertrain command starts: this Python, or torchrun over `nproc_per_node` processes."""
     if stage.nproc == 1:
         return [sys.executable, "-m", "fertrain", *argv]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(stage.nproc),
-            "-m", "fertrain", *argv]  # fmt: skip
+    return [*TORCHRUN, "--standalone", "--nproc-per-node", str(stage.nproc), "-m", "fertrain", *argv]
 
 
 def ended_state(stage: Stage, root: Path, code: int, started: float) -> str:
@@ -300,10 +300,9 @@ def ended_state(stage: Stage, root: Path, code: int, started: float) -> str:
         return "stopped" if stage.kind in TRAINING_KINDS and not run_complete(out) else "done"
     if code in (129, 130, 143):  # 128 + SIGHUP, SIGINT, SIGTERM
         return "stopped"
-    if stage.kind not in TRAINING_KINDS or not (status := out / STATUS_NAME).is_file():
+    if stage.kind not in TRAINING_KINDS or read_status(out).get("status") != "interrupted":
         return "failed"
-    interrupted = json.loads(status.read_text(encoding="utf-8")).get("status") == "interrupted"
-    return "stopped" if interrupted and status.stat().st_mtime >= started else "failed"
+    return "stopped" if (out / STATUS_NAME).stat().st_mtime >= started else "failed"  # not an earlier run's
 
 
 def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...] = (), keep_going: bool = False,
@@ -343,7 +342,7 @@ def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...
         log, gpu = root / "logs" / f"{stage.name}.log", _least_busy(gpus, running, stage.nproc)
         on = "" if gpu is None else f" [GPU {gpu}]"
         command = launch_command(stage, argv)
-        shown = " ".join(["torchrun", *command[3:]] if stage.nproc > 1 else ["fertrain", *argv])
+        shown = " ".join(["torchrun", *command[len(TORCHRUN):]] if stage.nproc > 1 else ["fertrain", *argv])
         echo(f"→ {stage.name} ({stage.kind}){on}: {shown}", soft_wrap=True, highlight=False)
         fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed when the child ends (`finish`)
         fh.write(f"\n$ {shown}   # {local_timestamp()}{on}\n")

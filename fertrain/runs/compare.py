@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fertrain.errors import FertrainError, InputError
 from fertrain.runs.report_paths import EVALUATION_GLOB, HISTORY, RUN_CONFIG, manifest_stem
-from fertrain.runs.reports import ALIGNMENT_REPORT
+from fertrain.runs.reports import ALIGNMENT_REPORT, recorded_inputs
 from fertrain.runs.runtime_options import RUNTIME_OPTIONS
 from fertrain.yaml_files import read_yaml_file
 
@@ -114,8 +114,7 @@ def experiment_key(run: Path, config: dict) -> str | None:
     report = _read_json(alignment) if alignment.is_file() else None
     manifest_sha = report.get("manifest_sha256") if isinstance(report, dict) else None
     options["manifest"] = manifest_sha or config.get("manifest")
-    recorded = (report.get("inputs") if isinstance(report, dict) else None) or {}
-    options.update({option: entry["sha256"] for option, entry in recorded.items()})
+    options.update(recorded_inputs(report) if isinstance(report, dict) else {})
     return json.dumps(options, sort_keys=True, default=str)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 from fertrain.errors import FertrainError
 from fertrain.runs.lock import GUARD_NAME, LOCK_NAME, describe_holder, guard_held, lock_state, read_lock
 from fertrain.runs.report_paths import RUN_CONFIG
-from fertrain.runs.status import STATUS_NAME
+from fertrain.runs.status import STATUS_NAME, read_status
 
 RUN_MARKERS = (LOCK_NAME, STATUS_NAME, "environment.json")
 
@@ -33,11 +32,7 @@ def is_run_dir(path: Path) -> bool:
 def run_info(path: Path) -> RunInfo:
     lock = lock_state(path)
     holder = read_lock(path) if lock != "free" else None
-    status: dict = {}
-    try:
-        status = json.loads((path / STATUS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        status = {}
+    status = read_status(path)
     if lock in ("running", "stale"):
         return RunInfo(path, lock, (holder or {}).get("command"), (holder or {}).get("started"), None,
                        describe_holder(holder))  # fmt: skip

@@ -92,6 +92,11 @@ def load_aligned_data(manifest_path: str | Path, policy: SourceFilter | None = N
     return AlignedData(manifest, filter_rows(manifest.df, policy or SourceFilter()), {})
 
 
+def recorded_inputs(report: dict) -> dict[str, str]:
+    """{option: sha256} of the input files an alignment report recorded besides the manifest ({} for none)."""
+    return {option: entry["sha256"] for option, entry in (report.get("inputs") or {}).items()}
+
+
 def write_alignment_report(
     output_dir: str | Path,
     manifest_path: str | Path,

@@ -3,6 +3,7 @@ a run records on the way (e.g. a forced resume over a changed config)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
@@ -18,3 +19,11 @@ def write_status(output_dir: str | Path, status: str, *, command: str, started: 
         "ended": local_timestamp() if status != "running" else None, "error": error,
         **(notes or {}),
     })  # fmt: skip
+
+
+def read_status(output_dir: str | Path) -> dict:
+    """The run's `run_status.json`, or {} where there is none (yet) or it cannot be read."""
+    try:
+        return json.loads((Path(output_dir) / STATUS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
