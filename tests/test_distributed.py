@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import torch.multiprocessing as mp
 from fertrain.engine.distributed import DistContext
 from fertrain.errors import ConfigError
 from fertrain.runs.checkpoints import load_checkpoint
+from fertrain.softlabels.io import PROB_COLUMNS
 
 # test_convnext has no BatchNorm: batch statistics do not depend on how a batch is split, so two
 # ranks of 16 must compute exactly what one process computes on the 32
@@ -217,3 +219,43 @@ def test_export_softlabels_under_torchrun_writes_the_file_one_process_writes(dem
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"{name}.parquet"), expected)
         stamp = (tmp_path / f"{name}.parquet.sha256").read_text().split()[0]
         assert stamp == one["sha256"]
+
+
+def test_a_signal_forwarded_by_torchrun_ends_an_export_on_every_rank_and_a_re_run_finishes_it(demo_pipeline, tmp_path):
+    """torchrun forwards the signal to both ranks: the finished chunks stay, `<out>.parts/run_status.json`
+    says `interrupted` (what a pipeline reads: torchrun exits 1 however its ranks ended; before, the stage was
+    recorded `failed`), rank 0 alone says how many chunks were saved, and a plain re-run completes the file
+    from the saved chunks."""
+    teacher = next(d for d in (demo_pipeline / "teachers").iterdir() if "_stageA" in d.name)
+    manifest = demo_pipeline / "manifests" / "demo.parquet"
+    out = tmp_path / "soft.parquet"
+    parts = Path(f"{out}.parts")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd = [*launcher, "-m", "fertrain", "export-softlabels", "--teacher", str(teacher), "--manifest", str(manifest),
+           "--out", str(out), "--chunk-size", "10", "--tta", "ten", "--device", "cpu", "-j", "0", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # to torchrun alone, which forwards it to both ranks
+    _, err = proc.communicate(timeout=120)
+    status = json.loads((parts / "run_status.json").read_text())
+    assert status["status"] == "interrupted", err[-3000:]
+    saved = sorted(parts.glob("part-*.parquet"))
+    n_chunks = -(-int((pd.read_parquet(manifest).split == "train").sum()) // 10)
+    assert 2 <= len(saved) < n_chunks and not out.exists()
+    assert err.count("stopped:") == 1  # rank 0's; the other rank's signal ended it without a word
+    assert re.search(rf"stopped: interrupted by SIGINT: \d+ of {n_chunks} chunks saved in ", err), err[-3000:]
+    marked = pd.read_parquet(saved[0])
+    marked.loc[0, list(PROB_COLUMNS)] = 1 / len(PROB_COLUMNS)  # no teacher gives this: shows the part was kept
+    marked.to_parquet(saved[0], index=False)
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not parts.exists()
+    rows = pd.read_parquet(manifest)
+    train_ids = rows.loc[rows.split == "train", "row_id"].astype(str).tolist()
+    labels = pd.read_parquet(out)
+    assert labels["row_id"].tolist() == train_ids  # every row once, in manifest order
+    first = labels.set_index("row_id").loc[marked.loc[0, "row_id"], list(PROB_COLUMNS)]
+    assert first.tolist() == pytest.approx([1 / len(PROB_COLUMNS)] * len(PROB_COLUMNS), abs=1e-7)  # not labelled again

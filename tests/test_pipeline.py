@@ -23,9 +23,12 @@ import yaml
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import load_manifest
 from fertrain.pipeline import load_plan, plan_status, run_plan
-from fertrain.pipeline.runner import Stamps, output_of, prepare_stage
+from fertrain.pipeline.plan import Stage
+from fertrain.pipeline.runner import Stamps, ended_state, output_of, prepare_stage
 from fertrain.runs import open_run
 from fertrain.runs.checkpoints import load_checkpoint
+from fertrain.runs.signals import RunInterrupted
+from fertrain.runs.status import read_status, recorded_status
 from fertrain.timestamps import LOCAL_ISO
 
 from .clitools import run_cli
@@ -198,6 +201,28 @@ def test_an_interrupted_pipeline_stops_its_stage_at_a_checkpoint_once_and_a_plai
     code, text = run_cli(["pipeline", "run", plan, "--target", "A"], capsys)
     assert code == 0, text
     assert [r["epoch"] for r in json.loads(history.read_text())] == list(range(1, 7))  # resumed, not restarted
+
+
+def test_a_softlabels_stage_under_torchrun_reads_stopped_from_the_exports_run_status(tmp_path):
+    """torchrun exits 1 however its ranks ended; an export stopped by a signal records `interrupted` in
+    `<out>.parts/run_status.json`, so the stage is stopped (it resumes its chunks), not failed. A status left
+    by an earlier export, or a failed one, does not count."""
+    stage = Stage("soft", "softlabels", {"teacher": "A", "manifest": "demo", "nproc_per_node": 2})
+    root, parts = tmp_path / "root", tmp_path / "root" / "softlabels" / "soft.parquet.parts"
+    parts.mkdir(parents=True)
+    started = time.time() - 1
+    assert ended_state(stage, root, 1, started) == "failed"  # nothing recorded
+    with pytest.raises(RunInterrupted), recorded_status(parts, command="export-softlabels", started="then"):
+        raise RunInterrupted("SIGINT", "3 of 9 chunks saved")
+    assert read_status(parts)["status"] == "interrupted"
+    assert ended_state(stage, root, 1, started) == "stopped"
+    assert ended_state(stage, root, 1, time.time() + 5) == "failed"  # an earlier export's status
+    assert ended_state(stage, root, 130, time.time() + 5) == "stopped"  # one process: the exit code says it
+    with pytest.raises(ValueError), recorded_status(parts, command="export-softlabels", started="then"):
+        raise ValueError("a corrupt checkpoint")
+    assert read_status(parts)["error"] == "ValueError: a corrupt checkpoint"
+    assert ended_state(stage, root, 1, started) == "failed"
+    assert ended_state(stage, root, 0, started) == "done"
 
 
 def test_a_stopped_stage_whose_inputs_changed_restarts_only_with_rerun(tmp_path):

@@ -469,6 +469,24 @@ def test_fer_resnets_keep_full_resolution_in_their_first_stage(lowres_name, stoc
         timm.create_model(lowres_name, pretrained=True)
 
 
+def test_fer_vgg_w_is_fer_vgg_at_twice_the_width_and_keeps_its_stages():
+    """Four times fer_vgg's parameters (each convolution twice as wide in and out), the same four stages as
+    timm layer groups, and a 48-px face pooled to 1,024 features."""
+    import timm
+    import torch
+
+    from fertrain.student.freezing import layer_groups
+
+    wide, base = timm.create_model("fer_vgg_w", num_classes=0), timm.create_model("fer_vgg", num_classes=0)
+    ratio = sum(p.numel() for p in wide.parameters()) / sum(p.numel() for p in base.parameters())
+    assert 3.99 < ratio < 4.0  # the BatchNorm scales grow with the width, not its square
+    assert len(layer_groups(wide)) == len(layer_groups(base)) == 4
+    assert [m.out_channels for m in wide.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        2 * m.out_channels for m in base.modules() if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    with torch.no_grad():
+        assert wide.eval()(torch.rand(2, 3, 48, 48)).shape == (2, 1024)
+
+
 def test_fer_vgg_s_is_a_quarter_of_fer_vgg_and_trains_as_a_student(lowres_manifest, tmp_path, capsys):
     """The student net: a quarter of fer_vgg's parameters, one timm layer group per stage in depth
     order (what progressive unfreezing needs), and `fertrain student --backbone fer_vgg_s` trains."""

@@ -7,7 +7,8 @@ on FER2013 from scratch at 48 px (Khaireddin & Chen 2021), with the pooled head 
 every backbone instead of their 4096-wide fully connected layers, so any input size from 32 px
 works. Without pretrained weights they carry no `pretrained_cfg`: inputs are normalized with
 ImageNet's mean and std, as for every timm model trained from scratch here (`normalization_of`).
-`fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it.
+`fer_vgg_s` is the same net at half the width (1.2 M parameters), a student for it; `fer_vgg_w` at twice
+the width (128-1,024 channels, 18.8 M parameters, 4x the compute), the capacity the published VGGs have.
 `fer_vgg_fc` keeps where each feature is on the face: the last 3x3 map (a 48-px face after four
 pools) flattened into two fully connected ReLU layers of 1,024 (10.5 M parameters), as the
 published nets do with wider layers; `--drop P` then drops before each of its three linear layers.
@@ -83,6 +84,13 @@ def fer_vgg_s(pretrained: bool = False, **kwargs) -> FerVGG:
     """fer_vgg at half the width (32-256 channels): 1.2 M parameters, a quarter of fer_vgg's, for students."""
     _refuse_pretrained("fer_vgg_s", pretrained)
     return FerVGG(widths=(32, 64, 128, 256), **_known(kwargs))
+
+
+@register_model
+def fer_vgg_w(pretrained: bool = False, **kwargs) -> FerVGG:
+    """fer_vgg at twice the width (128-1,024 channels): 18.8 M parameters, 4x fer_vgg's, and 4x its compute."""
+    _refuse_pretrained("fer_vgg_w", pretrained)
+    return FerVGG(widths=(128, 256, 512, 1024), **_known(kwargs))
 
 
 @register_model

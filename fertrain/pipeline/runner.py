@@ -291,18 +291,26 @@ def launch_command(stage: Stage, argv: list[str]) -> list[str]:
     return [*TORCHRUN, "--standalone", "--nproc-per-node", str(stage.nproc), "-m", "fertrain", *argv]
 
 
+def status_dir(stage: Stage, root: Path) -> Path | None:
+    """Where the stage's command records how it ended (run_status.json), if it does."""
+    out = stage.output(root)
+    if stage.kind in TRAINING_KINDS:
+        return out
+    return Path(f"{out}.parts") if stage.kind == "softlabels" else None  # until a complete export removes it
+
+
 def ended_state(stage: Stage, root: Path, code: int, started: float) -> str:
     """done, stopped (by a signal: resumable) or failed, from the exit code of a command started at `started`
-    (epoch seconds). A training run that exited 0 before its last epoch was stopped, and so was one whose run
-    status, written since it started, says interrupted: torchrun exits 1 when a signal stopped its ranks."""
-    out = stage.output(root)
+    (epoch seconds). A training run that exited 0 before its last epoch was stopped, and so was a command whose
+    run status, written since it started, says interrupted: torchrun exits 1 when a signal stopped its ranks."""
     if code == 0:
-        return "stopped" if stage.kind in TRAINING_KINDS and not run_complete(out) else "done"
+        return "stopped" if stage.kind in TRAINING_KINDS and not run_complete(stage.output(root)) else "done"
     if code in (129, 130, 143):  # 128 + SIGHUP, SIGINT, SIGTERM
         return "stopped"
-    if stage.kind not in TRAINING_KINDS or read_status(out).get("status") != "interrupted":
+    recorded = status_dir(stage, root)
+    if recorded is None or read_status(recorded).get("status") != "interrupted":
         return "failed"
-    return "stopped" if (out / STATUS_NAME).stat().st_mtime >= started else "failed"  # not an earlier run's
+    return "stopped" if (recorded / STATUS_NAME).stat().st_mtime >= started else "failed"  # not an earlier run's
 
 
 def run_plan(plan: Plan, *, targets: tuple[str, ...] = (), rerun: tuple[str, ...] = (), keep_going: bool = False,

@@ -22,8 +22,7 @@ from pathlib import Path
 from fertrain.manifests.filters import SourceFilter
 from fertrain.runs.lock import default_command, run_lock
 from fertrain.runs.reports import AlignedData, load_aligned_data, write_alignment_report, write_environment
-from fertrain.runs.signals import RunInterrupted
-from fertrain.runs.status import write_status
+from fertrain.runs.status import recorded_status, write_status
 
 
 @dataclass
@@ -46,10 +45,6 @@ class Run:
         if self.read_only:
             return
         write_status(self.output_dir, "running", command=self.command, started=self.lock["started"], notes=self.notes)
-
-
-def ended_status(exc: BaseException) -> str:
-    return "interrupted" if isinstance(exc, RunInterrupted | KeyboardInterrupt) else "failed"
 
 
 def produced_results(output_dir: Path) -> bool:
@@ -83,20 +78,14 @@ def open_run(
     created = not output_dir.exists()
     run = Run(output_dir, {}, None, command)
     try:
-        with run_lock(output_dir, recover_stale=recover_stale, command=command) as lock:
-            write_status(output_dir, "running", command=command, started=lock["started"])
+        with run_lock(output_dir, recover_stale=recover_stale, command=command) as lock, \
+                recorded_status(output_dir, command=command, started=lock["started"], notes=run.notes):
             run.lock = lock
-            try:
-                write_environment(output_dir, seed=seed, command=command)
-                if manifest is not None:
-                    run.data = write_alignment_report(output_dir, manifest, source_filter, inputs=inputs,
-                                                      allow_manifest_change=allow_manifest_change)  # fmt: skip
-                yield run
-            except BaseException as exc:
-                write_status(output_dir, ended_status(exc), command=command, started=lock["started"],
-                             error=f"{type(exc).__name__}: {exc}", notes=run.notes)  # fmt: skip
-                raise
-            write_status(output_dir, "finished", command=command, started=lock["started"], notes=run.notes)
+            write_environment(output_dir, seed=seed, command=command)
+            if manifest is not None:
+                run.data = write_alignment_report(output_dir, manifest, source_filter, inputs=inputs,
+                                                  allow_manifest_change=allow_manifest_change)  # fmt: skip
+            yield run
     except BaseException:
         if created and not run.started and output_dir.is_dir() and not produced_results(output_dir):
             shutil.rmtree(output_dir, ignore_errors=True)

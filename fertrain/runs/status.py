@@ -3,10 +3,13 @@ a run records on the way (e.g. a forced resume over a changed config)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from fertrain.atomic import atomic_write_json
+from fertrain.runs.signals import RunInterrupted
 from fertrain.timestamps import local_timestamp
 
 STATUS_NAME = "run_status.json"
@@ -27,3 +30,22 @@ def read_status(output_dir: str | Path) -> dict:
         return json.loads((Path(output_dir) / STATUS_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def ended_status(exc: BaseException) -> str:
+    return "interrupted" if isinstance(exc, RunInterrupted | KeyboardInterrupt) else "failed"
+
+
+@contextlib.contextmanager
+def recorded_status(output_dir: str | Path, *, command: str, started: str, notes: dict | None = None) -> Iterator[None]:
+    """`running` for the block, then `finished`, or `interrupted` / `failed` with the error that ended it.
+    `notes` is read when the block ends, so what the block added to it is recorded."""
+    notes = {} if notes is None else notes
+    write_status(output_dir, "running", command=command, started=started)
+    try:
+        yield
+    except BaseException as exc:
+        write_status(output_dir, ended_status(exc), command=command, started=started,
+                     error=f"{type(exc).__name__}: {exc}", notes=notes)  # fmt: skip
+        raise
+    write_status(output_dir, "finished", command=command, started=started, notes=notes)

@@ -8,7 +8,9 @@ the provenance in its Parquet metadata and gets a `.sha256` stamp.
 Under torchrun (`torchrun --nproc-per-node N -m fertrain export-softlabels ...`) rank r labels
 chunks r, r+N, r+2N, ... on its own GPU; rank 0 holds the lock, checks the plan and, once every
 rank is done, concatenates the parts: the same file as one process writes, and a killed export
-resumes at its missing chunks with any number of ranks.
+resumes at its missing chunks with any number of ranks. A stop signal ends every rank (the chunk in
+progress is lost, the finished ones kept); `<out>.parts/run_status.json` says how the export
+ended until a complete one removes the folder.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,8 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import SourceFilter, filter_rows, load_manifest
 from fertrain.manifests.io import write_stamp
 from fertrain.runs import run_lock
+from fertrain.runs.signals import RunInterrupted, stop_signals
+from fertrain.runs.status import recorded_status
 from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
 
 FORMAT = "fertrain-softlabels-v1"
@@ -106,10 +111,13 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
     """This rank's share of the chunks; rank 0 then writes the file."""
     n_chunks = (len(rows) + chunk_size - 1) // chunk_size
     with contextlib.ExitStack() as held:
+        held.enter_context(stop_signals())  # every rank: a signal torchrun forwards ends each one cleanly
         failure: FertrainError | None = None
         if dist.is_main:
             try:
-                held.enter_context(run_lock(parts, recover_stale=recover_stale, command=command))
+                lock = held.enter_context(run_lock(parts, recover_stale=recover_stale, command=command))
+                # read by a pipeline whose stage torchrun ran: it exits 1 however its ranks ended
+                held.enter_context(recorded_status(parts, command=command, started=lock["started"]))
                 check_plan(parts / "plan.json", meta)
             except FertrainError as exc:
                 failure = exc
@@ -122,7 +130,8 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
         members = len(teacher.members)
         done, stopped = 0, False
         total = sum(min(chunk_size, len(rows) - c * chunk_size) for c in mine) * members
-        with progress_bar("soft labels", total=total, unit="img", show=show_progress and dist.is_main) as advance:
+        with progress_bar("soft labels", total=total, unit="img", show=show_progress and dist.is_main) as advance, \
+                _saying_what_was_saved(parts, n_chunks):
             for c in mine:
                 part = parts / f"part-{c:05d}.parquet"
                 chunk = rows.iloc[c * chunk_size : (c + 1) * chunk_size]
@@ -148,6 +157,15 @@ def _export_chunks(teacher, manifest, rows: pd.DataFrame, parts: Path, out: Path
         table, digest = write_softlabel_file(table, meta, out)
     shutil.rmtree(parts)
     return summarize_export(out, table, digest)
+
+
+@contextlib.contextmanager
+def _saying_what_was_saved(parts: Path, n_chunks: int) -> Iterator[None]:
+    try:
+        yield
+    except RunInterrupted as exc:
+        saved = len(list(parts.glob("part-*.parquet")))
+        raise RunInterrupted(exc.signame, f"{saved} of {n_chunks} chunks saved in {parts}") from None
 
 
 def write_softlabel_file(table: pa.Table, meta: dict, out: Path) -> tuple[pa.Table, str]:
