@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -74,6 +75,43 @@ def test_student_resume_refuses_changed_loss_options_and_sources(demo_pipeline, 
             train_student(resolve_student_config(over, loss_opts=opts), show_progress=False)
     resumed = train_student(resolve_student_config(base, loss_opts={"beta": 8}), show_progress=False)
     assert resumed.complete and resumed.resumed_from_epoch == 1
+
+
+class _ModeRecordingTeacher(TeacherTrainer):
+    """A teacher that notes, at each epoch, whether torch's deterministic algorithms are on."""
+
+    modes: ClassVar[list[tuple[bool, bool]]] = []
+
+    def train_epoch(self) -> dict:
+        self.modes.append((torch.are_deterministic_algorithms_enabled(),
+                           torch.is_deterministic_algorithms_warn_only_enabled()))  # fmt: skip
+        return super().train_epoch()
+
+
+def test_deterministic_mode_holds_for_the_run_alone_and_may_change_on_resume(lowres_manifest, tmp_path):
+    """`--deterministic` turns torch's deterministic algorithms on (warn-only: ops without a deterministic
+    form still run) while the run trains, restores the mode the process had afterwards (a library caller's
+    setting is not changed behind it), and like --device it may differ on resume: it changes which kernels
+    run, not what is computed."""
+    out = tmp_path / "det"
+    cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, deterministic=True))
+    assert not torch.are_deterministic_algorithms_enabled()
+    run_training(_ModeRecordingTeacher, cfg, out, show_progress=False, until_epoch=1)
+    assert _ModeRecordingTeacher.modes == [(True, True)]
+    assert not torch.are_deterministic_algorithms_enabled()
+    result = run_training(_ModeRecordingTeacher, resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2)),
+                          out, show_progress=False)  # fmt: skip
+    assert result.complete and result.resumed_from_epoch == 1
+    assert _ModeRecordingTeacher.modes == [(True, True), (False, False)]
+    torch.use_deterministic_algorithms(True)  # a caller's own strict setting survives a run without the flag
+    try:
+        run_training(_ModeRecordingTeacher, resolve_teacher_config(tiny_teacher(lowres_manifest, tmp_path / "strict")),
+                     tmp_path / "strict", show_progress=False)  # fmt: skip
+        assert _ModeRecordingTeacher.modes[-1] == (True, False)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 def test_model_ema_is_evaluated_beside_the_raw_weights_and_the_better_is_best(lowres_manifest, tmp_path):

@@ -99,6 +99,7 @@ class TrainConfig:
     data_on_device: str = "auto"  # keep the splits on the training device (auto: CUDA, when they fit)
     cuda_graph: str = "auto"  # capture the optimizer step as a CUDA graph (auto: on CUDA when the step allows it)
     seed: int = 1337
+    deterministic: bool = False  # deterministic GPU kernels: a seed's run repeats bit for bit
     model_ema: bool = False
     model_ema_decay: float = 0.9998
     # mixup / cutmix (timm semantics; a teacher's label smoothing applies inside its mixed targets)

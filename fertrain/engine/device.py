@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -38,6 +39,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
+    """`--deterministic`: within the block torch uses the deterministic form of every kernel that has one
+    (cuBLAS with a fixed workspace, cuDNN's deterministic convolutions, sorted index and scatter adds), so a
+    run repeats bit for bit on the same GPU and software; ops with no such form still run (`warn_only`). The
+    mode is process-wide: the previous one comes back after the block."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(enabled or before[0], warn_only=True if enabled else before[1])
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:

@@ -57,7 +57,14 @@ from fertrain.data.order import epoch_length, epoch_order
 from fertrain.data.preprocess import color_sample
 from fertrain.data.resident import ResidentFaces, resident_bytes, use_data_on_device
 from fertrain.engine.config import TrainConfig, effective_values, field_defaults
-from fertrain.engine.device import autocast_for, configure_cpu_threads, resolve_device, seed_everything, synchronize
+from fertrain.engine.device import (
+    autocast_for,
+    configure_cpu_threads,
+    deterministic_algorithms,
+    resolve_device,
+    seed_everything,
+    synchronize,
+)
 from fertrain.engine.distributed import SINGLE, DistContext, rank_device, start_distributed
 from fertrain.engine.ema import ModelEma
 from fertrain.engine.evaluate import collect_logits, evaluate_logits
@@ -861,11 +868,12 @@ def run_training(trainer_cls: type[Trainer], cfg: TrainConfig, output_dir: Path,
     manifest and checkpoint and wait for rank 0 at their first collective."""
     if not cfg.manifest:
         raise ConfigError("--manifest is required")
-    dist = start_distributed(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    dist = start_distributed(device)
     # every rank handles stop signals (rank 0's lock nests its own): torchrun passes a Ctrl-C or SIGTERM to each
     # rank, and all must stop together at one checkpoint, not one dying at once and the others failing after it
     try:
-        with stop_signals():
+        with stop_signals(), deterministic_algorithms(cfg.deterministic, device):
             source = resume_source(cfg, output_dir)
             resume = None
             inputs = trainer_cls.input_digests(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 RUNTIME_OPTIONS = frozenset({
     "device", "workers", "compile", "fused_augment", "data_on_device",  # where and how fast
     "cuda_graph",  # the same step captured or not (same draws; LRs read as float32 tensors when captured)
+    "deterministic",  # the same maths in kernels whose sums run in a fixed order
     "output_root", "output_dir", "log", "skip_onnx",  # where it writes
     "resume", "force", "recover_stale_lock",  # how this invocation starts
     "eval_every", "checkpoint_every_steps", "checkpoint_hist",  # cadence
