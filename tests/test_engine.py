@@ -108,6 +108,10 @@ def test_deterministic_mode_holds_for_the_run_alone_and_may_change_on_resume(low
         run_training(_ModeRecordingTeacher, resolve_teacher_config(tiny_teacher(lowres_manifest, tmp_path / "strict")),
                      tmp_path / "strict", show_progress=False)  # fmt: skip
         assert _ModeRecordingTeacher.modes[-1] == (True, False)
+        run_training(_ModeRecordingTeacher, resolve_teacher_config(tiny_teacher(lowres_manifest, tmp_path / "both",
+                                                                                deterministic=True)),
+                     tmp_path / "both", show_progress=False)  # fmt: skip
+        assert _ModeRecordingTeacher.modes[-1] == (True, False)  # --deterministic does not loosen it to warn-only
         assert torch.are_deterministic_algorithms_enabled()
         assert not torch.is_deterministic_algorithms_warn_only_enabled()
     finally:

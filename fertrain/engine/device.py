@@ -45,12 +45,14 @@ def seed_everything(seed: int) -> None:
 def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
     """`--deterministic`: within the block torch uses the deterministic form of every kernel that has one
     (cuBLAS with a fixed workspace, cuDNN's deterministic convolutions, sorted index and scatter adds), so a
-    run repeats bit for bit on the same GPU and software; ops with no such form still run (`warn_only`). The
-    mode is process-wide: the previous one comes back after the block."""
+    run repeats bit for bit on the same GPU and software; ops with no such form still run (`warn_only`, unless
+    the caller had made the mode strict already). The mode is process-wide: the previous one comes back after
+    the block."""
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    if enabled and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-    torch.use_deterministic_algorithms(enabled or before[0], warn_only=True if enabled else before[1])
+    if enabled:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+        torch.use_deterministic_algorithms(True, warn_only=before[1] if before[0] else True)
     try:
         yield
     finally:
