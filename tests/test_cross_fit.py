@@ -161,7 +161,8 @@ def test_a_second_round_fold_students_of_out_of_fold_labels_label_their_own_fold
 
 
 def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lowres_manifest, fold_teachers,
-                                                                             tmp_path, capsys):  # fmt: skip
+                                                                             tmp_path, capsys,
+                                                                             monkeypatch):  # fmt: skip
     plain = tmp_path / "plain"
     assert train_teacher(resolve_teacher_config({**TINY, "manifest": str(lowres_manifest), "output_dir": str(plain)}),
                          show_progress=False).complete  # fmt: skip
@@ -186,6 +187,13 @@ def test_out_of_fold_export_refuses_folds_that_do_not_cover_the_training_rows(lo
     code, text = run_cli([*base, *teachers], capsys)
     assert code == 2 and "--out-of-fold" in text
     assert not (tmp_path / "x.parquet").exists()
+    # under torchrun each rank would run the whole export and the second find the first's lock: refused at once
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    code, text = run_cli([*base, "--out-of-fold", *teachers], capsys)
+    expected = "--out-of-fold runs as one process; start it without torchrun (this is rank 1 of 2)"
+    assert code == 2 and expected in " ".join(text.split()), text
+    assert not (tmp_path / "x.parquet.parts").exists()
 
 
 def test_label_targets_replace_the_hard_labels_in_the_labels_term(lowres_manifest, fold_teachers, tmp_path):

@@ -403,6 +403,10 @@ def test_clean_runner_refuses_a_locked_run_and_deletes_an_unlocked_one_inside_th
          r"stage t: nproc_per_node: expected a whole number of processes >= 1 \(torchrun's --nproc-per-node"),
         ([{"name": "t", "kind": "teacher"}, {"name": "c", "kind": "calibrate", "target": "t", "nproc_per_node": 2}],
          r"stage c: nproc_per_node: unknown key\(s\) for calibrate stages"),
+        ([{"name": "f0", "kind": "teacher"}, {"name": "f1", "kind": "teacher"},
+          {"name": "oof", "kind": "softlabels", "teacher": ["f0", "f1"], "options": {"out_of_fold": True},
+           "nproc_per_node": 2}],
+         r"stage oof: nproc_per_node: an out-of-fold export runs as one process"),
     ],
 )  # fmt: skip
 def test_plan_errors_name_the_file_and_the_key(tmp_path, stages, message):

@@ -284,6 +284,9 @@ def _check_fold_teachers(path: Path, stage: Stage, names: dict[str, Stage]) -> N
     elif out_of_fold:
         raise _fail(path, f"stage {stage.name}: options: out_of_fold", "expected teacher: a list of the fold "
                     "teachers' stages, one per fold")  # fmt: skip
+    if out_of_fold and stage.nproc > 1:
+        raise _fail(path, f"stage {stage.name}: nproc_per_node", "an out-of-fold export runs as one process (each "
+                    "fold teacher labels only the faces it held out): drop nproc_per_node")  # fmt: skip
 
 
 def teacher_stage(stage: Stage) -> str:

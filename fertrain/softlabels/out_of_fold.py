@@ -22,6 +22,7 @@ import pyarrow as pa
 from fertrain.atomic import atomic_path
 from fertrain.console import progress_bar
 from fertrain.engine.device import resolve_device
+from fertrain.engine.distributed import from_environment
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests import load_manifest
@@ -80,7 +81,11 @@ def check_folds(held: list[tuple[Path, HeldOutRows]]) -> int:
 def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Path, out: str | Path, *,
                        tta: str = "none", include_logits: bool = False, device: str = "auto", batch_size: int = 256,
                        workers: int = 4, show_progress: bool = True, recover_stale: bool = False) -> dict:  # fmt: skip
-    """Label each held-out row with its fold's teacher; returns the export summary."""
+    """Label each held-out row with its fold's teacher; returns the export summary. One process: each teacher
+    labels only the fifth of the faces it held out (seconds on a GPU), so there is nothing to share out."""
+    if from_environment().enabled:  # under torchrun every rank would export the same file and find it locked
+        raise ConfigError("export-softlabels --out-of-fold runs as one process; start it without torchrun "
+                          f"(this is rank {from_environment().rank} of {from_environment().world_size})")
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")
