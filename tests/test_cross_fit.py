@@ -22,8 +22,9 @@ from fertrain.manifests import load_manifest
 from fertrain.manifests.io import write_stamp
 from fertrain.manifests.splits import training_folds
 from fertrain.runs.report_paths import HELDOUT_ROWS
+from fertrain.runs.status import read_status
 from fertrain.softlabels import export_out_of_fold, export_softlabels, load_softlabels
-from fertrain.softlabels.io import PROB_COLUMNS
+from fertrain.softlabels.io import PROB_COLUMNS, parts_dir
 from fertrain.student import resolve_student_config, train_student
 from fertrain.teacher import resolve_teacher_config, train_teacher
 from tests.clitools import run_cli
@@ -115,10 +116,12 @@ def test_out_of_fold_soft_labels_come_from_the_teacher_that_never_saw_the_row(lo
     monkeypatch.setattr(Teacher, "logits", failing_on_the_last_fold)
     with pytest.raises(RuntimeError, match="killed"):
         export_out_of_fold(fold_teachers, lowres_manifest, out, **kw)
-    assert not out.exists() and len(list(Path(f"{out}.parts").glob("fold-*.parquet"))) == FOLDS - 1
+    assert not out.exists() and len(list(parts_dir(out).glob("fold-*.parquet"))) == FOLDS - 1
+    status = read_status(parts_dir(out))  # how it ended, as the chunked export records it (a pipeline reads it)
+    assert status["status"] == "failed" and status["error"] == "RuntimeError: killed"
     monkeypatch.setattr(Teacher, "logits", original)
     summary = export_out_of_fold(list(reversed(fold_teachers)), lowres_manifest, out, **kw)  # order does not matter
-    assert summary["complete"] and summary["folds"] == FOLDS and not Path(f"{out}.parts").exists()
+    assert summary["complete"] and summary["folds"] == FOLDS and not parts_dir(out).exists()
 
     manifest = load_manifest(lowres_manifest)
     soft = load_softlabels(out, manifest)  # stamp, probabilities and row keys checked against the manifest

@@ -207,8 +207,8 @@ def sample_augment_params(b: int, cfg: AugmentConfig, g: torch.Generator, device
     return torch.cat(drawn, dim=1)
 
 
-def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, out: int, consts: torch.Tensor,
-                  ) -> torch.Tensor:  # fmt: skip
+def apply_augment(x_uint8: torch.Tensor, sizes: torch.Tensor, p: torch.Tensor, out: int,
+                  consts: torch.Tensor) -> torch.Tensor:
     """The deterministic part: crop + rotation + shear + flip + resize, colour jitter, the
     TrivialAugment op (when p has its columns), normalize, erasing.
 

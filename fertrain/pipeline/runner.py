@@ -45,6 +45,7 @@ from fertrain.runs.compare import planned_epochs, run_config, summarize_run
 from fertrain.runs.report_paths import CALIBRATION_SPLIT, EVALUATION_SPLIT, HISTORY, evaluation_name, report_path
 from fertrain.runs.signals import RunInterrupted, cooperative_stop, stop_requested, stop_signals
 from fertrain.runs.status import STATUS_NAME, read_status
+from fertrain.softlabels.io import parts_dir
 from fertrain.timestamps import local_timestamp
 
 STATE_FILE = "pipeline_state.json"
@@ -296,7 +297,7 @@ def status_dir(stage: Stage, root: Path) -> Path | None:
     out = stage.output(root)
     if stage.kind in TRAINING_KINDS:
         return out
-    return Path(f"{out}.parts") if stage.kind == "softlabels" else None  # until a complete export removes it
+    return parts_dir(out) if stage.kind == "softlabels" else None  # until a complete export removes it
 
 
 def ended_state(stage: Stage, root: Path, code: int, started: float) -> str:

@@ -38,7 +38,7 @@ from fertrain.manifests.io import write_stamp
 from fertrain.runs import run_lock
 from fertrain.runs.signals import RunInterrupted, stop_signals
 from fertrain.runs.status import recorded_status
-from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS
+from fertrain.softlabels.io import LOGIT_COLUMNS, METADATA_KEY, PROB_COLUMNS, parts_dir
 
 FORMAT = "fertrain-softlabels-v1"
 
@@ -84,7 +84,7 @@ def export_softlabels(teacher_path: str | Path, manifest_path: str | Path, out: 
     rows = filter_rows(manifest.df, SourceFilter(splits=list(splits or ["train"]))).reset_index(drop=True)
     if rows.empty:
         raise ConfigError(f"{manifest_path}: no rows in split(s) {splits}")
-    parts = Path(f"{out}.parts")
+    parts = parts_dir(out)
     meta = {
         "format": FORMAT, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
         "splits": list(splits or ["train"]), "rows": len(rows), "tta": None if tta == "none" else tta,

@@ -23,6 +23,12 @@ PROB_COLUMNS = tuple(f"prob_{c.lower()}" for c in CLASS_NAMES)
 LOGIT_COLUMNS = tuple(f"logit_{c.lower()}" for c in CLASS_NAMES)
 
 
+def parts_dir(out: str | Path) -> Path:
+    """`OUT.parquet.parts`: where an export of OUT keeps its finished parts, its lock and its run status until
+    the complete file is written and the folder removed."""
+    return Path(f"{out}.parts")
+
+
 @dataclass
 class SoftLabels:
     path: Path

@@ -8,7 +8,8 @@ RUN/heldout_rows.json), and labels each training row with the one teacher that n
 The file has the format of a single teacher's export (same manifest stamp, row keys and
 calibrated probability columns, plus `fold`), so `fertrain student --softlabels` reads it as any
 other. Each fold is written atomically to `<out>.parts/fold-K.parquet`: a killed export resumes at
-the first missing fold.
+the first missing fold; `<out>.parts/run_status.json` says how an unfinished export ended, as for the
+chunked export. One process: under torchrun it refuses to start.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from fertrain.manifests import load_manifest
 from fertrain.runs import run_lock
 from fertrain.runs.heldout import HeldOutRows, read_heldout
 from fertrain.runs.report_paths import HELDOUT_ROWS
+from fertrain.runs.status import recorded_status
 from fertrain.softlabels.export import FORMAT, check_plan, soft_label_frame, summarize_export, write_softlabel_file
-from fertrain.softlabels.io import PROB_COLUMNS
+from fertrain.softlabels.io import PROB_COLUMNS, parts_dir
 
 
 def heldout_of(run: Path, manifest_sha256: str) -> HeldOutRows:
@@ -83,9 +85,10 @@ def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Pat
                        workers: int = 4, show_progress: bool = True, recover_stale: bool = False) -> dict:  # fmt: skip
     """Label each held-out row with its fold's teacher; returns the export summary. One process: each teacher
     labels only the fifth of the faces it held out (seconds on a GPU), so there is nothing to share out."""
-    if from_environment().enabled:  # under torchrun every rank would export the same file and find it locked
+    ranks = from_environment()
+    if ranks.enabled:  # under torchrun every rank would export the same file and find it locked
         raise ConfigError("export-softlabels --out-of-fold runs as one process; start it without torchrun "
-                          f"(this is rank {from_environment().rank} of {from_environment().world_size})")
+                          f"(this is rank {ranks.rank} of {ranks.world_size})")
     out = Path(out)
     if out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out {out}: soft labels are written as .parquet")
@@ -111,13 +114,15 @@ def export_out_of_fold(teacher_paths: list[str | Path], manifest_path: str | Pat
         "members": [{"fold": h.fold, "rows": len(h.row_ids), **t.describe()}
                     for (_, h), t in zip(held, teachers, strict=True)],
     }  # fmt: skip
-    parts = Path(f"{out}.parts")
+    parts = parts_dir(out)
     dev = resolve_device(device)
 
     def part_of(h: HeldOutRows) -> Path:
         return parts / f"fold-{h.fold:03d}.parquet"
 
-    with run_lock(parts, recover_stale=recover_stale, command=f"export-softlabels --out-of-fold -> {out}"):
+    command = f"export-softlabels --out-of-fold -> {out}"
+    with run_lock(parts, recover_stale=recover_stale, command=command) as lock, \
+            recorded_status(parts, command=command, started=lock["started"]):  # as the chunked export records it
         check_plan(parts / "plan.json", meta)
         with progress_bar("out-of-fold soft labels", total=rows, unit="img", show=show_progress) as advance:
             for (_, h), teacher in zip(held, teachers, strict=True):
