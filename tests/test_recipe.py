@@ -14,6 +14,7 @@ import torchvision.transforms.functional as TF
 from timm.data.mixup import mixup_target
 
 from fertrain.cli.options import TTA_CHOICES
+from fertrain.data import augment
 from fertrain.data.augment import (
     P_MAG,
     P_OP,
@@ -262,6 +263,24 @@ def test_trivial_with_every_image_on_identity_is_the_augmentation_without_it_bit
     assert torch.equal(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
     params[:, P_OP] = OP_INDEX["equalize"]
     assert not torch.allclose(augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params), plain)
+
+
+def test_the_compiled_augmentation_asks_for_inductors_deterministic_mode_and_equals_the_eager_one(monkeypatch):
+    """The GPU path compiles the augmentation; without Inductor's deterministic mode its reductions' block sizes
+    are picked by timing in each process (docs/engine.md, "Repeatable runs"). The compile must ask for the mode,
+    this torch must have it, and the compiled augmentation must be the eager one."""
+    asked = []
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.append(kwargs) or compile_(fn, **kwargs))
+    monkeypatch.setattr(augment, "_compiled_apply", None)  # compile here, whatever compiled before
+    x, sizes = _faces()
+    cfg = AugmentConfig(rotate=15.0, translate=0.1, erasing=0.5, trivial=1.0)
+    params = augment_params(4, cfg, step_generator(1, 9, torch.device("cpu")), torch.device("cpu"))
+    params[:, P_OP] = torch.arange(4) + OP_INDEX["equalize"] - 1  # ops with per-face sums among them
+    eager = augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params)
+    fused = augment_batch(x, sizes, 36, cfg, (0.5,) * 3, (0.5,) * 3, params=params, fused=True)
+    torch.testing.assert_close(fused, eager, atol=1e-4, rtol=1e-4)
+    assert [kwargs.get("options") for kwargs in asked] == [{"deterministic": True}]
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -129,6 +129,17 @@ def _eval_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, consts: to
 _compiled_eval = None
 
 
+def compile_repeatably(fn):
+    """torch.compile with Inductor's deterministic mode (where this torch has it). Without it Inductor picks each
+    reduction's block sizes by timing the candidates on the first call, and a close race can go either way in
+    another process; the sums (a face's mean grey level, the TrivialAugment ops' statistics) then add up in
+    another order, and a seed's run drifts from its first epoch on. Measured on an H100: one process in seven
+    augmented the same batches differently; with the mode, every process the same and no slower
+    (docs/engine.md, "Repeatable runs")."""
+    options = {"deterministic": True} if "deterministic" in torch._inductor.list_options() else None
+    return torch.compile(fn, dynamic=None, options=options)
+
+
 def uniform_size(sizes: torch.Tensor) -> tuple[int, int] | None:
     """(h, w) when every face of a batch has the same size, else None. Call it on the host copy."""
     if sizes.device.type != "cpu" or len(sizes) == 0:
@@ -155,7 +166,7 @@ def to_model_input(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, mean, s
     fn = _eval_input
     if fused if fused is not None else x_uint8.device.type == "cuda":
         if _compiled_eval is None:
-            _compiled_eval = torch.compile(_eval_input, dynamic=None)
+            _compiled_eval = compile_repeatably(_eval_input)
         fn = _compiled_eval
     return fn(x_uint8, sizes.to(x_uint8.device, non_blocking=True), out, _consts(tuple(mean), tuple(std),
               x_uint8.device), dtype, channels_last, native)  # fmt: skip
@@ -280,7 +291,7 @@ def augment_batch(x_uint8: torch.Tensor, sizes: torch.Tensor, out: int, cfg: Aug
     fn = apply_augment
     if fused:
         if _compiled_apply is None:
-            _compiled_apply = torch.compile(apply_augment, dynamic=None)
+            _compiled_apply = compile_repeatably(apply_augment)
         fn = _compiled_apply
     x = fn(x_uint8, sizes, p, out, _consts(tuple(mean), tuple(std), x_uint8.device))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
