@@ -131,11 +131,11 @@ _compiled_eval = None
 
 def compile_repeatably(fn):
     """torch.compile with Inductor's deterministic mode (where this torch has it). Without it Inductor picks each
-    reduction's block sizes by timing the candidates on the first call, and a close race can go either way in
-    another process; the sums (a face's mean grey level, the TrivialAugment ops' statistics) then add up in
-    another order, and a seed's run drifts from its first epoch on. Measured on an H100: one process in seven
-    augmented the same batches differently; with the mode, every process the same and no slower
-    (docs/engine.md, "Repeatable runs")."""
+    reduction's block sizes by timing the candidates on the first call, and the race is close enough that other
+    work on the GPU decides it; the sums (a face's mean grey level, the TrivialAugment ops' statistics) then add
+    up in another order, and a seed's run drifts from its first epoch on. Measured on an H100: the same batches
+    came out one way in 6 of 7 processes alone, the other way in 12 of 12 processes sharing the GPU; with the
+    mode, the same in every process and no slower (docs/engine.md, "Repeatable runs")."""
     options = {"deterministic": True} if "deterministic" in torch._inductor.list_options() else None
     return torch.compile(fn, dynamic=None, options=options)
 
