@@ -21,7 +21,7 @@ import torch.multiprocessing as mp
 from fertrain.engine.distributed import DistContext
 from fertrain.errors import ConfigError
 from fertrain.runs.checkpoints import load_checkpoint
-from fertrain.softlabels.io import PROB_COLUMNS
+from fertrain.softlabels.io import PROB_COLUMNS, parts_dir
 
 # test_convnext has no BatchNorm: batch statistics do not depend on how a batch is split, so two
 # ranks of 16 must compute exactly what one process computes on the 32
@@ -231,7 +231,7 @@ def test_a_signal_forwarded_by_torchrun_ends_an_export_on_every_rank_and_a_re_ru
     teacher = next(d for d in (demo_pipeline / "teachers").iterdir() if "_stageA" in d.name)
     manifest = demo_pipeline / "manifests" / "demo.parquet"
     out = tmp_path / "soft.parquet"
-    parts = Path(f"{out}.parts")
+    parts = parts_dir(out)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd = [*launcher, "-m", "fertrain", "export-softlabels", "--teacher", str(teacher), "--manifest", str(manifest),
            "--out", str(out), "--chunk-size", "10", "--tta", "ten", "--device", "cpu", "-j", "0", "-q"]  # fmt: skip

@@ -473,7 +473,6 @@ def test_fer_vgg_w_is_fer_vgg_at_twice_the_width_and_keeps_its_stages():
     """Four times fer_vgg's parameters (each convolution twice as wide in and out), the same four stages as
     timm layer groups, and a 48-px face pooled to 1,024 features."""
     import timm
-    import torch
 
     from fertrain.student.freezing import layer_groups
 

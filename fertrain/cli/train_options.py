@@ -54,9 +54,9 @@ COMMON: dict[str, Spec] = {
     "cuda_graph": opt(str, "--cuda-graph", help="auto|on|off: replay each optimizer step (augmentation, forward, "
                       "backward, optimizer, EMA) as one CUDA graph [auto: on CUDA when the step allows it]."),
     "seed": opt(int, "--seed", help="[1337]"),
-    "deterministic": opt(bool, "--deterministic/--no-deterministic", help="Deterministic GPU kernels where torch "
-                         "has them, so a seed's run repeats bit for bit (fer_resnet18/34 need it; see docs/engine.md) "
-                         "[off]."),
+    "deterministic": opt(bool, "--deterministic/--no-deterministic", help="Deterministic kernels where torch has "
+                         "them, for what repeats only with them: float32 convolutions (--no-amp) and a --compile'd "
+                         "backbone; the defaults repeat a seed's run without it (docs/engine.md) [off]."),
     "model_ema": opt(bool, "--model-ema/--no-model-ema", help="Keep an EMA of the weights; best.pt takes the "
                      "better of EMA and raw weights on validation."),
     "model_ema_decay": opt(float, "--model-ema-decay", help="EMA decay (with warmup) [0.9998]."),

@@ -44,10 +44,11 @@ def seed_everything(seed: int) -> None:
 @contextlib.contextmanager
 def deterministic_algorithms(enabled: bool, device: torch.device) -> Iterator[None]:
     """`--deterministic`: within the block torch uses the deterministic form of every kernel that has one
-    (cuBLAS with a fixed workspace, cuDNN's deterministic convolutions, sorted index and scatter adds), so a
-    run repeats bit for bit on the same GPU and software; ops with no such form still run (`warn_only`, unless
-    the caller had made the mode strict already). The mode is process-wide: the previous one comes back after
-    the block."""
+    (cuBLAS with a fixed workspace, cuDNN's deterministic convolutions, sorted index and scatter adds, and
+    Inductor's fixed reduction configs for what `--compile` compiles), so a run repeats bit for bit on the same
+    GPU and software; ops with no such form still run (`warn_only`, unless the caller had made the mode strict
+    already). The mode is process-wide: the previous one comes back after the block. CUBLAS_WORKSPACE_CONFIG
+    stays set (cuBLAS reads it when it makes a handle)."""
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     if enabled:
         if device.type == "cuda":

@@ -198,7 +198,9 @@ class Trainer:
             seed_everything(cfg.seed + 1_000_003 * dist.rank)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        # compiled for training steps only; evaluation and checkpoints use the plain module
+        # compiled for training steps only; evaluation and checkpoints use the plain module. Not through
+        # compile_repeatably: a compiled backbone varied between runs even in Inductor's deterministic mode, and
+        # --deterministic makes it repeat (docs/engine.md, "Repeatable runs")
         self.backbone_fn = torch.compile(self.model.backbone) if cfg.compile else self.model.backbone
         mean, std = normalization_of(self.model)
         if cfg.color == "auto":  # the sampled rows' paths only: the training set resolves and checks them all

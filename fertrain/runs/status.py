@@ -40,7 +40,6 @@ def ended_status(exc: BaseException) -> str:
 def recorded_status(output_dir: str | Path, *, command: str, started: str, notes: dict | None = None) -> Iterator[None]:
     """`running` for the block, then `finished`, or `interrupted` / `failed` with the error that ended it.
     `notes` is read when the block ends, so what the block added to it is recorded."""
-    notes = {} if notes is None else notes
     write_status(output_dir, "running", command=command, started=started)
     try:
         yield
