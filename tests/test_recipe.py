@@ -551,13 +551,12 @@ def test_the_out_of_fold_fer_resnet_configs_are_the_runs_docs_measured(backbone)
     name = f"fer2013_student_{backbone}_oof"
     given = {"manifest": "m.parquet", "softlabels": "oof.parquet"}
     shipped = resolve_student_config(given, name)
+    # compiled with deterministic kernels: a compiled backbone repeats its runs only with both (docs/engine.md)
     measured = resolve_student_config({**given, "backbone": backbone, "model_ema": True, "model_ema_decay": 0.9995,
                                        "compile": True, "deterministic": True}, "fer2013_student_vgg_ensemble",
                                       {"temperature": 2.0})  # fmt: skip
     assert shipped == measured
     assert shipped.loss == {"name": "kd", "temperature": 2.0} and shipped.epochs == 250 and shipped.model_ema
-    # a compiled backbone repeats its runs only with deterministic kernels (docs/engine.md, "Repeatable runs")
-    assert shipped.compile and shipped.deterministic
     # `--no-compile` on the command line still wins over the config (a machine without a C compiler)
     assert not resolve_student_config({**given, "compile": False}, name).compile
     assert create_backbone(shipped.backbone)(torch.zeros(1, 3, 48, 48)).shape[0] == 1
