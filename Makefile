@@ -22,8 +22,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fertrain demo run --out outputs/demo
 
+# Two test processes (pytest-xdist): the suite is mostly single-threaded Python and subprocesses, so a
+# 2-core machine runs it in about two thirds of the time; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check fertrain tests benchmarks

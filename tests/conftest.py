@@ -16,6 +16,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FERTRAIN_DATA", REPO.parent / "shared" / "datasets"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the cores: OpenMP threads that spin at barriers would wait on each
+    # other (a CPU step ran 9x slower, docs/benchmarks.md#cpu-threads), so idle ones sleep, as under
+    # the `fertrain` command. Set before anything imports torch.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n N --dist loadgroup` every test that uses the session's demo run goes to one
+    worker: the run is built once (about 2 CPU minutes) instead of once per worker, and tests that
+    write into its runs (calibration, a second `demo run`) never meet another process there."""
+    for item in items:
+        if "demo_pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_pipeline"))
+
 
 def real_data(subpath: str) -> Path:
     """Path to a real dataset under FERTRAIN_DATA, or skip the test saying what is missing."""
