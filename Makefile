@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/fertrain demo run --out outputs/demo
 
 # Two test processes (pytest-xdist): the suite is mostly single-threaded Python and subprocesses, so a
-# 2-core machine runs it in about two thirds of the time; TEST_WORKERS=0 runs it in one process.
+# 2-core machine runs it in about three quarters of the time (docs/benchmarks.md); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)

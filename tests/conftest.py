@@ -13,14 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
+from fertrain.cores import let_idle_openmp_threads_sleep
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FERTRAIN_DATA", REPO.parent / "shared" / "datasets"))
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Two test processes share the cores: OpenMP threads that spin at barriers would wait on each
-    # other (a CPU step ran 9x slower, docs/benchmarks.md#cpu-threads), so idle ones sleep, as under
-    # the `fertrain` command. Set before anything imports torch.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # test processes share the cores: as under the `fertrain` command
+    let_idle_openmp_threads_sleep()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups

@@ -106,11 +106,10 @@ def test_every_expression_renders_distinct_geometry(label):
     assert (changed > 0.01) == (CLASS_NAMES[label] != "Neutral")
 
 
-def test_tests_of_the_demo_run_form_one_xdist_group(request, demo_pipeline):
+def test_tests_of_the_demo_run_form_one_xdist_group(request, demo_pipeline):  # the fixture puts it in the group
     """`make test` runs two pytest-xdist workers with `--dist loadgroup`: every test of the session's demo run
     must be scheduled as one group (one worker builds the run once and owns its files). xdist groups by a
     suffix on the node id, which pytest 9.2 silently drops (pytest-dev/pytest-xdist#1386)."""
     if not getattr(request.config.option, "loadgroup", False):
         pytest.skip("not under pytest -n N --dist loadgroup (make test)")
-    assert request.node.nodeid.endswith("@demo_pipeline"), request.node.nodeid
-    assert (demo_pipeline / "run_status.json").is_file()
+    assert request.node.nodeid.endswith("@demo_pipeline"), request.node.nodeid  # the suffix xdist schedules by

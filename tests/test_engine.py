@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -310,6 +313,29 @@ def test_cpu_threads_are_set_deliberately(monkeypatch):
         assert configure_cpu_threads(0) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_fertrain_command_lets_idle_openmp_threads_sleep_unless_torch_is_loaded_or_the_user_chose(tmp_path):
+    """`fertrain` (and each pytest-xdist worker) sets OMP_WAIT_POLICY=PASSIVE before torch loads; a policy the
+    user set stands, and once torch is loaded nothing is set (OpenMP would not read it). Fresh processes: this
+    one has torch loaded."""
+    probe = ("import os, sys\n"
+             "if sys.argv[1] == 'torch-first': import torch\n"
+             "from fertrain.cli import main\n"
+             "try: main(['--version'])\n"
+             "except SystemExit: pass\n"
+             "print('policy', os.environ.get('OMP_WAIT_POLICY'))\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def policy(mode: str, **extra: str) -> str:
+        out = subprocess.run([sys.executable, "-c", probe, mode], env={**env, **extra}, capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split("policy ")[-1].strip()
+
+    assert policy("cli") == "PASSIVE"
+    assert policy("cli", OMP_WAIT_POLICY="active") == "active"
+    assert policy("torch-first") == "None"
 
 
 def test_model_ema_updates_exactly_as_timms_with_buffers_replaced_midway():

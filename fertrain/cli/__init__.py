@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import faulthandler
-import os
 import sys
 
 import typer
@@ -23,6 +22,7 @@ from fertrain.cli import (
     teachers_cmd,
 )
 from fertrain.console import console
+from fertrain.cores import let_idle_openmp_threads_sleep
 from fertrain.errors import FertrainError
 from fertrain.runs.signals import RunInterrupted
 
@@ -87,8 +87,7 @@ def enable_fatal_tracebacks() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors (bad flags and values included) become one red line and
     exit code 2, never a traceback; a stopped run says how to resume."""
-    if "torch" not in sys.modules:  # OpenMP reads it when torch loads: idle threads sleep instead of spinning
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # (see engine.device.configure_cpu_threads)
+    let_idle_openmp_threads_sleep()
     enable_fatal_tracebacks()
     try:
         code = app(args=argv, prog_name="fertrain", standalone_mode=False)
