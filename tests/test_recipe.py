@@ -367,8 +367,8 @@ def test_plateau_reductions_count_evaluations_without_gain_like_reduce_lr_on_pla
         assert 0.5 ** plateau_reductions(metrics[: i + 1], patience=2) == pytest.approx(opt.param_groups[0]["lr"])
 
 
-def test_sgd_step_schedule_mixup_dropout_zoom_and_sam_train_end_to_end_and_are_recorded(lowres_manifest, tmp_path,
-                                                                                         capsys):
+def test_sgd_step_schedule_mixup_dropout_drop_path_zoom_and_sam_train_end_to_end_and_are_recorded(
+        lowres_manifest, tmp_path, capsys):
     out = tmp_path / "sgd"
     code, text = run_cli(["teacher", "-m", lowres_manifest, "--backbone", "resnet10t", "--head", "linear",
                           "--img-size", "32", "--epochs", "3", "-b", "32", "-j", "0", "--device", "cpu",
@@ -376,7 +376,8 @@ def test_sgd_step_schedule_mixup_dropout_zoom_and_sam_train_end_to_end_and_are_r
                           "--sched", "step", "--decay-epochs", "2", "--decay-rate", "0.1", "--mixup", "0.2",
                           "--cutmix", "1.0", "--smoothing", "0.1", "--aug", "rotate=10", "--aug", "erasing=0",
                           "--aug", "scale=[0.64,1.44]", "--aug", "translate=0.1", "--aug", "trivial=1",
-                          "--drop", "0.3", "--sam", "0.05", "--skip-onnx", "--output-dir", out, "-q"],
+                          "--drop", "0.3", "--drop-path", "0.1", "--sam", "0.05", "--skip-onnx", "--output-dir", out,
+                          "-q"],
                          capsys)  # fmt: skip
     assert code == 0, text
     hist = json.loads((out / "history.json").read_text())
@@ -385,7 +386,7 @@ def test_sgd_step_schedule_mixup_dropout_zoom_and_sam_train_end_to_end_and_are_r
     cfg = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
     assert cfg["opt"] == "sgd" and cfg["sched"] == "step" and cfg["mixup"] == 0.2
     assert cfg["augment"] == {"rotate": 10, "erasing": 0, "scale": [0.64, 1.44], "translate": 0.1, "trivial": 1}
-    assert cfg["drop"] == 0.3 and cfg["sam"] == 0.05 and cfg["sam_adaptive"] is False
+    assert cfg["drop"] == 0.3 and cfg["drop_path"] == 0.1 and cfg["sam"] == 0.05 and cfg["sam_adaptive"] is False
     ckpt = torch.load(out / "checkpoint_last.pt", weights_only=True, map_location="cpu")
     assert ckpt["optimizer"]["param_groups"][0]["nesterov"] is True  # timm's sgd is Nesterov momentum
 
@@ -432,6 +433,31 @@ def test_drop_is_dropout_on_the_pooled_features_in_training_only(backbone):
     with pytest.raises(ConfigError, match="drop"):
         resolve_teacher_config({"img_size": 48, "drop": 1.0})
     assert resolve_teacher_config({"img_size": 48, "drop": 0.3}).drop == 0.3
+
+
+def test_drop_path_skips_whole_residual_branches_per_face_in_training_only():
+    """--drop-path is timm's stochastic depth: each block's residual branch is dropped for some faces
+    of a batch (the block then passes its shortcut on), at rates rising linearly to the flag's value
+    in the last block; evaluation and the weights are those of the plain net."""
+    from fertrain.models.factory import build_model
+
+    torch.manual_seed(0)
+    plain, dropped = build_model("fer_resnet18"), build_model("fer_resnet18", drop_path_rate=0.5)
+    dropped.load_state_dict(plain.state_dict())  # no weights of its own
+    x = torch.randn(8, 3, 48, 48)
+    assert torch.equal(plain.eval()(x), dropped.eval()(x))
+    blocks = [b for stage in (1, 2, 3, 4) for b in getattr(dropped.backbone, f"layer{stage}")]
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in blocks]
+    assert rates == pytest.approx([0.5 * i / (len(blocks) - 1) for i in range(len(blocks))])
+    last = blocks[-1].train()  # identity shortcut: a dropped branch leaves relu(z) = z
+    torch.nn.init.ones_(last.bn2.weight)  # timm starts each branch's last BatchNorm at zero, the branch silent
+    z = torch.relu(torch.randn(64, 512, 6, 6))
+    kept_shortcut = [torch.equal(face, face_in) for face, face_in in zip(last(z), z, strict=True)]
+    assert 10 < sum(kept_shortcut) < 54  # about half the faces, each whole or not at all
+    with pytest.raises(ConfigError, match=r"--drop-path 0.1: --backbone 'fer_vgg' has no stochastic depth"):
+        build_model("fer_vgg", drop_path_rate=0.1)
+    with pytest.raises(ConfigError, match="--drop-path"):
+        resolve_teacher_config({"img_size": 48, "drop_path": 1.0})
 
 
 def test_fer_vgg_fc_keeps_the_face_layout_and_drops_before_each_linear_layer():

@@ -89,6 +89,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     momentum: float = 0.9  # SGD-family optimizers
     drop: float = 0.0  # dropout on the pooled features before the classifier (timm's --drop)
+    drop_path: float = 0.0  # stochastic depth: the last residual block's drop rate (timm's --drop-path)
     clip_grad: float | None = None
     sam: float = 0.0  # sharpness-aware minimization: the neighbourhood radius rho (0: off; engine/sam.py)
     sam_adaptive: bool = False  # ASAM: the radius scales with each weight's size
@@ -137,6 +138,7 @@ class TrainConfig:
         "img_size": Range(8, 4096), "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE,
         "grad_accum_steps": AT_LEAST_ONE, "workers": Range(0, 256), "lr": POSITIVE, "min_lr": NON_NEGATIVE,
         "weight_decay": NON_NEGATIVE, "momentum": FRACTION, "drop": Range(0, 1, closed_high=False),
+        "drop_path": Range(0, 1, closed_high=False),
         "clip_grad": POSITIVE, "sam": NON_NEGATIVE, "seed": Range(0, 2**31 - 1),
         "model_ema_decay": Range(0, 1, closed_low=False, closed_high=False), "balanced_min_per_class": NON_NEGATIVE,
         "eval_every": AT_LEAST_ONE, "checkpoint_every_steps": NON_NEGATIVE, "checkpoint_hist": Range(0, 100),

@@ -65,10 +65,14 @@ def _create_from_cache_only(name: str, extra: dict) -> nn.Module:
         hub_constants.HF_HUB_OFFLINE = previous
 
 
-def create_backbone(name: str, *, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
+def create_backbone(name: str, *, pretrained: bool = False, drop_rate: float = 0.0,
+                    drop_path_rate: float = 0.0) -> nn.Module:  # fmt: skip
     """timm's `drop_rate` is the dropout its models apply to the pooled features (with num_classes=0
-    too), i.e. right before fertrain's head."""
+    too), i.e. right before fertrain's head; `drop_path_rate` is stochastic depth in its residual
+    blocks, which models without residual blocks refuse."""
     extra = {"drop_rate": drop_rate} if drop_rate else {}
+    if drop_path_rate:
+        extra["drop_path_rate"] = drop_path_rate
     try:
         if not pretrained:
             return timm.create_model(name, pretrained=False, num_classes=0, **extra)
@@ -78,6 +82,11 @@ def create_backbone(name: str, *, pretrained: bool = False, drop_rate: float = 0
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise ConfigError(f"--backbone {name!r}: {exc} (see timm.list_models())") from None
+        raise
+    except TypeError as exc:  # the model's constructor takes no drop_path_rate
+        if "drop_path_rate" in str(exc):
+            raise ConfigError(f"--drop-path {drop_path_rate:g}: --backbone {name!r} has no stochastic depth "
+                              "(no residual blocks to drop); use --drop, or a residual backbone") from None
         raise
 
 
@@ -120,12 +129,13 @@ def pooled_width(backbone: nn.Module) -> int:
 
 def build_model(backbone: str, *, head: str = "linear", head_kwargs: dict | None = None, pretrained: bool = False,
                 initial_checkpoint: str | Path | None = None, num_classes: int = NUM_CLASSES,
-                drop_rate: float = 0.0) -> FerNet:  # fmt: skip
+                drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> FerNet:  # fmt: skip
     """`head_kwargs` go to the head's constructor (ArcFace: `s`); `drop_rate`: dropout before the head
-    in training (no weights of its own: a model spec leaves it out)."""
+    in training, `drop_path_rate`: stochastic depth (neither has weights of its own: a model spec leaves
+    them out)."""
     if head not in HEADS:
         raise ConfigError(f"--head {head!r} unknown; expected one of {', '.join(HEADS)}")
-    net = create_backbone(backbone, pretrained=pretrained, drop_rate=drop_rate)
+    net = create_backbone(backbone, pretrained=pretrained, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
     model = FerNet(net, HEADS[head](pooled_width(net), num_classes, **(head_kwargs or {})))
     if initial_checkpoint:
         load_initial_weights(model, initial_checkpoint)

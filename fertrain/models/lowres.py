@@ -127,5 +127,6 @@ def _refuse_pretrained(name: str, pretrained: bool) -> None:
 
 
 def _known(kwargs: dict) -> dict:
-    """The timm.create_model arguments these nets take (timm passes more, e.g. pretrained_cfg)."""
-    return {k: v for k, v in kwargs.items() if k in ("num_classes", "in_chans", "drop_rate")}
+    """The timm.create_model arguments these nets may take (timm passes more, e.g. pretrained_cfg).
+    drop_path_rate passes through so that FerVGG, which has no residual blocks, refuses it by name."""
+    return {k: v for k, v in kwargs.items() if k in ("num_classes", "in_chans", "drop_rate", "drop_path_rate")}

@@ -65,7 +65,7 @@ class StudentTrainer(Trainer):
     def create_model(self) -> FerNet:
         c = self.cfg
         return build_model(c.backbone, head=c.head, pretrained=c.pretrained, initial_checkpoint=c.initial_checkpoint,
-                           drop_rate=c.drop)  # fmt: skip
+                           drop_rate=c.drop, drop_path_rate=c.drop_path)  # fmt: skip
 
     def model_spec(self) -> dict:
         return model_spec(self.cfg.backbone, self.cfg.head)

@@ -28,7 +28,8 @@ class TeacherTrainer(Trainer):
     def create_model(self) -> FerNet:
         c = self.cfg
         return build_model(c.backbone, head=c.head, head_kwargs=self.head_kwargs(), pretrained=c.pretrained,
-                           initial_checkpoint=c.initial_checkpoint, drop_rate=c.drop)  # fmt: skip
+                           initial_checkpoint=c.initial_checkpoint, drop_rate=c.drop,
+                           drop_path_rate=c.drop_path)  # fmt: skip
 
     def head_kwargs(self) -> dict:
         return {"s": self.cfg.arcface_s} if self.cfg.head == "arcface" else {}
