@@ -34,12 +34,19 @@ mkdir -p "$out/folds"
 COMMAND=${FOLD_COMMAND:-teacher} CONFIG=${FOLD_CONFIG:-fertrain/configs/fer2013_vgg.yaml} TTA="none ten" \
     bash "$here/fer2013_runs.sh" "$manifest" "$out/folds" \
     "${TEACHER_EPOCHS:-120}" "$(left)" "${specs[@]}"
-for k in $(seq 0 $((folds - 1))); do
-  run=$out/folds/fold$k; finished "$run" || exit 0
-  # the soft labels' views first, single view last: an ensemble member serves its latest temperature
-  for views in $(echo "$tta none" | tr ' ' '\n' | awk '!seen[$0]++'); do
-    [ -f "$run.calibrated_$views" ] || { python3 -m fertrain calibrate "$run" --manifest "$manifest" --tta "$views" \
-        --exclude-overlap -j 4 >> "$run.log" 2>&1 && touch "$run.calibrated_$views"; } || exit 1
+for run in "${fold_runs[@]}"; do finished "$run" || exit 0; done
+# the folds side by side (each a few seconds of GPU work after its start-up), each fold's views in order: the soft
+# labels' views first, single view last, since an ensemble member serves its latest temperature
+for run in "${fold_runs[@]}"; do
+  ( for views in $(echo "$tta none" | tr ' ' '\n' | awk '!seen[$0]++'); do
+      [ -f "$run.calibrated_$views" ] || { python3 -m fertrain calibrate "$run" --manifest "$manifest" --tta "$views" \
+          --exclude-overlap -j 2 >> "$run.log" 2>&1 && touch "$run.calibrated_$views"; } || exit 1
+    done ) &
+done
+wait
+for run in "${fold_runs[@]}"; do
+  for views in $tta none; do
+    [ -f "$run.calibrated_$views" ] || { echo "calibration failed: $run.log" >&2; exit 1; }
   done
 done
 soft=$out/oof_$tta.parquet
