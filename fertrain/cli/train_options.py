@@ -41,8 +41,8 @@ COMMON: dict[str, Spec] = {
     "drop": opt(float, "--drop", help="Dropout rate on the pooled features before the classifier (timm's "
                 "drop_rate) [0]."),
     "drop_path": opt(float, "--drop-path", help="Stochastic depth (timm's drop_path_rate): each residual block is "
-                     "skipped per sample with a probability rising linearly to this in the last one; residual "
-                     "backbones only (resnets, fer_resnet*, convnext, ...) [0]."),
+                     "skipped per sample with a probability rising linearly to this in the last one; backbones whose "
+                     "timm model has it (resnets, fer_resnet*, convnext, efficientnet, vit, ...; not fer_vgg) [0]."),
     "clip_grad": opt(float, "--clip-grad", help="Clip the gradient norm [off]."),
     "sam": opt(float, "--sam", help="Sharpness-aware minimization with this radius rho: two forward/backward "
                "passes per step (about 2x the step time); 0.05 with SGD, ~1.0 with --sam-adaptive [0: off]."),

@@ -55,6 +55,8 @@ def _create_from_cache_only(name: str, extra: dict) -> nn.Module:
     hub_constants.HF_HUB_OFFLINE = True  # read at call time by hf_hub_download
     try:
         return timm.create_model(name, pretrained=True, num_classes=0, **extra)
+    except TypeError:  # an option the model's constructor does not take, not missing weights: the caller names it
+        raise
     except Exception as exc:
         raise ConfigError(
             f"--pretrained: weights for {name!r} are not in the local cache and the model hub ({HUB_HOST}) "
@@ -85,8 +87,9 @@ def create_backbone(name: str, *, pretrained: bool = False, drop_rate: float = 0
         raise
     except TypeError as exc:  # the model's constructor takes no drop_path_rate
         if "drop_path_rate" in str(exc):
-            raise ConfigError(f"--drop-path {drop_path_rate:g}: --backbone {name!r} has no stochastic depth "
-                              "(no residual blocks to drop); use --drop, or a residual backbone") from None
+            raise ConfigError(f"--drop-path {drop_path_rate:g}: --backbone {name!r} has no stochastic depth (its "
+                              "model takes no drop_path_rate); use --drop, or a backbone with residual blocks that "
+                              "has it, e.g. fer_resnet18, resnet18, convnext_atto") from None
         raise
 
 
