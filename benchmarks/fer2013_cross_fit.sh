@@ -37,17 +37,16 @@ COMMAND=${FOLD_COMMAND:-teacher} CONFIG=${FOLD_CONFIG:-fertrain/configs/fer2013_
 for run in "${fold_runs[@]}"; do finished "$run" || exit 0; done
 # the folds side by side (each a few seconds of GPU work after its start-up), each fold's views in order: the soft
 # labels' views first, single view last, since an ensemble member serves its latest temperature
+pids=()
 for run in "${fold_runs[@]}"; do
   ( for views in $(echo "$tta none" | tr ' ' '\n' | awk '!seen[$0]++'); do
       [ -f "$run.calibrated_$views" ] || { python3 -m fertrain calibrate "$run" --manifest "$manifest" --tta "$views" \
           --exclude-overlap -j 2 >> "$run.log" 2>&1 && touch "$run.calibrated_$views"; } || exit 1
     done ) &
+  pids+=($!)
 done
-wait
-for run in "${fold_runs[@]}"; do
-  for views in $tta none; do
-    [ -f "$run.calibrated_$views" ] || { echo "calibration failed: $run.log" >&2; exit 1; }
-  done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { echo "calibration failed: ${fold_runs[$i]}.log" >&2; exit 1; }
 done
 soft=$out/oof_$tta.parquet
 [ -f "$soft" ] || timed "oof_$tta" python3 -m fertrain export-softlabels --out-of-fold "${teachers[@]}" \
