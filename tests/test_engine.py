@@ -41,7 +41,7 @@ def test_resume_refuses_each_changed_data_loss_or_augmentation_key_and_names_it(
                                                             "checkpoint_last.pt")}  # fmt: skip
     changes = {"exclude_sources": ["demo_hires"], "clahe": True, "smoothing": 0.1, "class_weights": "inverse",
                "augment": {"scale": [0.5, 1.0], "erasing": 0.0}, "balanced_min_per_class": 200, "lr": 1e-3,
-               "model_ema": True, "arcface_m": 0.2, "seed": 7, "fold": 0}  # fmt: skip
+               "model_ema": True, "arcface_m": 0.2, "seed": 7, "fold": 0, "drop_path": 0.1}  # fmt: skip
     for key, value in changes.items():
         cfg = resolve_teacher_config(tiny_teacher(lowres_manifest, out, epochs=2, **{key: value}))
         with pytest.raises(FertrainError, match=f"{flag_of(key)}: .* -> ") as err:

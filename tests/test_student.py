@@ -16,12 +16,16 @@ from torch.utils.data import DataLoader
 
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
+from fertrain.manifests import SourceFilter
 from fertrain.manifests.imageprobe import sha256_file
 from fertrain.posthoc import calibrate_teacher
+from fertrain.runs import open_run
 from fertrain.serialization import load_torch_file
 from fertrain.softlabels.export import export_softlabels
 from fertrain.student import KDLoss, resolve_student_config, train_student
 from fertrain.student.trainer import StudentTrainer
+from fertrain.teacher import resolve_teacher_config
+from fertrain.teacher.trainer import TeacherTrainer
 
 from .clitools import run_cli
 
@@ -195,6 +199,27 @@ def test_online_feature_losses_train_end_to_end(demo_pipeline, tmp_path, capsys,
         bank = ckpt["loss"]["bank_s"]
         assert torch.allclose(bank.norm(dim=1), torch.ones(len(bank)), atol=1e-4)
     assert "(online, frozen)" in text and "Trainable parameters:" in text
+
+
+def test_teachers_and_students_build_their_net_from_the_shared_options_and_their_own_head(demo_pipeline, tmp_path):
+    """One engine `create_model` for both trainers: --drop-path and --drop reach a student's net as a
+    teacher's, a teacher adds its ArcFace scale, and neither training-only option enters the model spec."""
+    common = {"manifest": str(_manifest(demo_pipeline)), "backbone": "resnet10t", "img_size": 32, "workers": 0,
+              "device": "cpu", "include_sources": ["demo_lowres"], "drop_path": 0.3, "drop": 0.2}
+    student_cfg = resolve_student_config({**common, "teacher": str(_teacher_a(demo_pipeline))})
+    teacher_cfg = resolve_teacher_config({**common, "head": "arcface", "arcface_s": 12.0})
+    trainers = {}
+    for kind, cfg, cls in (("student", student_cfg, StudentTrainer), ("teacher", teacher_cfg, TeacherTrainer)):
+        with open_run(tmp_path / kind, manifest=cfg.manifest,
+                      source_filter=SourceFilter(splits=["train", "val"])) as run:  # fmt: skip
+            trainers[kind] = cls(cfg, run, show_progress=False)
+        model = trainers[kind].model
+        rates = [m.drop_prob for m in model.modules() if type(m).__name__ == "DropPath"]
+        assert rates and max(rates) == pytest.approx(0.3), kind
+        assert model.backbone.drop_rate == 0.2, kind
+    assert trainers["teacher"].model.head.s == 12.0
+    assert trainers["teacher"].model_spec() == {"backbone": "resnet10t", "head": "arcface", "head_kwargs": {"s": 12.0}}
+    assert trainers["student"].model_spec() == {"backbone": "resnet10t", "head": "linear", "head_kwargs": {}}
 
 
 def test_student_configuration_errors(demo_pipeline, tmp_path, capsys):

@@ -9,7 +9,9 @@ EMA weights evaluated alongside the raw ones and the better one kept as best.pt;
 and curves; checkpoints with an exact mid-epoch resume and a config allowlist for resuming.
 
 A subclass says what differs through hooks:
-    create_model()            the FerNet to train
+    head_kwargs()             the head's constructor arguments (a teacher's ArcFace scale); the model
+                              itself is built from the shared options (backbone, head, dropout, drop path,
+                              initial weights) by `create_model`, the same for every trainer
     setup()                   anything built before the data (a teacher signal, a loss module)
     training_input(batch, values)  the normalized images of the step; default: mixed(augmented(batch))
     forward_loss(x, batch)    {"loss": total, <term>: value, ...} for a normalized input batch
@@ -79,7 +81,7 @@ from fertrain.errors import ConfigError, FertrainError
 from fertrain.labels import CLASS_NAMES
 from fertrain.manifests import SourceFilter
 from fertrain.manifests.splits import training_folds
-from fertrain.models import FerNet, normalization_of
+from fertrain.models import FerNet, build_model, model_spec, normalization_of
 from fertrain.models.loading import CALIBRATION, posthoc_temperatures
 from fertrain.runs import Run, open_run, read_run
 from fertrain.runs.checkpoints import BEST, CHECKPOINT_LAST, load_checkpoint, save_checkpoint
@@ -260,11 +262,18 @@ class Trainer:
         (not only at the start of a new run): a resume must find the same content at those paths."""
         return {}
 
+    def head_kwargs(self) -> dict:
+        return {}
+
     def create_model(self) -> FerNet:
-        raise NotImplementedError
+        c = self.cfg
+        return build_model(c.backbone, head=c.head, head_kwargs=self.head_kwargs(), pretrained=c.pretrained,
+                           initial_checkpoint=c.initial_checkpoint, drop_rate=c.drop,
+                           drop_path_rate=c.drop_path)  # fmt: skip
 
     def model_spec(self) -> dict:
-        raise NotImplementedError
+        """What rebuilds the trained net for inference (training-only options such as dropout left out)."""
+        return model_spec(self.cfg.backbone, self.cfg.head, self.head_kwargs())
 
     def setup(self) -> None:
         """Build what the subclass needs before the datasets (called once, after the model)."""

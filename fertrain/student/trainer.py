@@ -29,7 +29,7 @@ from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.ensemble import load_teacher
 from fertrain.errors import ConfigError, FertrainError
 from fertrain.manifests.io import read_stamp
-from fertrain.models import FerNet, build_model, model_spec, pooled_width
+from fertrain.models import build_model, pooled_width
 from fertrain.runs.checkpoints import BEST, load_checkpoint, save_checkpoint
 from fertrain.softlabels.io import load_softlabels
 from fertrain.student.config import StudentConfig, student_output_dir
@@ -61,14 +61,6 @@ class StudentTrainer(Trainer):
         if cfg.teacher and Path(cfg.teacher).exists():
             digests["teacher"] = load_teacher(cfg.teacher, tta="none").fingerprint()
         return digests
-
-    def create_model(self) -> FerNet:
-        c = self.cfg
-        return build_model(c.backbone, head=c.head, pretrained=c.pretrained, initial_checkpoint=c.initial_checkpoint,
-                           drop_rate=c.drop, drop_path_rate=c.drop_path)  # fmt: skip
-
-    def model_spec(self) -> dict:
-        return model_spec(self.cfg.backbone, self.cfg.head)
 
     def setup(self) -> None:
         cfg = self.cfg

@@ -14,7 +14,6 @@ from fertrain.engine import Batch, Trainer, TrainResult, run_training
 from fertrain.engine.schedules import build_lr_scheduler, plateau_reductions, set_lr_for_step
 from fertrain.errors import FertrainError
 from fertrain.labels import NUM_CLASSES
-from fertrain.models import FerNet, build_model, model_spec
 from fertrain.runs.checkpoints import CHECKPOINT_LAST, load_checkpoint, run_checkpoint
 from fertrain.teacher.config import TeacherConfig, output_dir_of
 from fertrain.teacher.losses import class_weights, teacher_loss
@@ -25,17 +24,8 @@ class TeacherTrainer(Trainer):
     kind = "teacher"
     cfg: TeacherConfig
 
-    def create_model(self) -> FerNet:
-        c = self.cfg
-        return build_model(c.backbone, head=c.head, head_kwargs=self.head_kwargs(), pretrained=c.pretrained,
-                           initial_checkpoint=c.initial_checkpoint, drop_rate=c.drop,
-                           drop_path_rate=c.drop_path)  # fmt: skip
-
     def head_kwargs(self) -> dict:
         return {"s": self.cfg.arcface_s} if self.cfg.head == "arcface" else {}
-
-    def model_spec(self) -> dict:
-        return model_spec(self.cfg.backbone, self.cfg.head, self.head_kwargs())
 
     def setup(self) -> None:
         w = class_weights(self.train_rows["label"].to_numpy(), NUM_CLASSES, self.cfg.class_weights)
